@@ -1,0 +1,35 @@
+# navembed — the two commands a new user runs are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= var/demo
+# pip prints a warning per package for this machine's local index mirrors; hide only those lines.
+PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
+
+.PHONY: setup demo test bench clean help
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+setup: $(STAMP)  ## create .venv and install pinned dependencies (CPU torch; see README for GPU)
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo "==> creating $(VENV) and installing pinned dependencies (a few minutes the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt 2>&1 | { $(PIP_QUIET); }
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e . 2>&1 | { $(PIP_QUIET); }
+	touch $(STAMP)
+
+demo: setup  ## generate the sample library and embed it (main job)
+	$(BIN)/navembed demo --dir $(DEMO_DIR)
+
+test: setup  ## run the whole test suite
+	$(BIN)/python -m pytest
+
+bench: setup  ## run the benchmarks (prints ratios measured side by side)
+	$(BIN)/python -m benchmarks
+
+clean:  ## remove the venv and generated data
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""navembed pipeline: Dagster assets that embed a Navidrome library into Milvus."""

@@ -1,0 +1,1 @@
+"""Plain-Python core (never imports dagster): usable by the pipeline and the API alike."""

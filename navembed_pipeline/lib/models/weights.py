@@ -1,0 +1,63 @@
+"""Where model weights live, and the one explicit act that downloads them.
+
+Weights are never shipped and never fetched implicitly: MuQ-MuLan, MERT and Music2Latent
+weights are licensed CC BY-NC 4.0, so downloading is the user's own act
+(``navembed models download``). A repo ``org/name`` is looked up, in order, in
+``<models_dir>/org--name/`` and in the Hugging Face cache (offline, no network).
+"""
+
+from pathlib import Path
+
+from navembed_pipeline.lib.errors import WeightsMissingError
+
+CC_BY_NC = ("CC BY-NC 4.0 (non-commercial use only; code is MIT/Apache). "
+            "The weights are not part of navembed and are never redistributed by it.")
+
+
+def local_dir_name(repo_id: str) -> str:
+    """``org/name`` -> ``org--name`` (the directory name under the models dir)."""
+    return repo_id.replace("/", "--")
+
+
+def find_weights(repo_id: str, models_dir: Path | None, *, model_name: str) -> Path:
+    """Return the local directory holding ``repo_id``'s files, or raise ``WeightsMissingError``."""
+    if models_dir is not None:
+        candidate = Path(models_dir) / local_dir_name(repo_id)
+        if candidate.is_dir() and any(candidate.iterdir()):
+            return candidate
+    cached = _hf_cache_dir(repo_id)
+    if cached is not None:
+        return cached
+    where = f"{models_dir}/{local_dir_name(repo_id)}" if models_dir else "the Hugging Face cache"
+    raise WeightsMissingError(
+        f"weights for model {model_name!r} ({repo_id}) are not on this machine (looked in {where}). "
+        f"Download them explicitly with: navembed models download {model_name}")
+
+
+def weights_present(repo_ids: tuple[str, ...], models_dir: Path | None) -> bool:
+    """True when every repo a model needs is available locally."""
+    try:
+        for repo_id in repo_ids:
+            find_weights(repo_id, models_dir, model_name="?")
+    except WeightsMissingError:
+        return False
+    return True
+
+
+def download(repo_id: str, models_dir: Path) -> Path:
+    """Download ``repo_id`` into ``<models_dir>/org--name`` (network; explicit user action only)."""
+    from huggingface_hub import snapshot_download
+
+    target = Path(models_dir) / local_dir_name(repo_id)
+    target.mkdir(parents=True, exist_ok=True)
+    snapshot_download(repo_id=repo_id, local_dir=str(target))
+    return target
+
+
+def _hf_cache_dir(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure here simply means "not cached"
+        return None
