@@ -146,9 +146,7 @@ class EmbeddingModel(ABC):
         """Embed mono float32 waveforms at ``sample_rate``; one ``TrackVectors`` per input."""
         windows: list[tuple[int, np.ndarray]] = []
         for index, wave in enumerate(waves):
-            for window in sliding_windows(np.asarray(wave, dtype=np.float32), self.sample_rate,
-                                          window_seconds=self.window_seconds,
-                                          hop_seconds=self.hop_seconds):
+            for window in self._windows(np.asarray(wave, dtype=np.float32)):
                 windows.append((index, self._pad(window)))
         per_track: list[list[np.ndarray]] = [[] for _ in waves]
         with self.model_session() as model:
@@ -232,6 +230,11 @@ class EmbeddingModel(ABC):
             release_accelerator_memory()
 
     # ----- helpers and hooks -----------------------------------------------------------------
+    def _windows(self, wave: np.ndarray) -> list[np.ndarray]:
+        """Cut one track into model windows (default: the original system's sliding windows)."""
+        return sliding_windows(wave, self.sample_rate, window_seconds=self.window_seconds,
+                               hop_seconds=self.hop_seconds)
+
     def _pad(self, window: np.ndarray) -> np.ndarray:
         if len(window) >= self.min_window_samples:
             return window
