@@ -1,0 +1,41 @@
+"""Assembles the Dagster Definitions; nothing else."""
+
+import dagster as dg
+
+from navembed_pipeline.assets import embedding_assets, library_tracks
+from navembed_pipeline.jobs import reembed_job, retry_failed_tracks_job
+from navembed_pipeline.lib.settings import Settings
+from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
+from navembed_pipeline.schedules import build_nightly_reconcile_schedule
+from navembed_pipeline.sensors import build_library_change_sensor
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Definitions wired to ``settings`` (tests pass their own)."""
+    models = settings.enabled_models()
+    return dg.Definitions(
+        assets=[library_tracks, *embedding_assets],
+        jobs=[reembed_job, retry_failed_tracks_job],
+        sensors=[build_library_change_sensor(models, interval_seconds=settings.sensor_interval_seconds)],
+        schedules=[build_nightly_reconcile_schedule(models)],
+        resources=resources_for(settings),
+    )
+
+
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "navidrome": NavidromeResource(db_path=str(settings.navidrome_db or ""), path_map=settings.path_map),
+        "vector_store": VectorStoreResource(uri=settings.milvus_uri, token=settings.milvus_token,
+                                            data_dir=str(settings.milvus_data_dir)),
+        "models": ModelsResource(device=settings.models_device, dtype=settings.models_dtype,
+                                 batch_size=settings.models_batch_size,
+                                 idle_unload_seconds=settings.models_idle_unload_seconds,
+                                 models_dir=str(settings.models_dir or ""),
+                                 decode_workers=settings.effective_decode_workers, nice=settings.nice),
+    }
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by `dagster dev` / the webserver through workspace.yaml; reads the environment once."""
+    return build_definitions(Settings())

@@ -1,0 +1,96 @@
+"""Run ``reembed_job`` in this process on the embedded instance, with a live progress bar.
+
+The run is a normal Dagster run in the instance under the data dir, so it shows in the Dagster UI
+like any other; progress comes from the same structured log lines the API reads.
+"""
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.utils import make_new_run_id
+from tqdm import tqdm
+
+from navembed_pipeline.assets import PROGRESS_PREFIX
+from navembed_pipeline.definitions import build_definitions
+from navembed_pipeline.instance import open_instance
+from navembed_pipeline.jobs import embed_run_config
+from navembed_pipeline.lib.settings import Settings
+from navembed_pipeline.partitions import range_tags
+
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    success: bool
+    embedded: int
+    skipped: int
+    failed: int
+    error: str | None
+
+
+def run_reembed(settings: Settings, models: list[str], *, force: bool = False, clear_existing: bool = False,
+                show_progress: bool = True) -> RunSummary:
+    """Embed the library with ``models`` over all buckets; blocks until the run ends."""
+    instance = open_instance(settings.dagster_home)
+    job = build_definitions(settings).resolve_job_def("reembed_job")
+    run_id = make_new_run_id()
+    latest: dict[str, dict] = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(instance, run_id, latest, done, show_progress), daemon=True)
+    watcher.start()
+    try:
+        result = job.execute_in_process(
+            run_config=embed_run_config(models, force=force, clear_existing=clear_existing),
+            instance=instance, run_id=run_id, tags={**range_tags(), "navembed/trigger": "cli"},
+            asset_selection=[dg.AssetKey(f"{m}_embeddings") for m in models], raise_on_error=False)
+    finally:
+        done.set()
+        watcher.join()
+    error = None
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+    totals = {k: sum(p.get(k, 0) for p in latest.values()) for k in ("embedded", "skipped", "failed")}
+    return RunSummary(run_id, result.success, error=error, **totals)
+
+
+def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, dict], done: threading.Event,
+           show: bool) -> None:
+    """Follow the run's progress lines in the event log and draw one bar per model."""
+    bars: dict[str, tqdm] = {}
+    seen = 0
+    update: Callable[[], None]
+
+    def update() -> None:
+        nonlocal seen
+        records = instance.all_logs(run_id)
+        for record in records[seen:]:
+            message = record.user_message or ""
+            if message.startswith(PROGRESS_PREFIX):
+                progress = json.loads(message[len(PROGRESS_PREFIX):])
+                latest[progress["model"]] = progress
+                if show:
+                    _draw(bars, progress)
+        seen = len(records)
+
+    while not done.wait(POLL_SECONDS):
+        update()
+    update()
+    for bar in bars.values():
+        bar.close()
+
+
+def _draw(bars: dict[str, tqdm], progress: dict) -> None:
+    model = progress["model"]
+    if model not in bars:
+        bars[model] = tqdm(total=progress["total"], desc=f"{model:>6}", unit="track", dynamic_ncols=True)
+    bar = bars[model]
+    bar.n = progress["processed"]
+    bar.set_postfix_str(f"failed {progress['failed']} skipped {progress['skipped']} "
+                        f"{(progress['current_track'] or '')[:40]}", refresh=False)
+    bar.refresh()

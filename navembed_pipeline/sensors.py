@@ -1,0 +1,40 @@
+"""library_change_sensor: diff Navidrome against the store and re-embed only the dirty buckets."""
+
+import dagster as dg
+
+from navembed_pipeline.lib.buckets import BUCKETS, contiguous_ranges
+from navembed_pipeline.lib.library_diff import dirty_buckets
+from navembed_pipeline.jobs import embed_run_config, reembed_job
+from navembed_pipeline.partitions import range_tags
+from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
+
+# One run per contiguous range of dirty buckets; past this many ranges, one run over all buckets
+# (clean buckets cost a lookup each, far less than hundreds of queued runs).
+MAX_RUNS = 8
+
+
+def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor for the enabled ``models``."""
+
+    @dg.sensor(job=reembed_job, minimum_interval_seconds=interval_seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Diffs Navidrome against the vectors stored (new, changed and deleted tracks, "
+                           "stale model versions) and requests runs for the dirty buckets only.")
+    def library_change_sensor(context: dg.SensorEvaluationContext, navidrome: NavidromeResource,
+                              vector_store: VectorStoreResource) -> dg.SensorResult:
+        dirty = dirty_buckets(navidrome.library(), vector_store.client(), models)
+        if not dirty:
+            return dg.SensorResult(skip_reason="library and vectors agree")
+        ranges = contiguous_ranges(set(dirty))
+        if len(ranges) > MAX_RUNS:
+            ranges = [(BUCKETS[0], BUCKETS[-1])]
+        requests = []
+        for first, last in ranges:
+            requests.append(dg.RunRequest(
+                run_key=None, run_config=embed_run_config(models),
+                asset_selection=[dg.AssetKey(f"{m}_embeddings") for m in models],
+                tags={**range_tags(first, last), "navembed/trigger": "library_change_sensor"}))
+        context.log.info(f"{len(dirty)} dirty bucket(s) → {len(requests)} run(s)")
+        return dg.SensorResult(run_requests=requests)
+
+    return library_change_sensor

@@ -1,0 +1,68 @@
+"""Pytest fixtures: one real Milvus Lite server for the whole test session.
+
+Import the fixtures into a test module or a conftest (``from tests.lib.milvus_fixture import
+milvus_server, milvus_uri, vector_store``). However many places import them, the session shares
+one server process: it starts on first use and stops after its last user.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+from pymilvus import MilvusClient
+
+from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+from navembed_pipeline.lib.store import VectorStore
+
+
+class _Shared:
+    """The session's server and how many fixture definitions currently use it."""
+
+    server: MilvusLiteServer | None = None
+    users = 0
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
+    """A running Milvus Lite server in a temporary data directory."""
+    if _Shared.server is None:
+        server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite"))
+        server.start()
+        _Shared.server = server
+    _Shared.users += 1
+    try:
+        yield _Shared.server
+    finally:
+        _Shared.users -= 1
+        if _Shared.users == 0:
+            _Shared.server.stop()
+            _Shared.server = None
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(milvus_server: MilvusLiteServer) -> str:
+    """The URI of the session's Milvus Lite server."""
+    return milvus_server.uri
+
+
+@pytest.fixture
+def vector_store(milvus_uri: str) -> Iterator[VectorStore]:
+    """A VectorStore on an empty database; everything it created is dropped afterwards."""
+    drop_everything(milvus_uri)
+    store = VectorStore(milvus_uri)
+    try:
+        yield store
+    finally:
+        store.close()
+        drop_everything(milvus_uri)
+
+
+def drop_everything(uri: str) -> None:
+    """Drop every alias and collection at ``uri`` (test isolation)."""
+    client = MilvusClient(uri=uri)
+    try:
+        for name in client.list_collections():
+            for alias in client.list_aliases(name)["aliases"]:
+                client.drop_alias(alias)
+            client.drop_collection(name)
+    finally:
+        client.close()

@@ -1,0 +1,124 @@
+"""The managed Milvus Lite server: real server processes in temporary data directories."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from navembed_pipeline.lib.errors import ConfigError, StoreError
+from navembed_pipeline.lib.milvus_server import (
+    STATE_FILE,
+    MilvusLiteServer,
+    ensure_running,
+    running_uri,
+    stop_running,
+)
+from navembed_pipeline.lib.store import VectorStore
+
+ENSURE_IN_CHILD = "import sys; from navembed_pipeline.lib.milvus_server import ensure_running; " \
+                  "print(ensure_running(sys.argv[1]))"
+OWNED_IN_CHILD = "import sys, time; from navembed_pipeline.lib.milvus_server import MilvusLiteServer; " \
+                 "s = MilvusLiteServer(sys.argv[1]); s.start(); print(s.pid, flush=True); time.sleep(60)"
+
+
+def gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def wait_until_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_server_answers_at_its_uri_and_stops_cleanly(tmp_path):
+    server = MilvusLiteServer(tmp_path)
+    uri = server.start()
+    pid = server.pid
+    assert uri.startswith("http://127.0.0.1:")
+    assert json.loads((tmp_path / STATE_FILE).read_text()) == {"pid": pid, "uri": uri}
+    assert VectorStore(uri).count("dsp") == 0
+    assert server.stop() == 0
+    assert not (tmp_path / STATE_FILE).exists()
+    assert gone(pid)
+
+
+def test_concurrent_starters_in_other_processes_share_one_server(tmp_path):
+    starters = [subprocess.Popen([sys.executable, "-c", ENSURE_IN_CHILD, str(tmp_path)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        uris = {p.communicate(timeout=60)[0].strip() for p in starters}
+        assert len(uris) == 1
+        assert ensure_running(tmp_path) == running_uri(tmp_path) == uris.pop()
+    finally:
+        assert stop_running(tmp_path)
+    assert running_uri(tmp_path) is None
+    assert not stop_running(tmp_path)
+
+
+def test_an_owned_server_refuses_a_directory_already_served(tmp_path):
+    with MilvusLiteServer(tmp_path) as first:
+        with pytest.raises(StoreError, match=f"already served by pid {first.pid}"):
+            MilvusLiteServer(tmp_path).start()
+
+
+def test_state_left_by_a_dead_server_is_replaced(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / STATE_FILE).write_text(json.dumps({"pid": dead.pid, "uri": "http://127.0.0.1:9"}))
+    try:
+        uri = ensure_running(tmp_path)
+        assert uri != "http://127.0.0.1:9"
+        assert VectorStore(uri).count("dsp") == 0
+    finally:
+        stop_running(tmp_path)
+
+
+def test_two_servers_never_share_a_port(tmp_path):
+    with MilvusLiteServer(tmp_path / "a") as first:
+        port = int(first.uri.rsplit(":", 1)[1])
+        with pytest.raises(StoreError, match=f"(?s)exited with code 2.*cannot listen on 127.0.0.1:{port}"):
+            MilvusLiteServer(tmp_path / "b", port=port).start()
+
+
+def test_only_loopback_or_a_unix_socket_is_allowed(tmp_path):
+    with pytest.raises(ConfigError, match="no authentication"):
+        MilvusLiteServer(tmp_path, host="0.0.0.0")
+
+
+def test_a_unix_socket_server_answers(tmp_path):
+    with MilvusLiteServer(tmp_path, host=f"unix:{tmp_path}/milvus.sock") as server:
+        assert server.uri == f"unix:{tmp_path}/milvus.sock"
+        assert VectorStore(server.uri).count("dsp") == 0
+
+
+def test_a_starter_that_ignores_sigint_still_gets_a_clean_shutdown(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup or `cmd &`
+    try:
+        server = MilvusLiteServer(tmp_path)
+        server.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert server.stop(grace=5) == 0
+
+
+def test_an_owned_server_stops_when_its_owner_is_killed(tmp_path):
+    owner = subprocess.Popen([sys.executable, "-c", OWNED_IN_CHILD, str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    server_pid = int(owner.stdout.readline())
+    owner.kill()
+    owner.wait()
+    try:
+        assert wait_until_gone(server_pid)
+    finally:
+        if not gone(server_pid):
+            os.kill(server_pid, signal.SIGKILL)

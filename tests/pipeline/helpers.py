@@ -1,0 +1,62 @@
+"""Running the real Dagster assets in-process against a real store, for the pipeline tests."""
+
+import dagster as dg
+
+from navembed_pipeline.assets import embedding_assets, library_tracks
+from navembed_pipeline.jobs import embed_run_config
+from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.partitions import range_tags
+from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
+
+
+def pipeline_resources(library: SampleLibrary, uri: str, **models: object) -> dict:
+    return {
+        "navidrome": NavidromeResource(db_path=str(library.db_path)),
+        "vector_store": VectorStoreResource(uri=uri),
+        "models": ModelsResource(device="cpu", decode_workers=1, **models),
+    }
+
+
+def embed(library: SampleLibrary, uri: str, instance: dg.DagsterInstance, *, models: tuple[str, ...] = ("dsp",),
+          first: str = "00", last: str = "ff", raise_on_error: bool = True, job_config: dict | None = None,
+          **config: bool) -> dg.ExecuteInProcessResult:
+    """Materialize the models' embedding assets over buckets first..last in one run."""
+    return dg.materialize(
+        [library_tracks, *embedding_assets], instance=instance,
+        selection=[dg.AssetKey(f"{m}_embeddings") for m in models],
+        resources=pipeline_resources(library, uri, **(job_config or {})), tags=range_tags(first, last),
+        run_config=embed_run_config(list(models), **config), raise_on_error=raise_on_error)
+
+
+def bucket_materializations(result: dg.ExecuteInProcessResult, model: str = "dsp") -> dict[str, dict]:
+    """Per-bucket materialization metadata (plain values) of ``model``'s asset in ``result``."""
+    out = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.asset_key == dg.AssetKey(f"{model}_embeddings"):
+            out[mat.partition] = {k: v.value for k, v in mat.metadata.items()}
+    return out
+
+
+def write_bulk_library(root, *, tracks: int, seconds: float) -> SampleLibrary:
+    """``tracks`` generated WAV files of ``seconds`` each plus a navidrome.db (for runs long enough to interrupt)."""
+    from pathlib import Path
+
+    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+    from navembed_pipeline.lib.synth import STYLES, render
+
+    root = Path(root)
+    music = root / "music"
+    music.mkdir(parents=True)
+    fixtures = []
+    for i in range(tracks):
+        style = STYLES[i % len(STYLES)]
+        relative = f"Bulk/{style}/{i:03d} {style}.wav"
+        (music / relative).parent.mkdir(parents=True, exist_ok=True)
+        write_audio(music / relative, render(style, seconds=seconds, sample_rate=22050, seed=i), 22050)
+        fixtures.append(FixtureTrack(path=relative, title=f"{style} {i}", artist="Bulk", album=style,
+                                     duration=seconds))
+    db = root / "navidrome.db"
+    create_navidrome_db(db, libraries=[FixtureLibrary(1, "Bulk", str(music))], tracks=fixtures)
+    return SampleLibrary(root, db, tracks, ".wav", music, music, (music, music))

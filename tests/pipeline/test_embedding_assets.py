@@ -1,0 +1,54 @@
+"""Materializing the bucket-partitioned embedding assets with real Dagster and a real Milvus Lite server."""
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from navembed_pipeline.lib.buckets import bucket_of
+from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from tests.pipeline.helpers import bucket_materializations, embed
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def test_all_buckets_fill_the_collection_with_normalised_vectors(sample_library, vector_store, milvus_uri,
+                                                                 instance) -> None:
+    result = embed(sample_library, milvus_uri, instance)
+    assert result.success
+    tracks = list(NavidromeLibrary(sample_library.db_path).tracks())
+    readable = [t for t in tracks if "Damaged" not in t.path.name]
+    # the CUE album is 3 rows (one per CUE track), every other readable track 1 row
+    assert vector_store.count("dsp") == len(readable) - 1 + 3
+    stored = vector_store.stored("dsp", [t.id for t in readable])
+    assert set(stored) == {t.id for t in readable}
+    album = next(t for t in tracks if t.path.name == "Live Set.flac")
+    assert stored[album.id].segments == 3
+    vectors = vector_store.get_vectors("dsp", [t.id for t in readable], "embedding")
+    norms = np.concatenate([np.linalg.norm(np.atleast_2d(v), axis=1) for v in vectors.values()])
+    assert len(norms) == len(readable) - 1 + 3
+    assert np.allclose(norms, 1.0, atol=1e-4)
+
+
+def test_each_bucket_reports_its_counts_and_the_corrupt_file_fails_alone(sample_library, vector_store,
+                                                                         milvus_uri, instance) -> None:
+    result = embed(sample_library, milvus_uri, instance)
+    per_bucket = bucket_materializations(result)
+    assert len(per_bucket) == 256
+    corrupt_id = next(t.id for t in NavidromeLibrary(sample_library.db_path).tracks() if "Damaged" in t.path.name)
+    corrupt_bucket = per_bucket[bucket_of(corrupt_id)]
+    assert corrupt_bucket["failed"] == 1 and "Damaged" in corrupt_bucket["failures"]
+    assert sum(m["embedded"] for m in per_bucket.values()) == 11
+    assert sum(m["failed"] for m in per_bucket.values()) == 1
+    assert set(vector_store.failed_tracks("dsp")) == {corrupt_id}
+
+
+def test_a_second_run_embeds_nothing(sample_library, vector_store, milvus_uri, instance) -> None:
+    embed(sample_library, milvus_uri, instance)
+    again = bucket_materializations(embed(sample_library, milvus_uri, instance))
+    assert sum(m["embedded"] for m in again.values()) == 0
+    assert sum(m["skipped"] for m in again.values()) == 11
+    assert sum(m["failed"] for m in again.values()) == 1  # the corrupt file is retried and fails again

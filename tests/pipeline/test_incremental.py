@@ -1,0 +1,96 @@
+"""Only what changed is re-embedded: skips, touched files, deletions via the sensor, failed-only retries."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from navembed_pipeline.definitions import build_definitions
+from navembed_pipeline.jobs import retry_failed_tracks_job
+from navembed_pipeline.lib.buckets import bucket_of
+from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.navidrome_fixture import delete_track, touch_track
+from navembed_pipeline.lib.settings import Settings
+from navembed_pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, range_tags
+from navembed_pipeline.sensors import build_library_change_sensor
+from tests.pipeline.helpers import bucket_materializations, embed, pipeline_resources
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def tracks_by_name(library) -> dict[str, object]:
+    return {t.path.name: t for t in NavidromeLibrary(library.db_path).tracks()}
+
+
+def evaluate_sensor(library, uri: str) -> dg.SensorResult:
+    sensor = build_library_change_sensor(["dsp"], interval_seconds=60)
+    with dg.build_sensor_context(resources=pipeline_resources(library, uri)) as context:
+        return sensor(context)
+
+
+def requested_buckets(result: dg.SensorResult) -> list[tuple[str, str]]:
+    return [(r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG]) for r in result.run_requests]
+
+
+def embedded_ids(result, store, model: str = "dsp") -> int:
+    return sum(m["embedded"] for m in bucket_materializations(result, model).values())
+
+
+def test_touching_one_file_re_embeds_only_that_track(sample_library, vector_store, milvus_uri, instance) -> None:
+    embed(sample_library, milvus_uri, instance)
+    track = tracks_by_name(sample_library)["02 Cold Pads.flac"]
+    touch_track(sample_library.db_path, track.id, updated_at=datetime(2026, 6, 1, tzinfo=UTC))
+    result = embed(sample_library, milvus_uri, instance)
+    per_bucket = bucket_materializations(result)
+    embedded = {b: m["embedded"] for b, m in per_bucket.items() if m["embedded"]}
+    assert embedded == {bucket_of(track.id): 1}
+
+
+def test_sensor_requests_only_the_dirty_buckets(sample_library, vector_store, milvus_uri, instance) -> None:
+    embed(sample_library, milvus_uri, instance)
+    assert not evaluate_sensor(sample_library, milvus_uri).run_requests  # the corrupt file is not "dirty"
+    names = tracks_by_name(sample_library)
+    changed, gone = names["02 Cold Pads.flac"], names["01 Deep Bass.m4a"]
+    touch_track(sample_library.db_path, changed.id, updated_at=datetime(2026, 6, 1, tzinfo=UTC))
+    delete_track(sample_library.db_path, gone.id)
+    result = evaluate_sensor(sample_library, milvus_uri)
+    buckets = {bucket_of(changed.id), bucket_of(gone.id)}
+    assert sorted(requested_buckets(result)) == sorted((b, b) for b in buckets)
+    request = result.run_requests[0]
+    assert request.asset_selection == [dg.AssetKey("dsp_embeddings")]
+
+
+def test_deleted_track_vectors_are_removed_by_the_sensor_run(sample_library, vector_store, milvus_uri,
+                                                             instance) -> None:
+    embed(sample_library, milvus_uri, instance)
+    gone = tracks_by_name(sample_library)["01 Deep Bass.m4a"]
+    assert gone.id in vector_store.stored("dsp", [gone.id])
+    delete_track(sample_library.db_path, gone.id)
+    for first, last in requested_buckets(evaluate_sensor(sample_library, milvus_uri)):
+        result = embed(sample_library, milvus_uri, instance, first=first, last=last)
+        assert sum(m["deleted"] for m in bucket_materializations(result).values()) == 1
+    assert vector_store.stored("dsp", [gone.id]) == {}
+    assert not evaluate_sensor(sample_library, milvus_uri).run_requests
+
+
+def test_failed_only_job_retries_exactly_the_failed_tracks(sample_library, vector_store, milvus_uri,
+                                                           instance) -> None:
+    embed(sample_library, milvus_uri, instance)
+    corrupt = tracks_by_name(sample_library)["01 Damaged.mp3"]
+    assert set(vector_store.failed_tracks("dsp")) == {corrupt.id}
+    # the file gets repaired: a readable copy of another track takes its place
+    sample_library.corrupt_path.write_bytes(sample_library.duplicate_pair[1].read_bytes())
+    settings = Settings(navidrome_db=sample_library.db_path, milvus_uri=milvus_uri, models="dsp",
+                        models_device="cpu")
+    job = build_definitions(settings).resolve_job_def(retry_failed_tracks_job.name)
+    result = job.execute_in_process(instance=instance, tags=range_tags(),
+                                    asset_selection=[dg.AssetKey("dsp_embeddings")])
+    per_bucket = bucket_materializations(result)
+    assert {b: m["embedded"] for b, m in per_bucket.items() if m["embedded"]} == {bucket_of(corrupt.id): 1}
+    assert sum(m["skipped"] for m in per_bucket.values()) == 11
+    assert vector_store.failed_tracks("dsp") == {}
+    assert corrupt.id in vector_store.stored("dsp", [corrupt.id])
