@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from navembed_pipeline import cli_run, cli_stack
 from navembed_pipeline.lib.errors import NavembedError
 
 LOGGER = logging.getLogger("navembed.cli")
@@ -161,12 +162,9 @@ def _models_download(args: argparse.Namespace) -> int:
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_embed, _register_sample_library, _register_models,
+    cli_run.register_reembed, cli_run.register_demo,
+    cli_stack.register_up, cli_stack.register_api, cli_stack.register_milvus,
 ]
-
-
-def register(registrar: Callable[[argparse._SubParsersAction], None]) -> None:
-    """Let other modules (stack, reembed, api) add their commands."""
-    _REGISTRARS.append(registrar)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def run_reembed(settings: Settings, models: list[str], *, force: bool = False, c
     watcher.start()
     try:
         result = job.execute_in_process(
-            run_config=embed_run_config(models, force=force, clear_existing=clear_existing),
+            run_config={**embed_run_config(models, force=force, clear_existing=clear_existing),
+                        "loggers": {"console": {"config": {"log_level": "ERROR"}}}},  # the bar reports
             instance=instance, run_id=run_id, tags={**range_tags(), "navembed/trigger": "cli"},
             asset_selection=[dg.AssetKey(f"{m}_embeddings") for m in models], raise_on_error=False)
     finally:
