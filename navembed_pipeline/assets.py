@@ -123,12 +123,10 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)
     options = RunOptions(force=config.force, only_failed=config.only_failed, collection=staging,
                          decode_workers=models.decode_workers)
-    for event in EmbeddingRun(model=model, store=store, options=options).run(grouped):
-        if isinstance(event, Progress):
-            context.log.info(format_progress(event))
-        else:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=event.bucket,
-                                          metadata=bucket_metadata(event))
+    run = EmbeddingRun(model=model, store=store, options=options)
+    for report in run.run(grouped, on_progress=lambda progress: context.log.info(format_progress(progress))):
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
+                                      metadata=bucket_metadata(report))
     if staging is not None:
         store.commit_rebuild(model_name, staging)
         context.log.info(f"clear_existing: {staging} is now live")

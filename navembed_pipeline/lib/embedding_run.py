@@ -8,6 +8,7 @@ finishes. Unreadable audio is recorded as a failed track and the run goes on; a 
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -100,83 +101,82 @@ class EmbeddingRun:
         self.options = options
         self._clock = clock
 
-    def run(self, tracks_by_bucket: dict[str, list[Track]]) -> Iterator[Progress | BucketReport]:
-        """Process every bucket in key order, yielding progress and one report per bucket."""
+    def run(self, tracks_by_bucket: dict[str, list[Track]], *,
+            on_progress: Callable[[Progress], None] = lambda _: None) -> Iterator[BucketReport]:
+        """Process every bucket in key order, yielding one report per bucket as it finishes.
+
+        ``on_progress`` is called from a heartbeat thread every ``progress_interval`` seconds while
+        the run works (even inside a long model call), and once more at the end.
+        """
         self.store.ensure_collection(self.model.name, self.model.vector_fields, collection=self.options.collection)
-        plans = {b: self._plan(b, tracks) for b, tracks in sorted(tracks_by_bucket.items())}
-        total = sum(len(t) for t in tracks_by_bucket.values())
-        counters = {"embedded": 0, "skipped": sum(p[1].skipped for p in plans.values()), "failed": 0}
-        started = self._clock()
-        last_progress = float("-inf")
-        current: str | None = None
-
-        def progress() -> Progress:
-            processed = counters["embedded"] + counters["skipped"] + counters["failed"]
-            elapsed = max(self._clock() - started, 1e-9)
-            worked = counters["embedded"] + counters["failed"]
-            rate = worked / elapsed
-            remaining = total - processed
-            eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
-            return Progress(self.model.name, total, processed, counters["embedded"], counters["skipped"],
-                            counters["failed"], current, round(rate, 3), eta)
-
-        states = {b: plan[1] for b, plan in plans.items()}
-        for bucket, state in states.items():
+        states, queue = self._plan(tracks_by_bucket)
+        tally = _Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
+                       skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
+        for state in states.values():
             if state.pending == 0:
                 yield self._report(state)
-        queue = [(b, t) for b, (todo, _) in plans.items() for t in todo]
-        yield progress()
-        for batch in self._decoded_batches(queue):
-            self._embed_batch(batch, states)
-            for bucket, decoded in batch:
-                state = states[bucket]
-                state.pending -= 1
-                current = decoded.track.display_name
-                if any(f[0] == decoded.track.id for f in state.failures):
-                    counters["failed"] += 1
-                else:
-                    counters["embedded"] += 1
-                    state.embedded += 1
-                if state.pending == 0:
-                    yield self._report(state)
-            if self._clock() - last_progress >= self.options.progress_interval:
-                last_progress = self._clock()
-                yield progress()
-        yield progress()
+        stop = threading.Event()
+        heartbeat = threading.Thread(target=_beat, args=(stop, self.options.progress_interval, tally, on_progress),
+                                     name="navembed-progress", daemon=True)
+        heartbeat.start()
+        try:
+            for batch in self._decoded_batches(queue):
+                tally.current = batch[0][1].track.display_name
+                self._embed_batch(batch, states)
+                for bucket, decoded in batch:
+                    state = states[bucket]
+                    state.pending -= 1
+                    failed = any(f[0] == decoded.track.id for f in state.failures)
+                    tally.count(failed=failed)
+                    state.embedded += 0 if failed else 1
+                    if state.pending == 0:
+                        yield self._report(state)
+        finally:
+            stop.set()
+            heartbeat.join()
+        on_progress(tally.snapshot())
 
     # ----- planning --------------------------------------------------------------------------
-    def _plan(self, bucket: str, tracks: list[Track]) -> tuple[list[Track], _BucketState]:
-        """Decide per track: embed, or skip because the stored vectors are current."""
+    def _plan(self, tracks_by_bucket: dict[str, list[Track]]) -> tuple[dict[str, "_BucketState"], list]:
+        """Per track: embed, or skip because the stored vectors are current. Few store round trips."""
         opts = self.options
-        ids = [t.id for t in tracks]
-        stored = self.store.stored(self.model.name, ids, collection=opts.collection)
+        all_tracks = [t for tracks in tracks_by_bucket.values() for t in tracks]
+        stored = self.store.stored(self.model.name, [t.id for t in all_tracks], collection=opts.collection)
         failed = self.store.failed_tracks(self.model.name) if opts.only_failed else {}
-        deleted = self._delete_vanished(bucket, set(ids))
-        todo = []
-        for track in tracks:
-            info = stored.get(track.id)
-            current = (info is not None and info.fingerprint == track_fingerprint(track)
-                       and info.model_version == self.model.version)
-            if opts.only_failed:
-                wanted = track.id in failed
-            else:
-                wanted = opts.force or not current
-            if wanted:
-                todo.append(track)
-        state = _BucketState(bucket, pending=len(todo), skipped=len(tracks) - len(todo),
-                             deleted=deleted, started=self._clock())
-        return todo, state
+        vanished = self._vanished(tracks_by_bucket)
+        states: dict[str, _BucketState] = {}
+        queue: list[tuple[str, Track]] = []
+        for bucket, tracks in sorted(tracks_by_bucket.items()):
+            todo = [t for t in tracks if self._wanted(t, stored.get(t.id), failed)]
+            deleted = self._delete(vanished.get(bucket, []))
+            states[bucket] = _BucketState(bucket, pending=len(todo), skipped=len(tracks) - len(todo),
+                                          deleted=deleted, started=self._clock())
+            queue.extend((bucket, t) for t in todo)
+        return states, queue
 
-    def _delete_vanished(self, bucket: str, present: set[str]) -> int:
-        """Remove vectors of tracks in this bucket that Navidrome no longer lists."""
+    def _wanted(self, track: Track, info, failed: dict[str, str]) -> bool:
         if self.options.only_failed:
-            return 0
-        stored_ids = self.store.track_ids_in_bucket(self.model.name, bucket, collection=self.options.collection)
-        vanished = sorted(stored_ids - present)
-        if vanished:
-            self.store.delete_tracks(self.model.name, vanished, collection=self.options.collection)
-            self.store.clear_failures(self.model.name, vanished)
-        return len(vanished)
+            return track.id in failed
+        current = (info is not None and info.fingerprint == track_fingerprint(track)
+                   and info.model_version == self.model.version)
+        return self.options.force or not current
+
+    def _vanished(self, tracks_by_bucket: dict[str, list[Track]]) -> dict[str, list[str]]:
+        """Stored tracks of the selected buckets that Navidrome no longer lists."""
+        if self.options.only_failed:
+            return {}
+        present = {t.id for tracks in tracks_by_bucket.values() for t in tracks}
+        gone: dict[str, list[str]] = {}
+        for track_id, bucket in self.store.track_buckets(self.model.name, collection=self.options.collection).items():
+            if bucket in tracks_by_bucket and track_id not in present:
+                gone.setdefault(bucket, []).append(track_id)
+        return gone
+
+    def _delete(self, track_ids: list[str]) -> int:
+        if track_ids:
+            self.store.delete_tracks(self.model.name, sorted(track_ids), collection=self.options.collection)
+            self.store.clear_failures(self.model.name, track_ids)
+        return len(track_ids)
 
     # ----- decoding (threads) and embedding ------------------------------------------------
     def _decoded_batches(self, queue: list[tuple[str, Track]]) -> Iterator[list[tuple[str, _Decoded]]]:
@@ -256,6 +256,37 @@ class EmbeddingRun:
         return BucketReport(state.bucket, embedded=state.embedded, skipped=state.skipped, failed=failed, deleted=state.deleted,
                             seconds=round(self._clock() - state.started, 3),
                             failures=tuple(state.failures[:FAILURE_SAMPLE]))
+
+
+class _Tally:
+    """Run-wide counters, read by the heartbeat thread (ints: no lock needed for a snapshot)."""
+
+    def __init__(self, model: str, *, total: int, skipped: int, started: float, clock: Callable[[], float]) -> None:
+        self.model, self.total, self.skipped, self.started, self._clock = model, total, skipped, started, clock
+        self.embedded = 0
+        self.failed = 0
+        self.current: str | None = None
+
+    def count(self, *, failed: bool) -> None:
+        if failed:
+            self.failed += 1
+        else:
+            self.embedded += 1
+
+    def snapshot(self) -> Progress:
+        processed = self.embedded + self.skipped + self.failed
+        worked = self.embedded + self.failed
+        rate = worked / max(self._clock() - self.started, 1e-9)
+        remaining = self.total - processed
+        eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
+        return Progress(self.model, self.total, processed, self.embedded, self.skipped, self.failed,
+                        self.current, round(rate, 3), eta)
+
+
+def _beat(stop: threading.Event, interval: float, tally: _Tally, on_progress: Callable[[Progress], None]) -> None:
+    on_progress(tally.snapshot())
+    while not stop.wait(interval):
+        on_progress(tally.snapshot())
 
 
 def group_by_bucket(tracks: Sequence[Track], buckets: Sequence[str] | None = None) -> dict[str, list[Track]]:

@@ -251,6 +251,13 @@ class VectorStore:
         """Every stored track of one hash bucket."""
         return self._track_ids(self._target(model, collection), f"bucket == {quote(bucket)}")
 
+    def track_buckets(self, model: str, *, collection: str | None = None) -> dict[str, str]:
+        """The bucket of every stored track, in one pass over the collection."""
+        target = self._target(model, collection)
+        if not self._milvus.exists(target):
+            return {}
+        return {row["track_id"]: row["bucket"] for row in self._milvus.iterate(target, ["track_id", "bucket"])}
+
     def count(self, model: str, *, collection: str | None = None) -> int:
         """Number of stored rows (segments) of the model."""
         target = self._target(model, collection)
