@@ -93,3 +93,28 @@ class Settings(BaseSettings):
             return names
         deep = [m for m in DEEP_MODEL_NAMES if weights_present(model_class(m).weights_repos, self.models_dir)]
         return ["dsp", *deep]
+
+
+def env_names(settings_cls: type[BaseSettings]) -> dict[str, list[str]]:
+    """Field name → the environment variables that set it (the NAVEMBED_ name first)."""
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    names: dict[str, list[str]] = {}
+    for name, field in settings_cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names[name] = [str(choice) for choice in alias.choices]
+        else:
+            names[name] = [f"{prefix}{name}".upper()]
+    return names
+
+
+def env_table(settings_cls: type[BaseSettings]) -> str:
+    """The README's configuration table, generated from the settings class itself."""
+    rows = ["| variable | also read as | default | meaning |", "|---|---|---|---|"]
+    for name, env in env_names(settings_cls).items():
+        field = settings_cls.model_fields[name]
+        default = field.default
+        shown = f"`{default}`" if default not in (None, "") else "(none)"
+        rows.append(f"| `{env[0]}` | {', '.join(f'`{e}`' for e in env[1:])} | {shown} | "
+                    f"{(field.description or '').replace('|', '/')} |")
+    return "\n".join(rows)
