@@ -45,7 +45,7 @@ def library_tracks(context: dg.AssetExecutionContext, navidrome: NavidromeResour
     Metadata compares it with the dsp vectors stored: how many tracks are new or changed since.
     """
     library = navidrome.library()
-    rows = [{"id": t.id, "bucket": bucket_of(t.id), "path": t.path, "artist": t.artist, "title": t.title,
+    rows = [{"id": t.id, "bucket": bucket_of(t.id), "path": str(t.path), "artist": t.artist, "title": t.title,
              "album": t.album, "duration_seconds": t.duration_seconds, "size": t.size,
              "updated_at": t.updated_at, "library": t.library_name, "fingerprint": track_fingerprint(t)}
             for t in library.tracks()]

@@ -52,3 +52,29 @@ def test_a_second_run_embeds_nothing(sample_library, vector_store, milvus_uri, i
     assert sum(m["embedded"] for m in again.values()) == 0
     assert sum(m["skipped"] for m in again.values()) == 11
     assert sum(m["failed"] for m in again.values()) == 1  # the corrupt file is retried and fails again
+
+
+def test_library_snapshot_counts_new_changed_and_missing_tracks(sample_library, vector_store, milvus_uri,
+                                                                 instance) -> None:
+    from navembed_pipeline.assets import library_tracks
+    from navembed_pipeline.lib.navidrome_fixture import mark_missing
+    from tests.pipeline.helpers import pipeline_resources
+
+    def snapshot():
+        result = dg.materialize([library_tracks], instance=instance,
+                                resources=pipeline_resources(sample_library, milvus_uri))
+        event = result.get_asset_materialization_events()[0]
+        return result.output_for_node("library_tracks"), {k: v.value for k, v in
+                                                          event.materialization.metadata.items()}
+
+    frame, meta = snapshot()
+    assert len(frame) == 12 and meta["track_count"] == 12 and meta["new_tracks"] == 12
+    assert set(frame["bucket"]) <= {f"{i:02x}" for i in range(256)}
+    embed(sample_library, milvus_uri, instance)
+    gone = frame.loc[frame["path"].str.endswith("02 Cold Pads.flac"), "id"].item()
+    mark_missing(sample_library.db_path, gone)
+    frame, meta = snapshot()
+    assert meta["track_count"] == 11 and meta["missing_in_navidrome"] == 1
+    assert meta["new_tracks"] == 1  # the corrupt file: it never got vectors
+    assert meta["changed_tracks"] == 0
+    assert meta["vanished_since_embedding"] == 1  # the missing track still has vectors until its bucket runs
