@@ -81,6 +81,7 @@ class _BucketState:
     started: float
     embedded: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    begun: float | None = None  # when its first track started embedding (buckets queue behind each other)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class EmbeddingRun:
         try:
             for batch in self._decoded_batches(queue):
                 tally.current = batch[0][1].track.display_name
+                for bucket, _ in batch:
+                    if states[bucket].begun is None:
+                        states[bucket].begun = self._clock()
                 self._embed_batch(batch, states)
                 for bucket, decoded in batch:
                     state = states[bucket]
@@ -254,7 +258,7 @@ class EmbeddingRun:
     def _report(self, state: _BucketState) -> BucketReport:
         failed = len(state.failures)
         return BucketReport(state.bucket, embedded=state.embedded, skipped=state.skipped, failed=failed, deleted=state.deleted,
-                            seconds=round(self._clock() - state.started, 3),
+                            seconds=round(self._clock() - (state.begun or state.started), 3),
                             failures=tuple(state.failures[:FAILURE_SAMPLE]))
 
 
