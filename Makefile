@@ -9,9 +9,9 @@ DEMO_DIR ?= var/demo
 # pip prints a warning per package for this machine's local index mirrors; hide only those lines.
 PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: setup demo test bench clean help
+.PHONY: setup system-deps demo test bench clean help
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
 setup: $(STAMP)  ## create .venv and install pinned dependencies (CPU torch; see README for GPU)
 
@@ -21,6 +21,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt 2>&1 | { $(PIP_QUIET); }
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e . 2>&1 | { $(PIP_QUIET); }
 	touch $(STAMP)
+
+system-deps:  ## install the system packages the tests need (Debian's chromium, for the Dagster UI check)
+	@if [ -x /usr/bin/chromium ]; then echo "==> chromium is installed"; else \
+	  echo "==> installing chromium with apt-get"; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	fi
 
 demo: setup  ## generate the sample library and embed it (main job)
 	$(BIN)/navembed demo --dir $(DEMO_DIR)

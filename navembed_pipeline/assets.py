@@ -74,7 +74,7 @@ def bucket_metadata(report: BucketReport) -> dict[str, object]:
         "tracks_per_second": round(report.tracks_per_second, 2),
     }
     if report.failures:
-        lines = ["| track | file | error |", "|---|---|---|"]
+        lines = ["| track | track id | error |", "|---|---|---|"]
         lines += [f"| {name} | `{tid}` | {err.replace('|', '/')[:200]} |" for tid, name, err in report.failures]
         metadata["failures"] = dg.MetadataValue.md("\n".join(lines))
     return metadata
