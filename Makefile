@@ -33,7 +33,7 @@ system-deps:  ## install the system packages the tests need (Debian's chromium, 
 demo: setup  ## generate the sample library and embed it (main job)
 	$(BIN)/navembed demo --dir $(DEMO_DIR)
 
-test: setup  ## run the whole test suite
+test: setup system-deps  ## run the whole test suite (installs chromium for the UI check if missing)
 	$(BIN)/python -m pytest
 
 bench: setup  ## run the benchmarks (prints ratios measured side by side)

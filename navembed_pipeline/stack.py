@@ -186,11 +186,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, field in type(settings).model_fields.items():
         value = getattr(settings, name)
-        if value is None:
+        if value is None and field.default is None:
             continue
         alias = field.validation_alias
         key = alias.choices[0] if isinstance(alias, AliasChoices) else (alias or f"NAVEMBED_{name.upper()}")
-        env[str(key)] = _env_value(value)
+        env[str(key)] = "" if value is None else _env_value(value)  # "" = switched off (e.g. socket_path)
     return env
 
 
