@@ -9,7 +9,7 @@ DEMO_DIR ?= var/demo
 # pip prints a warning per package for this machine's local index mirrors; hide only those lines.
 PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: setup system-deps demo test bench clean help
+.PHONY: setup system-deps demo test fuzz bench clean help
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -35,6 +35,10 @@ demo: setup  ## generate the sample library and embed it (main job)
 
 test: setup system-deps  ## run the whole test suite (installs chromium for the UI check if missing)
 	$(BIN)/python -m pytest
+
+fuzz: setup  ## fuzz the running API (navembed up) against its OpenAPI spec: no 5xx allowed
+	$(BIN)/schemathesis run http://127.0.0.1:9002/openapi.json -H "Authorization: Bearer $$NAVEMBED_ADMIN_TOKEN" \
+	  --checks not_a_server_error --exclude-path /embed_text
 
 bench: setup  ## run the benchmarks (prints ratios measured side by side)
 	$(BIN)/python -m benchmarks

@@ -1,22 +1,20 @@
 """Assets: the Navidrome snapshot and one bucket-partitioned embedding asset per model."""
 
-import json
 import os
 import warnings
-from dataclasses import asdict
 
 import dagster as dg
 import pandas as pd
 
 from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
-from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, Progress, RunOptions, group_by_bucket
+from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, group_by_bucket
 from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.progress import format_progress
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.partitions import bucket_partitions
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 
-PROGRESS_PREFIX = "navembed.progress "
 # BackfillPolicy is "beta" in Dagster 1.13 yet it is the documented way to get one run per range.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
 OWNERS = ["team:navembed"]
@@ -60,11 +58,6 @@ def library_tracks(context: dg.AssetExecutionContext, navidrome: NavidromeResour
         "libraries": ", ".join(sorted({r["library"] for r in rows})),
     })
     return frame
-
-
-def format_progress(progress: Progress) -> str:
-    """The structured progress line the API parses from the run's logs."""
-    return PROGRESS_PREFIX + json.dumps(asdict(progress))
 
 
 def bucket_metadata(report: BucketReport) -> dict[str, object]:

@@ -114,12 +114,17 @@ def _milvus_serve(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so `kill` and service managers get the same clean stop."""
+    """Treat SIGTERM like Ctrl-C, so `kill` and service managers get the same clean stop.
+
+    SIGINT is set explicitly too: a process started in the background by a shell inherits an
+    ignored SIGINT, and `kill -INT` must still stop it.
+    """
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -4,7 +4,6 @@ The run is a normal Dagster run in the instance under the data dir, so it shows 
 like any other; progress comes from the same structured log lines the API reads.
 """
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,10 +12,10 @@ import dagster as dg
 from dagster._core.utils import make_new_run_id
 from tqdm import tqdm
 
-from navembed_pipeline.assets import PROGRESS_PREFIX
 from navembed_pipeline.definitions import build_definitions
 from navembed_pipeline.instance import open_instance
 from navembed_pipeline.jobs import embed_run_config
+from navembed_pipeline.lib.progress import parse_progress
 from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.partitions import range_tags
 
@@ -71,9 +70,8 @@ def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, dict], d
         nonlocal seen
         records = instance.all_logs(run_id)
         for record in records[seen:]:
-            message = record.user_message or ""
-            if message.startswith(PROGRESS_PREFIX):
-                progress = json.loads(message[len(PROGRESS_PREFIX):])
+            progress = parse_progress(record.user_message or "")
+            if progress is not None:
                 latest[progress["model"]] = progress
                 if show:
                     _draw(bars, progress)

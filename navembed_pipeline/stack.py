@@ -49,7 +49,7 @@ class StackUrls:
     def lines(self) -> list[str]:
         return [f"Dagster UI   {self.dagster}", *([f"API          {self.api}  (docs: {self.api}/docs)"]
                                                  if self.api else []),
-                *([f"Upload socket {self.socket}"] if self.socket else []),
+                *([f"Socket       {self.socket}"] if self.socket else []),
                 f"Milvus       {self.milvus}", f"Logs         {self.logs}"]
 
 

@@ -20,9 +20,12 @@ def nowhere_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def api_settings(tmp: Path, **overrides: Any) -> ApiSettings:
-    """Settings confined to ``tmp``: no upload socket, dsp only, Dagster nowhere, an admin token."""
-    values: dict[str, Any] = {"data_dir": tmp / "data", "socket_path": None, "models": "dsp",
+def api_settings(tmp: Path, *, milvus_uri: str, **overrides: Any) -> ApiSettings:
+    """Settings confined to ``tmp``: no upload socket, dsp only, Dagster nowhere, an admin token.
+
+    ``milvus_uri`` is required: without one the API would start a (detached) Milvus Lite server.
+    """
+    values: dict[str, Any] = {"data_dir": tmp / "data", "milvus_uri": milvus_uri, "socket_path": None, "models": "dsp",
                               "admin_token": TOKEN, "dagster_url": nowhere_url(), "dagster_timeout_seconds": 2.0,
                               "models_dir": tmp / "no-models"}
     values.update(overrides)

@@ -4,8 +4,14 @@ import json
 
 import pytest
 
-from navembed_api.batch_progress import (PROGRESS_PREFIX, RunProgress, embedding_models, is_embedding_run,
-                                         job_number, progress_response)
+from navembed_api.batch_progress import (
+    PROGRESS_PREFIX,
+    RunProgress,
+    embedding_models,
+    is_embedding_run,
+    job_number,
+    progress_response,
+)
 from navembed_api.dagster_client import RunEvent, RunInfo
 
 ORIGINAL_FIELDS = ["total_tracks", "processed_tracks", "failed_tracks", "current_track", "status",
@@ -32,12 +38,6 @@ def respond(info: RunInfo, *events: RunEvent, now: float = NOW) -> dict:
     progress = RunProgress(info.run_id)
     progress.feed(list(events))
     return progress_response(info, progress, now=now, run_url=f"http://ui/runs/{info.run_id}")
-
-
-def test_the_prefix_is_the_one_the_assets_write() -> None:
-    from navembed_pipeline.assets import PROGRESS_PREFIX as WRITTEN
-
-    assert PROGRESS_PREFIX == WRITTEN
 
 
 def test_a_running_run_answers_the_original_fields_first_with_their_types() -> None:

@@ -1,0 +1,55 @@
+"""``/health`` (store, Dagster, models, socket) and ``/models``."""
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from navembed_api.deps import ServicesDep
+from navembed_pipeline.lib.errors import NavembedError
+
+router = APIRouter(tags=["info"])
+HEALTH_TIMEOUT_S = 5.0
+
+
+@router.get("/models")
+def models(services: ServicesDep) -> list[dict[str, Any]]:
+    """Every model: dimensions, sample rate, loaded?, device, weights present?, licence."""
+    enabled = set(services.settings.enabled_models())
+    return [{**entry, "enabled": entry["name"] in enabled} for entry in services.models.describe_all()]
+
+
+@router.get("/health")
+async def health(services: ServicesDep) -> dict[str, Any]:
+    """``status`` is "ok" when the store and Dagster answer, else "degraded" (with the reasons)."""
+    store, dagster = await asyncio.gather(_store(services), _dagster(services))
+    socket = services.socket
+    body = {
+        "status": "ok" if store["ok"] and dagster["ok"] else "degraded",
+        "store": store,
+        "dagster": dagster,
+        "models": {"enabled": services.settings.enabled_models(), "loaded": services.models.loaded()},
+        "socket": {"path": str(services.settings.socket_path) if services.settings.socket_path else None,
+                   "listening": bool(socket and socket.listening)},
+        "batch_control": services.settings.admin_token_value is not None,
+    }
+    return body
+
+
+async def _store(services: ServicesDep) -> dict[str, Any]:
+    def probe() -> dict[str, Any]:
+        store = services.store()
+        return {"ok": True, "uri": store.uri, "rows": {m: store.count(m) for m in services.settings.enabled_models()}}
+
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(probe), timeout=HEALTH_TIMEOUT_S)
+    except (NavembedError, TimeoutError) as exc:
+        return {"ok": False, "uri": services.store.uri, "error": str(exc) or "timed out"}
+
+
+async def _dagster(services: ServicesDep) -> dict[str, Any]:
+    try:
+        version = await asyncio.wait_for(services.dagster.version(), timeout=HEALTH_TIMEOUT_S)
+        return {"ok": True, "url": services.dagster.base_url, "version": version}
+    except (NavembedError, TimeoutError) as exc:
+        return {"ok": False, "url": services.dagster.base_url, "error": str(exc) or "timed out"}

@@ -1,0 +1,63 @@
+"""The API's settings: the pipeline's ``Settings`` plus where and how the API itself listens.
+
+Environment names follow ``NAVEMBED_<AREA>_<NAME>``; the original system's names are honoured as
+aliases (``NAVIDROME_RECOMMENDER_PORT``). Everything binds to loopback unless told otherwise.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+
+from navembed_pipeline.lib.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+
+
+class ApiSettings(Settings):
+    """Every knob of the API process (HTTP app, upload socket, Dagster connection)."""
+
+    api_host: str = Field(LOOPBACK, description="Interface the HTTP API binds to.")
+    api_port: int = Field(9002, ge=1, le=65535,
+                          validation_alias=AliasChoices("NAVEMBED_API_PORT", "NAVIDROME_RECOMMENDER_PORT"),
+                          description="Port of the HTTP API (the original recommender API's port).")
+    admin_token: SecretStr | None = Field(None, description="Bearer token for /batch/*; without one the "
+                                          "control endpoints refuse to work instead of running open.")
+    socket_path: Path | None = Field(Path("/tmp/navidrome_embed.sock"),
+                                     description="Unix socket of the upload endpoint; empty disables it.")
+    upload_dir: Path | None = Field(None, description="Where Navidrome puts uploads; socket requests may "
+                                    "name files here or under music_root, nowhere else.")
+    socket_max_request_bytes: int = Field(1 << 20, ge=1024, description="Largest socket request accepted.")
+    socket_idle_timeout_seconds: float = Field(30.0, gt=0, description="Close a socket client that sends "
+                                               "nothing for this long.")
+    socket_workers: int = Field(2, ge=1, description="Upload requests embedded at once; more clients wait.")
+    rename_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one OpenAI-compatible "
+                                          "rename call; on timeout the upload keeps its name.")
+    dagster_host: str = Field(LOOPBACK, description="Interface the Dagster webserver binds to (navembed up).")
+    dagster_port: int = Field(3000, ge=1, le=65535, description="Port of the Dagster webserver (navembed up).")
+    dagster_url: str = Field("", description="GraphQL base URL of a running Dagster webserver; "
+                             "empty = http://<dagster_host>:<dagster_port>.")
+    dagster_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one GraphQL call.")
+
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("NAVEMBED_OPENAI_API_KEY", "NAVIDROME_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="Bearer token for the OpenAI-compatible rename endpoint, if it needs one.")
+
+    @field_validator("socket_path", "upload_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def dagster_base_url(self) -> str:
+        return (self.dagster_url or f"http://{self.dagster_host}:{self.dagster_port}").rstrip("/")
+
+    @property
+    def admin_token_value(self) -> str | None:
+        token = self.admin_token.get_secret_value().strip() if self.admin_token else ""
+        return token or None
+
+    @property
+    def allowed_roots(self) -> tuple[Path, ...]:
+        """Directories socket requests may read from (resolved)."""
+        return tuple(p.expanduser().resolve() for p in (self.music_root, self.upload_dir) if p)
