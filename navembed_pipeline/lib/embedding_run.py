@@ -22,7 +22,7 @@ from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.navidrome import Track
 from navembed_pipeline.lib.segments import TrackSegment, segments_for, track_fingerprint
-from navembed_pipeline.lib.store import VectorRow, VectorStore
+from navembed_pipeline.lib.store import StoredInfo, VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.run")
 FAILURE_SAMPLE = 10
@@ -69,6 +69,7 @@ class RunOptions:
     collection: str | None = None  # write here instead of the live collection (safe rebuild)
     decode_workers: int = 2
     batch_tracks: int = 4
+    write_batch_tracks: int = 32  # tracks per upsert: fewer store round trips; a crash redoes at most these
     progress_interval: float = 1.0
 
 
@@ -101,6 +102,7 @@ class EmbeddingRun:
         self.store = store
         self.options = options
         self._clock = clock
+        self._previously_failed: set[str] = set()
 
     def run(self, tracks_by_bucket: dict[str, list[Track]], *,
             on_progress: Callable[[Progress], None] = lambda _: None) -> Iterator[BucketReport]:
@@ -121,20 +123,17 @@ class EmbeddingRun:
                                      name="navembed-progress", daemon=True)
         heartbeat.start()
         try:
+            buffer = _WriteBuffer()
             for batch in self._decoded_batches(queue):
                 tally.current = batch[0][1].track.display_name
                 for bucket, _ in batch:
                     if states[bucket].begun is None:
                         states[bucket].begun = self._clock()
-                self._embed_batch(batch, states)
-                for bucket, decoded in batch:
-                    state = states[bucket]
-                    state.pending -= 1
-                    failed = any(f[0] == decoded.track.id for f in state.failures)
-                    tally.count(failed=failed)
-                    state.embedded += 0 if failed else 1
-                    if state.pending == 0:
-                        yield self._report(state)
+                buffer.rows.extend(self._embed_batch(batch, states))
+                buffer.tracks.extend(batch)
+                if len(buffer.tracks) >= self.options.write_batch_tracks:
+                    yield from self._flush(buffer, states, tally)
+            yield from self._flush(buffer, states, tally)
         finally:
             stop.set()
             heartbeat.join()
@@ -146,7 +145,8 @@ class EmbeddingRun:
         opts = self.options
         all_tracks = [t for tracks in tracks_by_bucket.values() for t in tracks]
         stored = self.store.stored(self.model.name, [t.id for t in all_tracks], collection=opts.collection)
-        failed = self.store.failed_tracks(self.model.name) if opts.only_failed else {}
+        failed = self.store.failed_tracks(self.model.name)
+        self._previously_failed = set(failed)
         vanished = self._vanished(tracks_by_bucket)
         states: dict[str, _BucketState] = {}
         queue: list[tuple[str, Track]] = []
@@ -158,7 +158,7 @@ class EmbeddingRun:
             queue.extend((bucket, t) for t in todo)
         return states, queue
 
-    def _wanted(self, track: Track, info, failed: dict[str, str]) -> bool:
+    def _wanted(self, track: Track, info: StoredInfo | None, failed: dict[str, str]) -> bool:
         if self.options.only_failed:
             return track.id in failed
         current = (info is not None and info.fingerprint == track_fingerprint(track)
@@ -208,13 +208,32 @@ class EmbeddingRun:
         except NavembedError as exc:
             return _Decoded(track, (), None, str(exc))
 
-    def _embed_batch(self, batch: list[tuple[str, _Decoded]], states: dict[str, _BucketState]) -> None:
+    def _flush(self, buffer: "_WriteBuffer", states: dict[str, _BucketState], tally: "_Tally") -> Iterator[BucketReport]:
+        """Write the buffered rows in one upsert, then count their tracks and report finished buckets."""
+        if buffer.rows:
+            self.store.upsert(self.model.name, buffer.rows, collection=self.options.collection)
+            recovered = sorted({row.track_id for row in buffer.rows} & self._previously_failed)
+            if recovered:
+                self.store.clear_failures(self.model.name, recovered)
+        for bucket, decoded in buffer.tracks:
+            state = states[bucket]
+            state.pending -= 1
+            failed = any(f[0] == decoded.track.id for f in state.failures)
+            tally.count(failed=failed)
+            state.embedded += 0 if failed else 1
+            if state.pending == 0:
+                yield self._report(state)
+        buffer.rows.clear()
+        buffer.tracks.clear()
+
+    def _embed_batch(self, batch: list[tuple[str, _Decoded]], states: dict[str, _BucketState]) -> list[VectorRow]:
+        """Vectors of the batch's readable tracks as rows; unreadable or failing tracks are recorded."""
         for bucket, decoded in batch:
             if decoded.error is not None:
                 self._fail(states[bucket], decoded.track, decoded.error)
         ready = [(b, d) for b, d in batch if d.waves is not None]
         if not ready:
-            return
+            return []
         try:
             rows = self._rows(ready)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
@@ -230,8 +249,7 @@ class EmbeddingRun:
                     self._fail(states[item[0]], item[1].track, f"model error: {one}")
             if len(rows) == 0:
                 raise
-        self.store.upsert(self.model.name, rows, collection=self.options.collection)
-        self.store.clear_failures(self.model.name, sorted({row.track_id for row in rows}))
+        return rows
 
     def _rows(self, ready: list[tuple[str, _Decoded]]) -> list[VectorRow]:
         waves = [w for _, d in ready for w in d.waves or ()]
@@ -291,6 +309,14 @@ def _beat(stop: threading.Event, interval: float, tally: _Tally, on_progress: Ca
     on_progress(tally.snapshot())
     while not stop.wait(interval):
         on_progress(tally.snapshot())
+
+
+@dataclass
+class _WriteBuffer:
+    """Rows embedded but not yet written, and the tracks they (or their failures) belong to."""
+
+    rows: list[VectorRow] = field(default_factory=list)
+    tracks: list[tuple[str, _Decoded]] = field(default_factory=list)
 
 
 def group_by_bucket(tracks: Sequence[Track], buckets: Sequence[str] | None = None) -> dict[str, list[Track]]:
