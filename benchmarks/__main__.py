@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.pipeline_throughput"]
+BENCHMARKS = ["benchmarks.pipeline_throughput", "benchmarks.recommend_latency"]
 
 if __name__ == "__main__":
     failed = 0

@@ -12,7 +12,7 @@ from navembed_api.deps import Services
 from navembed_api.errors import install_error_handlers
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer
-from navembed_api.routes import batch, health, text
+from navembed_api.routes import batch, health, recommend, text
 from navembed_api.settings import ApiSettings
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.store_handle import StoreHandle
@@ -29,7 +29,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     app = FastAPI(title="navembed", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan(settings))
     install_error_handlers(app)
-    for router in (batch.router, text.router, health.router):
+    for router in (batch.router, text.router, health.router, recommend.router):
         app.include_router(router)
     return app
 

@@ -37,11 +37,13 @@ REQUIRED_COLUMNS: Mapping[str, frozenset[str]] = {
     ),
 }
 
+# The unary + on `missing` keeps SQLite on the primary key for id lookups instead of scanning the
+# `missing` index (34 ms → 3 ms for 256 ids at 100k tracks).
 _TRACK_SELECT = """
 SELECT m.id, m.path, m.title, m.artist, m.album, m.album_artist, m.duration, m.size,
        m.updated_at, m.library_id, l.name, l.path, m.suffix
 FROM media_file AS m JOIN library AS l ON l.id = m.library_id
-WHERE m.missing = 0
+WHERE +m.missing = 0
 """
 
 

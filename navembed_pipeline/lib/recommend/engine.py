@@ -1,0 +1,181 @@
+"""The recommendation engine: a request in, an explained playlist out.
+
+Positive inputs (seed tracks, uploaded vectors, text prompts) become probes in each requested
+model; text goes through the MuLan joint space (``muq``'s ``mulan`` field), so models without a
+text tower only hear the tracks. Candidates are the union of every probe's nearest tracks; they
+are scored exactly and fused (``fusion.py``), then arranged under the playlist rules
+(``rules.py``). When the rules leave the playlist short, the search widens (4x) until it is full
+or has seen the whole library.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from navembed_pipeline.lib.recommend.errors import InvalidRequestError, NoVectorsError, UnknownTrackError
+from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
+from navembed_pipeline.lib.recommend.path import path_stops
+from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
+from navembed_pipeline.lib.recommend.request import (Playlist, RecommendedTrack, RecommendRequest, validate)
+from navembed_pipeline.lib.recommend.rules import Catalog, Pool, eligible, select
+from navembed_pipeline.lib.recommend.search import Search, VectorSource
+
+TEXT_FIELDS: Mapping[str, str] = {"muq": "mulan"}  # models with a text tower → their joint-space field
+DEFAULT_MODELS = ("muq", "mert", "latent", "dsp")
+MIN_CANDIDATES = 200  # per probe
+POOL_PER_TRACK = 4  # allowed candidates looked at per playlist slot, before widening
+
+
+class Recommender:
+    """Answers ``RecommendRequest``s from ``vectors`` with track details from ``catalog``.
+
+    ``catalog`` is e.g. ``NavidromeLibrary.get``; ``embed_text`` e.g. ``MuQModel.embed_text``
+    (None: text prompts are refused). ``default_models`` are used, where they have vectors, when
+    a request names none.
+    """
+
+    def __init__(self, vectors: VectorSource, catalog: Catalog, *, embed_text: EmbedText | None = None,
+                 default_models: Sequence[str] = DEFAULT_MODELS,
+                 text_fields: Mapping[str, str] = TEXT_FIELDS) -> None:
+        self.vectors = vectors
+        self.catalog = catalog
+        self.prompts = PromptVectors(embed_text)
+        self.default_models = tuple(default_models)
+        self.text_fields = dict(text_fields)
+
+    def recommend(self, request: RecommendRequest) -> Playlist:
+        """The playlist for ``request``; raises a RecommendError the caller can show as a 4xx."""
+        validate(request)
+        notes: list[str] = []
+        search = self._search(request)
+        self._check_tracks(search, request, notes)
+        texts = self.prompts((*request.prompts, *request.negative_prompts))
+        negatives = [search.track_probes([t], "negative_track") for t in request.negative_tracks]
+        negatives += [self._text_probes(search, p, texts, "negative_prompt") for p in request.negative_prompts]
+        if request.mode == "path":
+            stops, known = path_stops(search, request, catalog=self.catalog, negatives=negatives)
+            if len(stops) - 2 < request.path.steps:
+                notes.append(f"{len(stops) - 2} of {request.path.steps} steps found an allowed track nearer to "
+                             "the end than the one before; the others are left out")
+            tracks = [_track(s.track_id, known, s.scores, s.index, s.role) for s in stops]
+        else:
+            positives = self._positives(search, request, texts, notes)
+            tracks = self._ranked(search, request, positives, negatives)
+        return Playlist(request.mode, search.models, search.weights, request.fusion, tuple(tracks), tuple(notes))
+
+    def sonic_similarity(self, reference: str, track_ids: Sequence[str], *,
+                         models: Sequence[str] = ()) -> dict[str, float]:
+        """How alike each track sounds to ``reference``, 0..1 (``(1 + cosine) / 2``, cosines mixed over
+        ``models`` with equal weight); 0 where no model has both. For the OpenSubsonic shapes."""
+        names = [m for m in (models or self.default_models) if len(self.vectors.field(m)) > 0]
+        if not names:
+            return {t: 0.0 for t in track_ids}
+        cosine = Search(self.vectors, {m: 1 / len(names) for m in names}).similarity_to(list(track_ids))(reference)
+        return {t: float(np.clip((1 + c) / 2, 0.0, 1.0)) if np.isfinite(c) else 0.0
+                for t, c in zip(track_ids, cosine, strict=True)}
+
+    def _search(self, request: RecommendRequest) -> Search:
+        names = list(dict.fromkeys(request.models or self.default_models))
+        known = {*DEFAULT_MODELS, *self.default_models, *self.text_fields}
+        unknown = sorted({m for m in (*names, *request.weights) if m not in known or m not in names})
+        if unknown:
+            raise InvalidRequestError(f"unknown or unrequested model(s) {', '.join(unknown)}; "
+                                      f"request some of {', '.join(sorted(known))}")
+        weights = {m: float(request.weights.get(m, 1.0)) for m in names}
+        if not any(weights.values()):
+            raise InvalidRequestError("every requested model weighs 0; give at least one a positive weight")
+        usable = {m: w for m, w in weights.items() if w > 0 and len(self.vectors.field(m)) > 0}
+        empty = [m for m, w in weights.items() if w > 0 and m not in usable]
+        if request.models and empty:
+            raise NoVectorsError(f"model(s) {', '.join(empty)} have no vectors yet: embed the library with "
+                                 "them first, or leave them out of 'models'")
+        if not usable:
+            raise NoVectorsError("no model has any vectors yet (is the library embedded?): "
+                                 "run `navembed run` first")
+        if (request.prompts or request.negative_prompts) and not set(usable) & set(self.text_fields):
+            raise InvalidRequestError(f"text prompts need a model with a text tower "
+                                      f"({', '.join(self.text_fields)}) among the models, with vectors")
+        total = sum(usable.values())
+        return Search(self.vectors, {m: w / total for m, w in usable.items()})
+
+    def _check_tracks(self, search: Search, request: RecommendRequest, notes: list[str]) -> None:
+        ends = (request.path.start, request.path.end) if request.mode == "path" and request.path else ()
+        wanted = list(dict.fromkeys((*request.seeds, *request.negative_tracks, *ends)))
+        where = {t: [m for m in search.models if search.field(m).vectors_of(t) is not None] for t in wanted}
+        absent = [t for t, models in where.items() if not models]
+        if absent:
+            known = self.catalog(absent)
+            if unknown := [t for t in absent if t not in known]:
+                raise UnknownTrackError(f"unknown track id(s): {', '.join(unknown)} (not in the library)")
+            raise NoVectorsError(f"track(s) {', '.join(absent)} have no vectors in "
+                                 f"{', '.join(search.models)} yet: embed them first")
+        notes += [f"track {t} has no {m} vectors yet; {m} does not use it" for t, models in where.items()
+                  for m in search.models if m not in models]
+
+    def _text_probes(self, search: Search, prompt: str, texts: Mapping[str, np.ndarray], source: str) -> list[Probe]:
+        probes = []
+        for model in search.models:
+            field = self.text_fields.get(model)
+            if field is None:
+                continue
+            if texts[prompt].shape[-1] != search.field(model, field).dimension:
+                raise InvalidRequestError(f"text vectors have {texts[prompt].shape[-1]} dimensions, but "
+                                          f"{model}.{field} holds {search.field(model, field).dimension}")
+            probes.append(Probe(model, field, source, prompt, texts[prompt][None, :]))
+        return probes
+
+    def _positives(self, search: Search, request: RecommendRequest, texts: Mapping[str, np.ndarray],
+                   notes: list[str]) -> list[Probe]:
+        probes = search.track_probes(request.seeds, "seed")
+        for seed in request.seed_vectors:
+            if seed.model not in search.models:
+                notes.append(f"vectors {seed.label!r} are for {seed.model}, which this request does not use")
+                continue
+            vectors = np.atleast_2d(np.asarray(seed.vectors, dtype=np.float32))
+            if vectors.shape[1] != search.field(seed.model, seed.field).dimension:
+                raise InvalidRequestError(f"vectors {seed.label!r} have {vectors.shape[1]} dimensions; "
+                                          f"{seed.model}.{seed.field} holds "
+                                          f"{search.field(seed.model, seed.field).dimension}")
+            probes.append(Probe(seed.model, seed.field, "vector", seed.label, vectors))
+        for prompt in request.prompts:
+            probes += self._text_probes(search, prompt, texts, "prompt")
+        if not probes:
+            raise InvalidRequestError("none of the inputs can be searched in the requested models")
+        return probes
+
+    def _ranked(self, search: Search, request: RecommendRequest, positives: list[Probe],
+                negatives: list[list[Probe]]) -> list[RecommendedTrack]:
+        rules = request.rules
+        k = max(MIN_CANDIDATES, 2 * POOL_PER_TRACK * rules.size)
+        while True:
+            ids = search.candidates(positives, k)
+            terms = search.terms(positives, ids, fusion=request.fusion, rrf_k=request.rrf_k)
+            groups = [search.terms(g, ids, fusion=request.fusion, rrf_k=request.rrf_k) for g in negatives]
+            scores = fuse(terms, groups, search.weights, strength=request.negative_strength)
+            chosen, pool = self._arrange(search, request, ids, scores)
+            if len(chosen) >= rules.size or k >= search.track_count:
+                return [_track(ids[i], pool.tracks, scores, i) for i in chosen]
+            k *= 4
+
+    def _arrange(self, search: Search, request: RecommendRequest, ids: list[str],
+                 scores: Scores) -> tuple[list[int], Pool]:
+        rules = request.rules
+        ranked = np.argsort(-scores.total, kind="stable")
+        order = ranked[np.isfinite(scores.total[ranked])].tolist()
+        blocked = (*request.seeds, *request.negative_tracks)
+        limit = POOL_PER_TRACK * rules.size
+        while True:
+            pool = eligible(order, ids, rules, catalog=self.catalog, blocked=blocked, limit=limit)
+            similarity_to = search.similarity_to([ids[i] for i in pool.positions])
+            chosen = select(pool, ids, scores.total, rules, similarity_to=similarity_to,
+                            anchors=(*request.seeds, *rules.previous))
+            if len(chosen) >= rules.size or pool.exhausted:
+                return chosen, pool
+            limit *= 4
+
+
+def _track(track_id: str, known: Mapping, scores: Scores, index: int, role: str = "pick") -> RecommendedTrack:
+    score, why = scores.explain(index)
+    track = known.get(track_id)
+    return RecommendedTrack(id=track_id, title=track.title if track else "", artist=track.artist if track else "",
+                            album=track.album if track else "", score=score, why=why, role=role)

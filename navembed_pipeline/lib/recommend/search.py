@@ -1,0 +1,119 @@
+"""One request's view of the vectors: its models and weights, and the searches built on them.
+
+Field copies are pinned on first use, so a refresh in the middle of a request cannot mix two
+copies; candidate rows are gathered once per field and compared with every probe in one product.
+"""
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from navembed_pipeline.lib.recommend.errors import NoVectorsError
+from navembed_pipeline.lib.recommend.fusion import Probe, Term, make_term
+from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD
+from navembed_pipeline.lib.recommend.rules import SimilarityTo
+from navembed_pipeline.lib.recommend.vectors import Block, FieldVectors, as_queries, spread
+
+
+class VectorSource(Protocol):
+    """Where vectors come from: ``VectorCache`` (the store) or ``StaticVectors`` (arrays)."""
+
+    def field(self, model: str, field: str = EMBEDDING_FIELD) -> FieldVectors: ...
+
+
+class Search:
+    """Searches over ``models`` (weights summing to 1), each through its own field copies."""
+
+    def __init__(self, source: VectorSource, weights: Mapping[str, float]) -> None:
+        self.weights = dict(weights)
+        self._source = source
+        self._fields: dict[tuple[str, str], FieldVectors] = {}
+        self._blocks: dict[tuple[str, str], tuple[Sequence[str], Block]] = {}
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def field(self, model: str, field: str = EMBEDDING_FIELD) -> FieldVectors:
+        """The field's vectors, pinned for this request."""
+        vectors = self._fields.get((model, field))
+        if vectors is None:
+            vectors = self._fields[(model, field)] = self._source.field(model, field)
+        if len(vectors) == 0:
+            raise NoVectorsError(f"model {model!r} has no {field!r} vectors yet: embed the library with it "
+                                 f"first (navembed run --models {model})")
+        return vectors
+
+    @property
+    def track_count(self) -> int:
+        """Tracks in the largest of the models' collections."""
+        return max(len(self.field(m)) for m in self.models)
+
+    def track_probes(self, track_ids: Sequence[str], source: str) -> list[Probe]:
+        """One probe per track and model that has the track's vectors."""
+        return [Probe(m, EMBEDDING_FIELD, source, track, vectors)
+                for track in track_ids for m in self.models
+                if (vectors := self.field(m).vectors_of(track)) is not None]
+
+    def candidates(self, probes: Sequence[Probe], k: int) -> list[str]:
+        """Track ids among the ``k`` nearest to any probe, in each probe's own field."""
+        by_field: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+        for probe in probes:
+            by_field[(probe.model, probe.field)].append(np.atleast_2d(probe.vectors))
+        found: dict[str, None] = {}
+        for (model, field), queries in by_field.items():
+            vectors = self.field(model, field)
+            found.update((vectors.track_ids[i], None) for i in vectors.candidates(np.concatenate(queries), k))
+        return list(found)
+
+    def terms(self, probes: Sequence[Probe], ids: Sequence[str], *, fusion: str, rrf_k: int) -> list[Term]:
+        """Each probe's similarity to the tracks ``ids``, normalised for fusion."""
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, probe in enumerate(probes):
+            groups[(probe.model, probe.field)].append(i)
+        terms: dict[int, Term] = {}
+        for (model, field), members in groups.items():
+            vectors = self.field(model, field)
+            queries = as_queries(np.concatenate([probes[i].vectors for i in members]), vectors.dimension)
+            owner = np.repeat(np.arange(len(members)), [len(np.atleast_2d(probes[i].vectors)) for i in members])
+            near = self._block(vectors, ids).similarities(queries)
+            sample = vectors.sample_similarities(queries)
+            for j, i in enumerate(members):
+                columns = owner == j
+                terms[i] = make_term(probes[i], near[:, columns].max(axis=1), spread(sample[:, columns].max(axis=1)),
+                                     fusion=fusion, rrf_k=rrf_k)
+        return [terms[i] for i in range(len(probes))]
+
+    def similarity_to(self, ids: Sequence[str]) -> SimilarityTo:
+        """Sonic similarity of the tracks ``ids`` to one track: cosines mixed by model weight."""
+        blocks = {m: self.field(m).block(self.field(m).local_indices(ids)) for m in self.models}
+
+        def similarity(track_id: str) -> np.ndarray:
+            total = np.zeros(len(ids))
+            weight = np.zeros(len(ids))
+            for model, w in self.weights.items():
+                other = self.field(model).vectors_of(track_id)
+                if other is None:
+                    continue
+                cosine = blocks[model].similarities(other).max(axis=1)
+                present = ~np.isnan(cosine)
+                total += np.where(present, w * np.nan_to_num(cosine), 0.0)
+                weight += w * present
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(weight > 0, total / weight, np.nan)
+
+        return similarity
+
+    def pair_similarity(self, first: str, second: str) -> float:
+        """Sonic similarity of two tracks (NaN if no model has both)."""
+        return float(self.similarity_to([first])(second)[0])
+
+    def _block(self, vectors: FieldVectors, ids: Sequence[str]) -> Block:
+        """``ids``' rows in ``vectors``, remembered for the most recent id list per field."""
+        key = (vectors.model, vectors.field)
+        cached = self._blocks.get(key)
+        if cached is None or cached[0] is not ids:
+            cached = self._blocks[key] = (ids, vectors.block(vectors.local_indices(ids)))
+        return cached[1]
