@@ -82,6 +82,10 @@ def _up(args: argparse.Namespace) -> int:
             print("\nnavembed: stopping ...", flush=True)
             return 0
         finally:
+            # A second Ctrl-C (or a supervisor's SIGTERM) must not abandon the children mid-stop;
+            # stopping is bounded anyway (grace period, then kill).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             stack.stop()
 
 
