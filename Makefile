@@ -9,7 +9,7 @@ DEMO_DIR ?= var/demo
 # pip prints a warning per package for this machine's local index mirrors; hide only those lines.
 PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: setup system-deps demo test fuzz bench clean help
+.PHONY: setup system-deps demo up test fuzz bench clean help
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
@@ -32,6 +32,10 @@ system-deps:  ## install the system packages the tests need (Debian's chromium, 
 
 demo: setup  ## generate the sample library and embed it (main job)
 	$(BIN)/navembed demo --dir $(DEMO_DIR)
+
+up: setup  ## run the stack (Milvus Lite, Dagster UI + daemon, API) on the demo library; Ctrl-C stops it
+	NAVEMBED_DATA_DIR=$(DEMO_DIR)/data NAVEMBED_NAVIDROME_DB=$(DEMO_DIR)/library/navidrome.db \
+	  NAVEMBED_MUSIC_ROOT=$(DEMO_DIR)/library $(BIN)/navembed up
 
 test: setup system-deps  ## run the whole test suite (installs chromium for the UI check if missing)
 	$(BIN)/python -m pytest
