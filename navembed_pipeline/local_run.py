@@ -5,7 +5,6 @@ like any other; progress comes from the same structured log lines the API reads.
 """
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -63,19 +62,19 @@ def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, dict], d
            show: bool) -> None:
     """Follow the run's progress lines in the event log and draw one bar per model."""
     bars: dict[str, tqdm] = {}
-    seen = 0
-    update: Callable[[], None]
+    cursor: str | None = None
 
     def update() -> None:
-        nonlocal seen
-        records = instance.all_logs(run_id)
-        for record in records[seen:]:
-            progress = parse_progress(record.user_message or "")
+        # Only the events logged since the last poll (a run logs hundreds of materializations).
+        nonlocal cursor
+        page = instance.get_records_for_run(run_id, cursor=cursor)
+        for record in page.records:
+            progress = parse_progress(record.event_log_entry.user_message or "")
             if progress is not None:
                 latest[progress["model"]] = progress
                 if show:
                     _draw(bars, progress)
-        seen = len(records)
+        cursor = page.cursor
 
     while not done.wait(POLL_SECONDS):
         update()

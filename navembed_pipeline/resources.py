@@ -8,7 +8,7 @@ from pydantic import PrivateAttr
 from navembed_pipeline.lib.milvus_server import ensure_running
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.base import EmbeddingModel, ModelOptions
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.navidrome import NavidromeLibrary, parse_path_map
 from navembed_pipeline.lib.store import VectorStore
 
 
@@ -19,8 +19,7 @@ class NavidromeResource(dg.ConfigurableResource):
     path_map: str = ""
 
     def library(self) -> NavidromeLibrary:
-        pairs = [p.split("=", 1) for p in self.path_map.split(";") if "=" in p]
-        return NavidromeLibrary(Path(self.db_path), path_map={a: b for a, b in pairs} or None)
+        return NavidromeLibrary(Path(self.db_path), path_map=parse_path_map(self.path_map) or None)
 
 
 class VectorStoreResource(dg.ConfigurableResource):

@@ -79,6 +79,12 @@ class Track:
         return f"{self.artist} - {self.title}"
 
 
+def parse_path_map(text: str) -> dict[str, str]:
+    """``"/music=/mnt/nas/music;/b=/c"`` → ``{"/music": "/mnt/nas/music", "/b": "/c"}`` (NAVEMBED_PATH_MAP)."""
+    pairs = [part.split("=", 1) for part in text.split(";") if "=" in part]
+    return {source.strip(): target.strip() for source, target in pairs}
+
+
 def map_path(path: str, path_map: Mapping[str, str] | None) -> str:
     """Rewrite ``path`` by the longest ``path_map`` prefix matching whole components.
 

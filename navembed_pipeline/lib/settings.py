@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, model_class
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.models.weights import weights_present
+from navembed_pipeline.lib.navidrome import parse_path_map
 
 
 def _env(*names: str) -> AliasChoices:
@@ -60,8 +61,7 @@ class Settings(BaseSettings):
     # ----- derived values ------------------------------------------------------------------
     @property
     def path_mapping(self) -> dict[str, str]:
-        pairs = [p.split("=", 1) for p in self.path_map.split(";") if "=" in p]
-        return {a.strip(): b.strip() for a, b in pairs}
+        return parse_path_map(self.path_map)
 
     @property
     def milvus_data_dir(self) -> Path:

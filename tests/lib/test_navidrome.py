@@ -231,3 +231,10 @@ def test_five_thousand_tracks_page_through_quickly(tmp_path: Path) -> None:
     assert ids == sorted(ids)
     assert len(library.get(ids[:2000])) == 2000
     assert elapsed < 2.0, f"iterating 4500 tracks took {elapsed:.2f}s"
+
+
+def test_path_map_setting_parses_into_pairs() -> None:
+    from navembed_pipeline.lib.navidrome import parse_path_map
+
+    assert parse_path_map(" /music = /mnt/nas/music ;/b=/c;junk") == {"/music": "/mnt/nas/music", "/b": "/c"}
+    assert parse_path_map("") == {}
