@@ -61,9 +61,15 @@ class BatchControl:
         return {"status": "started", "job_id": job_number(run_id), "run_id": run_id, "models": chosen,
                 "dagster_run_url": self.client.run_url(run_id)}
 
-    async def progress(self) -> dict[str, Any]:
-        """The latest embedding run's progress (whoever started it), or ``{"status": "no_job"}``."""
-        run = await self.latest_run()
+    async def progress(self, run_id: str | None = None) -> dict[str, Any]:
+        """The progress of run ``run_id``, else of the latest embedding run (whoever started it);
+        ``{"status": "no_job"}`` when there has been none."""
+        if run_id is not None:
+            run = await self.client.run(run_id)
+            if not is_embedding_run(run):
+                raise NotFound(f"run {run_id} is a {run.job_name} run, not an embedding run")
+        else:
+            run = await self.latest_run()
         if run is None:
             return {"status": "no_job"}
         progress = await self._read_new_events(run.run_id)

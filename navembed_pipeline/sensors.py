@@ -11,6 +11,11 @@ from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
 # One run per contiguous range of dirty buckets; past this many ranges, one run over all buckets
 # (clean buckets cost a lookup each, far less than hundreds of queued runs).
 MAX_RUNS = 8
+# While one of these is queued or running the sensor waits: that run picks up the library as it is,
+# and anything it misses is still dirty on the first tick after it ends.
+EMBEDDING_JOBS = ("reembed_job", "retry_failed_tracks_job")
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+          dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> dg.SensorDefinition:
@@ -22,6 +27,10 @@ def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> 
                            "stale model versions) and requests runs for the dirty buckets only.")
     def library_change_sensor(context: dg.SensorEvaluationContext, navidrome: NavidromeResource,
                               vector_store: VectorStoreResource) -> dg.SensorResult:
+        busy = active_embedding_run(context.instance)
+        if busy is not None:
+            return dg.SensorResult(skip_reason=f"embedding run {busy.run_id} is {busy.status.value.lower()}; "
+                                               "changes are checked again after it")
         dirty = dirty_buckets(navidrome.library(), vector_store.client(), models)
         if not dirty:
             return dg.SensorResult(skip_reason="library and vectors agree")
@@ -38,3 +47,11 @@ def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> 
         return dg.SensorResult(run_requests=requests)
 
     return library_change_sensor
+
+
+def active_embedding_run(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
+    """The newest queued or running run of an embedding job (whoever launched it), if any."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=50):
+        if run.job_name in EMBEDDING_JOBS:
+            return run
+    return None

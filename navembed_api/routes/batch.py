@@ -1,14 +1,15 @@
 """``/batch/start|progress|cancel``: re-embed the library through Dagster (admin only)."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from navembed_api.deps import AdminDep, ServicesDep
 from navembed_api.errors import error_body
 from navembed_api.routes import ModelName
 
+RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # Dagster's run ids
 router = APIRouter(prefix="/batch", tags=["batch"], dependencies=[AdminDep])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -43,14 +44,16 @@ async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any
     return await services.batch.start(models, clear_existing=body.clear_existing, force=body.force)
 
 
-@router.get("/progress", responses=ERRORS)
-async def progress(services: ServicesDep) -> dict[str, Any]:
+@router.get("/progress", responses={**ERRORS, 404: {"description": "run_id names no embedding run"}})
+async def progress(services: ServicesDep, run_id: Annotated[str | None, Query(
+        pattern=RUN_ID_PATTERN, description="Follow this run (the run_id /batch/start answered) instead of "
+                                            "the latest embedding run.")] = None) -> dict[str, Any]:
     """Progress of the latest embedding run, however it was started (API, Dagster UI, sensor, schedule).
 
     ``status`` is one of initialized, running, completed, completed_with_errors, failed, cancelled;
     ``{"status": "no_job"}`` when there has been none. ``estimated_completion`` is a unix time.
     """
-    return await services.batch.progress()
+    return await services.batch.progress(run_id)
 
 
 @router.post("/cancel", responses={**ERRORS, 404: {"description": "nothing is queued or running"}})

@@ -200,6 +200,19 @@ def test_a_cancelled_run_stops_within_5_s_and_keeps_what_was_written(running: Ru
     assert nothing.status_code == 404 and nothing.json()["status"] == "error"
 
 
+def test_progress_follows_a_named_run_and_refuses_unknown_ones(running: Running) -> None:
+    follow(running)
+    started = running.api.post("/batch/start", json={"models": ["dsp"]}).json()
+    mine = running.api.get("/batch/progress", params={"run_id": started["run_id"]})
+    assert mine.status_code == 200 and mine.json()["run_id"] == started["run_id"]
+    final = follow(running)[-1]
+    assert final["run_id"] == started["run_id"] and final["skipped_tracks"] == running.size - 1
+    unknown = running.api.get("/batch/progress", params={"run_id": "00000000-0000-4000-8000-000000000000"})
+    assert unknown.status_code == 404 and "no run" in unknown.json()["message"]
+    malformed = running.api.get("/batch/progress", params={"run_id": "../etc"})
+    assert malformed.status_code == 422 and malformed.json()["status"] == "error"
+
+
 def test_the_upload_socket_flags_a_library_track_as_duplicate(running: Running) -> None:
     answer = ask(running.socket, {"music_file": str(running.library.duplicate_pair[1]), "name": "copy.mp3",
                                   "settings": SETTINGS_ON})

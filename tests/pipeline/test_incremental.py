@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
+from dagster._core.utils import make_new_run_id
 
 from navembed_pipeline.definitions import build_definitions
 from navembed_pipeline.jobs import retry_failed_tracks_job
@@ -26,9 +27,9 @@ def tracks_by_name(library) -> dict[str, object]:
     return {t.path.name: t for t in NavidromeLibrary(library.db_path).tracks()}
 
 
-def evaluate_sensor(library, uri: str) -> dg.SensorResult:
+def evaluate_sensor(library, uri: str, instance: dg.DagsterInstance) -> dg.SensorResult:
     sensor = build_library_change_sensor(["dsp"], interval_seconds=60)
-    with dg.build_sensor_context(resources=pipeline_resources(library, uri)) as context:
+    with dg.build_sensor_context(instance=instance, resources=pipeline_resources(library, uri)) as context:
         return sensor(context)
 
 
@@ -52,16 +53,26 @@ def test_touching_one_file_re_embeds_only_that_track(sample_library, vector_stor
 
 def test_sensor_requests_only_the_dirty_buckets(sample_library, vector_store, milvus_uri, instance) -> None:
     embed(sample_library, milvus_uri, instance)
-    assert not evaluate_sensor(sample_library, milvus_uri).run_requests  # the corrupt file is not "dirty"
+    assert not evaluate_sensor(sample_library, milvus_uri, instance).run_requests  # the corrupt file is not "dirty"
     names = tracks_by_name(sample_library)
     changed, gone = names["02 Cold Pads.flac"], names["01 Deep Bass.m4a"]
     touch_track(sample_library.db_path, changed.id, updated_at=datetime(2026, 6, 1, tzinfo=UTC))
     delete_track(sample_library.db_path, gone.id)
-    result = evaluate_sensor(sample_library, milvus_uri)
+    result = evaluate_sensor(sample_library, milvus_uri, instance)
     buckets = {bucket_of(changed.id), bucket_of(gone.id)}
     assert sorted(requested_buckets(result)) == sorted((b, b) for b in buckets)
     request = result.run_requests[0]
     assert request.asset_selection == [dg.AssetKey("dsp_embeddings")]
+
+
+def test_sensor_waits_while_an_embedding_run_is_queued_or_running(sample_library, vector_store, milvus_uri,
+                                                                  instance) -> None:
+    running = instance.add_run(dg.DagsterRun(job_name="reembed_job", run_id=make_new_run_id(),
+                                            status=dg.DagsterRunStatus.STARTED))
+    result = evaluate_sensor(sample_library, milvus_uri, instance)  # nothing is embedded yet: all dirty
+    assert not result.run_requests and running.run_id in result.skip_reason.skip_message
+    instance.report_run_canceled(running)
+    assert evaluate_sensor(sample_library, milvus_uri, instance).run_requests
 
 
 def test_deleted_track_vectors_are_removed_by_the_sensor_run(sample_library, vector_store, milvus_uri,
@@ -70,11 +81,11 @@ def test_deleted_track_vectors_are_removed_by_the_sensor_run(sample_library, vec
     gone = tracks_by_name(sample_library)["01 Deep Bass.m4a"]
     assert gone.id in vector_store.stored("dsp", [gone.id])
     delete_track(sample_library.db_path, gone.id)
-    for first, last in requested_buckets(evaluate_sensor(sample_library, milvus_uri)):
+    for first, last in requested_buckets(evaluate_sensor(sample_library, milvus_uri, instance)):
         result = embed(sample_library, milvus_uri, instance, first=first, last=last)
         assert sum(m["deleted"] for m in bucket_materializations(result).values()) == 1
     assert vector_store.stored("dsp", [gone.id]) == {}
-    assert not evaluate_sensor(sample_library, milvus_uri).run_requests
+    assert not evaluate_sensor(sample_library, milvus_uri, instance).run_requests
 
 
 def test_failed_only_job_retries_exactly_the_failed_tracks(sample_library, vector_store, milvus_uri,
