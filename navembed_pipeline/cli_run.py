@@ -1,4 +1,4 @@
-"""`navembed reembed` and `navembed demo`: run the main job in this process with a progress bar."""
+"""`navembed reembed` (the main job in this process, with a progress bar) and `navembed demo`."""
 
 import argparse
 from pathlib import Path
@@ -24,12 +24,19 @@ def register_reembed(commands: argparse._SubParsersAction) -> None:
 
 def register_demo(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
-        "demo", help="generate the sample library, embed it, show similar tracks",
-        description="Write the sample library, run the main job on it with the models available on this "
-                    "machine (dsp plus any deep model whose weights are present), then print a "
-                    "similar-track list. Exits non-zero if anything fails.")
-    cmd.add_argument("--dir", type=Path, default=Path("var/demo"), help="where to put everything")
-    cmd.add_argument("--seconds", type=float, default=20.0, help="length of each generated track")
+        "demo", help="the whole product on a generated library: stack up, main job via the API, playlists",
+        description="Write the sample library, start the embedded stack (Milvus Lite, Dagster webserver "
+                    "and daemon, API) on 127.0.0.1, run the main job through POST /batch/start with the "
+                    "models available on this machine (dsp plus any deep model whose weights are "
+                    "present) with a progress bar fed by GET /batch/progress, print a similar-track "
+                    "playlist (and a text search when muq is enabled), then stop the stack. Exits "
+                    "non-zero if anything fails.")
+    cmd.add_argument("--dir", type=Path, default=Path("var/demo"), help="where to put everything "
+                     "(library/ and data/; default var/demo)")
+    cmd.add_argument("--seconds", type=float, default=20.0, help="length of each generated track (default 20)")
+    cmd.add_argument("--dagster-port", type=int, help="Dagster UI port (default 3000, another if taken)")
+    cmd.add_argument("--api-port", type=int, help="API port (default 9002, another if taken)")
+    cmd.add_argument("--keep", action="store_true", help="keep the stack running afterwards until Ctrl-C")
     cmd.set_defaults(handler=_demo)
 
 
@@ -49,30 +56,10 @@ def _reembed(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.milvus_server import stop_running
-    from navembed_pipeline.lib.sample_library import write_sample_library
-    from navembed_pipeline.lib.settings import Settings
-    from navembed_pipeline.local_run import run_reembed
+    from navembed_pipeline.demo import DemoOptions, run_demo
 
-    root = args.dir.resolve()
-    print(f"==> writing the sample library to {root / 'library'}")
-    library = write_sample_library(root / "library", seconds=args.seconds)
-    print(f"    {library.track_count} tracks ({library.format_summary}); navidrome.db: {library.db_path}")
-    settings = Settings(data_dir=root / "data", navidrome_db=library.db_path, milvus_uri="")
-    models = settings.enabled_models()
-    print(f"==> embedding with {', '.join(models)} (deep models join once their weights are downloaded: "
-          "navembed models download)")
-    try:
-        summary = run_reembed(settings, models)
-        _print_summary(summary, models)
-        if summary.success:
-            _print_similar(settings, library)
-    finally:
-        stop_running(settings.milvus_data_dir)
-    expected_failures = 1  # the sample library's deliberately corrupt file
-    ok = summary.success and summary.failed == expected_failures * len(models)
-    print("==> demo " + ("finished" if ok else "FAILED"))
-    return 0 if ok else 1
+    return run_demo(DemoOptions(root=args.dir, seconds=args.seconds, dagster_port=args.dagster_port,
+                                api_port=args.api_port, keep=args.keep))
 
 
 def _print_summary(summary, models: list[str]) -> None:
@@ -80,20 +67,3 @@ def _print_summary(summary, models: list[str]) -> None:
           f"skipped {summary.skipped} (unchanged), failed {summary.failed} across {', '.join(models)}")
     if summary.error:
         print(f"error: {summary.error}")
-
-
-def _print_similar(settings, library) -> None:
-    from navembed_pipeline.lib.milvus_server import ensure_running
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
-    from navembed_pipeline.lib.store import VectorStore
-
-    store = VectorStore(settings.milvus_uri or ensure_running(settings.milvus_data_dir))
-    tracks = {str(t.path): t for t in NavidromeLibrary(library.db_path).tracks()}
-    seed = tracks[str(library.duplicate_pair[0])]
-    vector = store.get_vectors("dsp", [seed.id])[seed.id][0]
-    print(f"==> tracks most similar to {seed.display_name!r} (dsp):")
-    for hit in store.search("dsp", vector, limit=6):
-        if hit.track_id != seed.id:
-            note = "  (near-duplicate: the MP3 re-encode)" if hit.score >= 0.97 else ""
-            print(f"    {hit.score:.3f}  {hit.name}{note}")
-    store.close()

@@ -68,7 +68,7 @@ def _up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     stack = Stack(settings, api=not args.no_api)
     print("navembed: starting Milvus Lite, Dagster and the API (first start takes a minute) ...", flush=True)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             urls = stack.start()
             print("\n".join(["navembed is up:", *(f"  {line}" for line in urls.lines()),
@@ -102,7 +102,7 @@ def _milvus_serve(args: argparse.Namespace) -> int:
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     server = MilvusLiteServer(settings.milvus_data_dir, host=args.host, port=args.port)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             print(f"Milvus Lite serving {server.data_dir} at {server.start()} (Ctrl-C stops it)", flush=True)
             while running_uri(server.data_dir):
@@ -117,7 +117,7 @@ def _milvus_serve(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C, so `kill` and service managers get the same clean stop.
 
     SIGINT is set explicitly too: a process started in the background by a shell inherits an

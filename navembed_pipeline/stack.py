@@ -73,12 +73,31 @@ class Stack:
         self._children: list[_Child] = []
         self.urls: StackUrls | None = None
         self.env: dict[str, str] = {}
+        self._workspace: Path | None = None
 
     # ----- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> StackUrls:
-        """Start everything; on any failure stop what started and raise with the log's tail."""
+    def start(self, *, daemon: bool = True) -> StackUrls:
+        """Start everything; on any failure stop what started and raise with the log's tail.
+
+        ``daemon=False`` leaves the Dagster daemon for ``start_daemon()``: runs launched before it
+        wait in the queue, and the change sensor's first tick then finds them (`navembed demo`).
+        """
         try:
-            return self._start()
+            urls = self._start()
+            if daemon:
+                self.start_daemon()
+            return urls
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_daemon(self) -> None:
+        """Start the Dagster daemon (run queue, sensors, schedules), if it is not running yet."""
+        if any(c.name == "dagster-daemon" for c in self._children):
+            return
+        try:
+            self._spawn("dagster-daemon", [*_tool("dagster-daemon", "dagster._daemon"), "run", "-w",
+                                           str(self._workspace)])
         except BaseException:
             self.stop()
             raise
@@ -89,14 +108,13 @@ class Stack:
         milvus_uri = self.settings.milvus_uri or self._start_milvus()
         home = prepare_dagster_home(self.settings.dagster_home)
         _create_storage(home)
-        workspace = home / "workspace.yaml"
+        workspace = self._workspace = home / "workspace.yaml"
         workspace.write_text(WORKSPACE)
         self.env = {**os.environ, **settings_env(self.settings), "NAVEMBED_MILVUS_URI": milvus_uri,
                     "DAGSTER_HOME": str(home)}
         dagster_url = f"http://{self.settings.dagster_host}:{self.settings.dagster_port}"
         self._spawn("dagster-webserver", [*_tool("dagster-webserver", "dagster_webserver"), "-w", str(workspace),
                                           "-h", self.settings.dagster_host, "-p", str(self.settings.dagster_port)])
-        self._spawn("dagster-daemon", [*_tool("dagster-daemon", "dagster._daemon"), "run", "-w", str(workspace)])
         self._wait_for("dagster-webserver", lambda: _dagster_ready(dagster_url))
         api_url = None
         if self.with_api:
@@ -117,13 +135,15 @@ class Stack:
             self._milvus.stop()
             self._milvus = None
 
+    def exited(self) -> str | None:
+        """The name of a part that has exited on its own, if any."""
+        return next((c.name for c in self._children if c.process.poll() is not None), None)
+
     def wait(self, *, poll: float = 1.0) -> str:
         """Block until a part exits on its own; return its name (Ctrl-C raises KeyboardInterrupt)."""
-        while True:
-            for child in self._children:
-                if child.process.poll() is not None:
-                    return child.name
+        while (name := self.exited()) is None:
             time.sleep(poll)
+        return name
 
     def __enter__(self) -> "Stack":
         self.start()

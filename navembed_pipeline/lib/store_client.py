@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pymilvus import MilvusClient
+from pymilvus.client.types import LoadState
 
 from navembed_pipeline.lib.errors import StoreError
 
@@ -19,6 +20,8 @@ OPERATION_TIMEOUT_S = 120.0
 QUERY_LIMIT = 16_384  # Milvus caps one query's offset + limit at this
 ITERATOR_BATCH = 1000
 STRONG = {"consistency_level": "Strong"}  # bookkeeping reads must see the writes just made
+COLLECTION_NOT_LOADED = 101  # Milvus's error code for search/query on a released collection
+LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -45,11 +48,27 @@ class MilvusConnection:
         """Run ``action`` with the client; any failure becomes a StoreError naming the call."""
         client = self._connected()
         try:
-            return action(client)
+            try:
+                return action(client)
+            except Exception as exc:
+                # Milvus Lite brings collections back *released* after a restart: load, then retry once.
+                if not (_not_loaded(exc) and self._load_released(client)):
+                    raise
+                return action(client)
         except Exception as exc:  # never let a pymilvus/grpc error escape unexplained
             raise StoreError(
                 f"Milvus at {self.uri}: {operation} on {target!r} failed: {_reason(exc)}"
             ) from exc
+
+    def _load_released(self, client: MilvusClient) -> bool:
+        """Load every collection that is not loaded; whether any was."""
+        loaded = False
+        for name in client.list_collections():
+            if client.get_load_state(name)["state"] != LoadState.Loaded:
+                LOGGER.info("Milvus at %s: loading collection %r (released, e.g. after a restart)", self.uri, name)
+                client.load_collection(name, timeout=self.timeout)
+                loaded = True
+        return loaded
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` is a collection or an alias."""
@@ -153,6 +172,11 @@ def _quiet_iterator_notice() -> None:
     iterator_logger = logging.getLogger("pymilvus.orm.iterator")
     if not any(isinstance(f, _LiteIteratorNotice) for f in iterator_logger.filters):
         iterator_logger.addFilter(_LiteIteratorNotice())
+
+
+def _not_loaded(exc: Exception) -> bool:
+    """Milvus's "collection not loaded" refusal (error code 101)."""
+    return getattr(exc, "code", None) == COLLECTION_NOT_LOADED or "call load()" in _reason(exc)
 
 
 def _reason(exc: Exception) -> str:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from navembed_pipeline.lib.errors import ConfigError, StoreError
@@ -122,3 +123,27 @@ def test_an_owned_server_stops_when_its_owner_is_killed(tmp_path):
     finally:
         if not gone(server_pid):
             os.kill(server_pid, signal.SIGKILL)
+
+
+def test_vectors_written_before_a_server_restart_are_searchable_after_it(tmp_path):
+    """Milvus Lite brings collections back released after a restart; the store loads them again."""
+    from navembed_pipeline.lib.store import VectorRow
+
+    vector = np.zeros(327, dtype=np.float32)
+    vector[3] = 1.0
+    row = VectorRow(track_id="t1", segment=0, name="Artist - One", offset_seconds=0.0, duration_seconds=10.0,
+                    model_id="dsp", model_version="v1", fingerprint="fp", bucket="00", vectors={"embedding": vector})
+    with MilvusLiteServer(tmp_path) as first:
+        store = VectorStore(first.uri)
+        store.ensure_collection("dsp", {"embedding": 327})
+        store.upsert("dsp", [row])
+        store.record_failures("dsp", [("t2", "unreadable")])
+        store.close()
+    with MilvusLiteServer(tmp_path) as second:
+        store = VectorStore(second.uri)
+        try:
+            assert [hit.track_id for hit in store.search("dsp", vector, limit=1)] == [row.track_id]
+            assert store.failed_tracks("dsp") == {"t2": "unreadable"}
+            assert store.stored("dsp", ["t1"])["t1"].fingerprint == "fp"
+        finally:
+            store.close()
