@@ -30,7 +30,7 @@ system-deps:  ## install the system packages the tests need (Debian's chromium, 
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
 	fi
 
-demo: setup  ## generate the sample library and embed it (main job)
+demo: setup  ## the whole product on a generated library: stack up, main job via the API, playlists
 	$(BIN)/navembed demo --dir $(DEMO_DIR)
 
 up: setup  ## run the stack (Milvus Lite, Dagster UI + daemon, API) on the demo library; Ctrl-C stops it

@@ -116,9 +116,9 @@ def _port(wanted: int | None, default: int, what: str, say: Callable[[str], None
 
 
 def _start_run(api: httpx.Client, models: list[str], say: Callable[[str], None]) -> dict[str, Any]:
-    say(f"==> POST /batch/start  models={models}  (deep models join once their weights are downloaded: "
-        "navembed models download)")
-    body = _ok(api.post("/batch/start", json={"models": models, "clearExisting": False}), "/batch/start")
+    say(f"==> POST /batch/start {{\"models\": {json.dumps(models)}, \"force\": true}}  (a full re-embed; deep "
+        "models join once their weights are downloaded: navembed models download)")
+    body = _ok(api.post("/batch/start", json={"models": models, "force": True}), "/batch/start")
     if body.get("status") != "started":
         raise DemoFailed(f"/batch/start answered {body}")
     say(f"    started job {body['job_id']} (Dagster run {body['run_id']}); the Dagster daemon launches it")
