@@ -14,6 +14,7 @@ usage: python -m benchmarks.recommend_latency [--sizes 10000,100000] [--queries 
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -168,7 +169,8 @@ def candidate_recall(vectors: FieldVectors, rows: np.ndarray, probes: int = 20, 
 
 
 def run_size(count: int, previous: int, store: VectorStore, server: MilvusLiteServer, work: Path,
-             args) -> list[str]:
+             args, results: dict) -> list[str]:
+    """Measure one library size; the report lines, and {what: {p50_ms, p95_ms}} into ``results``."""
     lines = []
     in_store = ("dsp", "muq") if args.muq_in_store else ("dsp",)
     for model in in_store:
@@ -203,6 +205,7 @@ def run_size(count: int, previous: int, store: VectorStore, server: MilvusLiteSe
     rows += [("Lite search (1x top 50)", lite), ("numpy brute (1x top 50)", brute)]
     for name, times in rows:
         p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
+        results.setdefault(str(count), {})[name] = {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2)}
         lines.append(f"  {count:>7}  {name:<24} {p50:8.1f} {p95:8.1f}   {p50 / np.median(lite):6.2f}x "
                      f"{p50 / np.median(brute):6.2f}x")
     return lines
@@ -214,10 +217,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=30, help="timed requests per mode and size")
     parser.add_argument("--muq-in-store", action="store_true", help="also write muq vectors into Milvus Lite")
     parser.add_argument("--work", default=None, help="directory for the temporary Milvus data and navidrome.db")
+    parser.add_argument("--json", type=Path, help="also write {size: {what: {p50_ms, p95_ms}}} here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
     sizes = sorted(int(s) for s in args.sizes.split(","))
     print(f"{PLAYLIST}-track playlists; models muq (1536-d + 512-d MuLan) + dsp (327-d); {args.queries} requests each")
     print(f"  {'tracks':>7}  {'what':<24} {'p50 ms':>8} {'p95 ms':>8}   p50 vs Lite search, vs numpy brute")
+    results: dict = {}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         server = MilvusLiteServer(Path(tmp) / "milvus")
         server.start()
@@ -225,12 +230,14 @@ def main() -> None:
         try:
             previous = 0
             for count in sizes:  # one growing collection: each size inserts only the new rows
-                for line in run_size(count, previous, store, server, Path(tmp), args):
+                for line in run_size(count, previous, store, server, Path(tmp), args, results):
                     print(line, flush=True)
                 previous = count
         finally:
             store.close()
             server.stop()
+    if args.json:
+        args.json.write_text(json.dumps({"playlist": PLAYLIST, "queries": args.queries, "sizes": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,13 @@ def library_tracks(context: dg.AssetExecutionContext, navidrome: NavidromeResour
     return frame
 
 
+def format_stages(model_name: str, seconds: dict[str, float], *, decode_workers: int) -> str:
+    """Where the run's time went, one log line (decode overlaps the rest on its worker threads)."""
+    return (f"{model_name} stage seconds: plan {seconds['plan']:.1f}, decode {seconds['decode']:.1f} on "
+            f"{decode_workers} worker thread(s) (embedding waited {seconds['decode_wait']:.1f} for audio), "
+            f"model {seconds['model']:.1f}, enrich {seconds['enrich']:.1f}, write {seconds['write']:.1f}")
+
+
 def bucket_metadata(report: BucketReport) -> dict[str, object]:
     metadata: dict[str, object] = {
         "embedded": report.embedded, "skipped": report.skipped, "failed": report.failed,
@@ -120,6 +127,7 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     for report in run.run(grouped, on_progress=lambda progress: context.log.info(format_progress(progress))):
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
                                       metadata=bucket_metadata(report))
+    context.log.info(format_stages(model_name, run.stage_seconds, decode_workers=options.decode_workers))
     if staging is not None:
         store.commit_rebuild(model_name, staging)
         context.log.info(f"clear_existing: {staging} is now live")

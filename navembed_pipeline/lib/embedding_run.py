@@ -26,6 +26,10 @@ from navembed_pipeline.lib.store import StoredInfo, VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.run")
 FAILURE_SAMPLE = 10
+# Where a run's time goes: store reads and deletes before embedding; audio decoding (summed over the
+# decode threads, overlapping the rest); the embedding thread waiting for decoded audio; the model's
+# forward passes; pooling window features into vectors; writes to the store (vectors and failures).
+STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,18 @@ class EmbeddingRun:
         self.options = options
         self._clock = clock
         self._previously_failed: set[str] = set()
+        self._stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._stages_lock = threading.Lock()
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds spent so far per stage (see ``STAGES``); decode is summed over its worker threads."""
+        with self._stages_lock:
+            return dict(self._stages)
+
+    def _add_time(self, stage: str, seconds: float) -> None:
+        with self._stages_lock:
+            self._stages[stage] += seconds
 
     def run(self, tracks_by_bucket: dict[str, list[Track]], *,
             on_progress: Callable[[Progress], None] = lambda _: None) -> Iterator[BucketReport]:
@@ -112,7 +128,9 @@ class EmbeddingRun:
         the run works (even inside a long model call), and once more at the end.
         """
         self.store.ensure_collection(self.model.name, self.model.vector_fields, collection=self.options.collection)
+        planning = time.perf_counter()
         states, queue = self._plan(tracks_by_bucket)
+        self._add_time("plan", time.perf_counter() - planning)
         tally = _Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
                        skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
         for state in states.values():
@@ -197,9 +215,13 @@ class EmbeddingRun:
                     futures.append((bucket, pool.submit(self._decode, track)))
                     position += 1
                 batch, futures = futures[:size], futures[size:]
-                yield [(bucket, future.result()) for bucket, future in batch]
+                waiting = time.perf_counter()
+                decoded = [(bucket, future.result()) for bucket, future in batch]
+                self._add_time("decode_wait", time.perf_counter() - waiting)
+                yield decoded
 
     def _decode(self, track: Track) -> _Decoded:
+        started = time.perf_counter()
         try:
             segments = tuple(segments_for(track))
             waves = tuple(load_audio(track.path, self.model.sample_rate, offset_seconds=s.offset_seconds,
@@ -207,14 +229,18 @@ class EmbeddingRun:
             return _Decoded(track, segments, waves, None)
         except NavembedError as exc:
             return _Decoded(track, (), None, str(exc))
+        finally:
+            self._add_time("decode", time.perf_counter() - started)
 
     def _flush(self, buffer: "_WriteBuffer", states: dict[str, _BucketState], tally: "_Tally") -> Iterator[BucketReport]:
         """Write the buffered rows in one upsert, then count their tracks and report finished buckets."""
         if buffer.rows:
+            writing = time.perf_counter()
             self.store.upsert(self.model.name, buffer.rows, collection=self.options.collection)
             recovered = sorted({row.track_id for row in buffer.rows} & self._previously_failed)
             if recovered:
                 self.store.clear_failures(self.model.name, recovered)
+            self._add_time("write", time.perf_counter() - writing)
         for bucket, decoded in buffer.tracks:
             state = states[bucket]
             state.pending -= 1
@@ -253,7 +279,12 @@ class EmbeddingRun:
 
     def _rows(self, ready: list[tuple[str, _Decoded]]) -> list[VectorRow]:
         waves = [w for _, d in ready for w in d.waves or ()]
-        vectors = iter(self.model.embed(waves))
+        timings: dict[str, float] = {}
+        try:
+            vectors = iter(self.model.embed(waves, timings=timings))
+        finally:
+            for stage, seconds in timings.items():
+                self._add_time(stage, seconds)
         rows = []
         for bucket, decoded in ready:
             fingerprint = track_fingerprint(decoded.track)
@@ -271,7 +302,9 @@ class EmbeddingRun:
     def _fail(self, state: _BucketState, track: Track, error: str) -> None:
         LOGGER.warning("failed %s (%s): %s", track.display_name, track.path, error)
         state.failures.append((track.id, track.display_name, error))
+        writing = time.perf_counter()
         self.store.record_failures(self.model.name, [(track.id, error)])
+        self._add_time("write", time.perf_counter() - writing)
 
     def _report(self, state: _BucketState) -> BucketReport:
         failed = len(state.failures)

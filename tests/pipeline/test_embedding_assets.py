@@ -78,3 +78,29 @@ def test_library_snapshot_counts_new_changed_and_missing_tracks(sample_library, 
     assert meta["new_tracks"] == 1  # the corrupt file: it never got vectors
     assert meta["changed_tracks"] == 0
     assert meta["vanished_since_embedding"] == 1  # the missing track still has vectors until its bucket runs
+
+
+def test_the_run_logs_where_its_time_went_and_a_skipping_run_spends_none_on_the_model(
+        sample_library, vector_store, milvus_uri, instance) -> None:
+    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.models import create_model
+    from navembed_pipeline.lib.models.base import ModelOptions
+
+    result = embed(sample_library, milvus_uri, instance)
+    line = [r.user_message for r in instance.all_logs(result.run_id) if "stage seconds" in r.user_message]
+    assert len(line) == 1 and line[0].startswith("dsp stage seconds: plan ") and "write " in line[0]
+
+    tracks = group_by_bucket(list(NavidromeLibrary(sample_library.db_path).tracks()))
+    model = create_model("dsp", ModelOptions(device="cpu"))
+    try:
+        forced = EmbeddingRun(model=model, store=vector_store, options=RunOptions(force=True, decode_workers=1))
+        list(forced.run(tracks))
+        seconds = forced.stage_seconds
+        assert all(seconds[stage] > 0 for stage in ("plan", "decode", "model", "enrich", "write")), seconds
+        skipping = EmbeddingRun(model=model, store=vector_store, options=RunOptions(decode_workers=1))
+        list(skipping.run(tracks))
+        idle = skipping.stage_seconds
+        # only the corrupt file is tried again: decoded (and failed), never given to the model
+        assert idle["plan"] > 0 and idle["model"] == idle["enrich"] == 0.0 and idle["decode"] > 0, idle
+    finally:
+        model.shutdown()

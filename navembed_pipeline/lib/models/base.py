@@ -142,8 +142,13 @@ class EmbeddingModel(ABC):
         return False
 
     # ----- public API ------------------------------------------------------------------------
-    def embed(self, waves: Sequence[np.ndarray]) -> list[TrackVectors]:
-        """Embed mono float32 waveforms at ``sample_rate``; one ``TrackVectors`` per input."""
+    def embed(self, waves: Sequence[np.ndarray], *, timings: dict[str, float] | None = None) -> list[TrackVectors]:
+        """Embed mono float32 waveforms at ``sample_rate``; one ``TrackVectors`` per input.
+
+        ``timings``, when given, accumulates seconds under ``"model"`` (windowing, loading when
+        needed, forward passes up to features on the CPU) and ``"enrich"`` (pooling windows into vectors).
+        """
+        started = time.perf_counter()
         windows: list[tuple[int, np.ndarray]] = []
         for index, wave in enumerate(waves):
             for window in self._windows(np.asarray(wave, dtype=np.float32)):
@@ -156,7 +161,12 @@ class EmbeddingModel(ABC):
                     features = self._forward(model, stacked.to(self.device, self.dtype))
                 for (track, _), feature in zip(batch, features, strict=True):
                     per_track[track].append(feature)
-        return [TrackVectors(self._pool(feats), len(feats)) for feats in per_track]
+        pooling = time.perf_counter()
+        vectors = [TrackVectors(self._pool(feats), len(feats)) for feats in per_track]
+        if timings is not None:
+            timings["model"] = timings.get("model", 0.0) + pooling - started
+            timings["enrich"] = timings.get("enrich", 0.0) + time.perf_counter() - pooling
+        return vectors
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Embed text prompts into the model's joint audio-text space, ``(N, D)``."""

@@ -10,7 +10,7 @@ so the frames come at the real ~10.77/s and are 64 wide. Checkpoint: ~2 MB.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -38,14 +38,15 @@ def tiny_architecture() -> Iterator[None]:
         yield
 
 
-def write_tiny_checkpoint(models_dir: Path, *, seed: int = 0) -> Path:
+def write_tiny_checkpoint(models_dir: Path, *, seed: int = 0, full_size: bool = False) -> Path:
     """Save a tiny random ``music2latent.pt`` under ``<models_dir>/SonyCSLParis--music2latent/``.
 
     The package zero-initialises the last conv of every residual block and every attention
-    output; those get small random values too, so every layer shapes the latent.
+    output; those get small random values too, so every layer shapes the latent. ``full_size``
+    keeps the package's real widths (~233 MB; for benchmarks).
     """
     torch.manual_seed(seed)
-    with tiny_architecture():
+    with tiny_architecture() if not full_size else nullcontext():
         generator = music2latent.models.UNet()
     with torch.no_grad():
         for parameter in generator.parameters():

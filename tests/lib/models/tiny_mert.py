@@ -114,10 +114,15 @@ PREPROCESSOR_CONFIG: dict = {
 MERT_ONLY_KEYS = ("auto_map", "architectures", "model_type")
 
 
-def tiny_state_dict(*, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights for the tiny config, keyed exactly as the real checkpoint keys them."""
+# The published MERT-v1-330M sizes, for benchmarks with the real-size architecture (random weights).
+FULL_SIZE_OVERRIDES: dict = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                             "num_attention_heads": 16, "conv_dim": [512] * 7}
+
+
+def tiny_state_dict(*, seed: int = 0, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """Random weights for the tiny config (or ``config``), keyed exactly as the real checkpoint keys them."""
     torch.manual_seed(seed)
-    config = HubertConfig(**{k: v for k, v in TINY_MERT_CONFIG.items() if k not in MERT_ONLY_KEYS})
+    config = HubertConfig(**{k: v for k, v in (config or TINY_MERT_CONFIG).items() if k not in MERT_ONLY_KEYS})
     network = HubertModel(config)
     with torch.no_grad():  # default init leaves layer norms at 1/0; randomise so every weight matters
         for name, parameter in network.named_parameters():
@@ -140,11 +145,11 @@ def write_tiny_mert(models_dir: Path, *, do_normalize: bool = False, seed: int =
     (target / "config.json").write_text(json.dumps(config, indent=2))
     (target / "preprocessor_config.json").write_text(
         json.dumps({**PREPROCESSOR_CONFIG, "do_normalize": do_normalize}, indent=2))
-    state = tiny_state_dict(seed=seed)
+    state = tiny_state_dict(seed=seed, config=config)
     for key in drop_keys:
         del state[key]
     for key in extra_keys:
-        state[key] = torch.zeros(HIDDEN_SIZE)
+        state[key] = torch.zeros(config["hidden_size"])
     torch.save(state, target / "pytorch_model.bin")
     return target
 
