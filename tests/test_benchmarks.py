@@ -1,0 +1,35 @@
+"""`make bench` in a quick form, so the benchmarks cannot silently rot (no timing is asserted here).
+
+Speed and memory are judged by reading the report, never by timed assertions; this only checks
+that every benchmark runs to the end and the combined report has each of its sections.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(900)
+def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--tracks", "24", "--seconds", "2",
+                           "--sizes", "600", "--queries", "3"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = (tmp_path / "var" / "bench" / "report.txt").read_text()
+    assert "Pipeline, dsp, 24 tracks × 2 s:" in report
+    assert "Dagster overhead" in report and "engine stages (s) plan" in report and "peak RSS" in report
+    assert "    600 tracks  similar " in report and "raw Lite search" in report
+    pipeline = json.loads((tmp_path / "var" / "bench" / "pipeline.json").read_text())
+    assert {v["embedded"] for v in pipeline["results"].values()} == {24}
+    stages = pipeline["results"]["engine"]["stages"]
+    assert all(stages[s] > 0 for s in ("decode", "model", "enrich", "write"))
+    if not torch.cuda.is_available():
+        assert "Deep models (GPU section): skipped — no CUDA device on this machine" in report
