@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from navembed_api.dagster_client import RunEvent, RunInfo
-from navembed_pipeline.lib.models import MODEL_NAMES
-
+from navembed_pipeline.jobs import ASSET_SUFFIX, embedded_models
+from navembed_pipeline.jobs import is_embedding_run as embeds
 from navembed_pipeline.lib.progress import PROGRESS_PREFIX
-ASSET_SUFFIX = "_embeddings"
-EMBEDDING_JOBS = ("reembed_job", "retry_failed_tracks_job")
+
 TRIGGER_TAG = "navembed/trigger"
 FAILURE_EVENTS = ("ExecutionStepFailureEvent", "RunFailureEvent")
 
@@ -42,13 +41,12 @@ def asset_key(model: str) -> str:
 
 def embedding_models(run: RunInfo) -> list[str]:
     """The models whose embedding assets ``run`` materializes (in the pipeline's model order)."""
-    selected = {key[: -len(ASSET_SUFFIX)] for key in run.asset_keys if key.endswith(ASSET_SUFFIX)}
-    return [m for m in MODEL_NAMES if m in selected]
+    return embedded_models(run.asset_keys)
 
 
 def is_embedding_run(run: RunInfo) -> bool:
     """Runs of the embedding jobs, and asset runs (Dagster UI, sensors) that embed any model."""
-    return run.job_name in EMBEDDING_JOBS or bool(embedding_models(run))
+    return embeds(run.job_name, run.asset_keys)
 
 
 def job_number(run_id: str) -> int:

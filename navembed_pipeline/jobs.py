@@ -4,6 +4,8 @@ Both run in-process so each model loads once per run, and carry a tag that the q
 coordinator limits to one embedding run at a time.
 """
 
+from collections.abc import Iterable
+
 import dagster as dg
 
 from navembed_pipeline.lib.models import MODEL_NAMES
@@ -33,3 +35,18 @@ def embed_run_config(models: list[str], *, force: bool = False, clear_existing: 
     """Run config for ``reembed_job`` restricted to ``models``."""
     config = {"force": force, "clear_existing": clear_existing, "only_failed": only_failed}
     return {"ops": {f"{m}_embeddings": {"config": config} for m in models}}
+
+
+EMBEDDING_JOBS = (reembed_job.name, retry_failed_tracks_job.name)
+ASSET_SUFFIX = "_embeddings"
+
+
+def embedded_models(asset_names: Iterable[str]) -> list[str]:
+    """The models whose embedding assets are among ``asset_names`` (in the pipeline's model order)."""
+    selected = {name[: -len(ASSET_SUFFIX)] for name in asset_names if name.endswith(ASSET_SUFFIX)}
+    return [m for m in MODEL_NAMES if m in selected]
+
+
+def is_embedding_run(job_name: str, asset_names: Iterable[str]) -> bool:
+    """Runs of the embedding jobs, and asset runs (Dagster UI, sensors) that embed any model."""
+    return job_name in EMBEDDING_JOBS or bool(embedded_models(asset_names))

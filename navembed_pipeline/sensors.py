@@ -4,16 +4,15 @@ import dagster as dg
 
 from navembed_pipeline.lib.buckets import BUCKETS, contiguous_ranges
 from navembed_pipeline.lib.library_diff import dirty_buckets
-from navembed_pipeline.jobs import embed_run_config, reembed_job
+from navembed_pipeline.jobs import embed_run_config, is_embedding_run, reembed_job
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
 
 # One run per contiguous range of dirty buckets; past this many ranges, one run over all buckets
 # (clean buckets cost a lookup each, far less than hundreds of queued runs).
 MAX_RUNS = 8
-# While one of these is queued or running the sensor waits: that run picks up the library as it is,
+# While an embedding run is queued or running the sensor waits: that run picks up the library as it is,
 # and anything it misses is still dirty on the first tick after it ends.
-EMBEDDING_JOBS = ("reembed_job", "retry_failed_tracks_job")
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
           dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -50,8 +49,8 @@ def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> 
 
 
 def active_embedding_run(instance: dg.DagsterInstance) -> dg.DagsterRun | None:
-    """The newest queued or running run of an embedding job (whoever launched it), if any."""
+    """The newest queued or running embedding run (whoever launched it: API, UI, sensor), if any."""
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=50):
-        if run.job_name in EMBEDDING_JOBS:
+        if is_embedding_run(run.job_name, (key.to_user_string() for key in run.asset_selection or ())):
             return run
     return None

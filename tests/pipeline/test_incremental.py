@@ -72,6 +72,12 @@ def test_sensor_waits_while_an_embedding_run_is_queued_or_running(sample_library
     result = evaluate_sensor(sample_library, milvus_uri, instance)  # nothing is embedded yet: all dirty
     assert not result.run_requests and running.run_id in result.skip_reason.skip_message
     instance.report_run_canceled(running)
+    # "Materialize" in the Dagster UI: an asset job run that embeds
+    from_ui = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id(),
+                                             asset_selection=frozenset({dg.AssetKey("dsp_embeddings")}),
+                                             status=dg.DagsterRunStatus.STARTED))
+    assert from_ui.run_id in evaluate_sensor(sample_library, milvus_uri, instance).skip_reason.skip_message
+    instance.report_run_canceled(from_ui)
     assert evaluate_sensor(sample_library, milvus_uri, instance).run_requests
 
 
