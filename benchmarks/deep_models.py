@@ -54,9 +54,9 @@ def measure(model_name: str, models_dir: Path, args: argparse.Namespace) -> dict
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     began = time.perf_counter()
-    model.load()
+    network = model.load()
     loaded = time.perf_counter() - began
-    parameters = sum(p.numel() for p in _modules(model._model) for p in p.parameters())
+    parameters = sum(p.numel() for module in _modules(network) for p in module.parameters())
     # Warm-up (kernels, allocator) on other audio: muq remembers the clips it has embedded.
     model.embed([render_song(seconds=min(args.deep_seconds, 30.0), sample_rate=model.sample_rate, seed=10_000)])
     if device == "cuda":

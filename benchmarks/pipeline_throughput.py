@@ -138,8 +138,8 @@ def report(results: dict[str, dict], tracks: int) -> list[str]:
     for stage, label in STAGE_LABELS.items():
         engine, seed = results["engine"]["stages"].get(stage), results["seed"]["stages"].get(stage)
         ratio = f"{engine / seed:6.2f}x" if engine is not None and seed else "     -"
-        lines.append(f"  {label:<28}{engine if engine is not None else float('nan'):9.1f}"
-                     f"{seed if seed is not None else float('nan'):9.1f}   {ratio}")
+        cells = "".join(f"{v:9.1f}" if v is not None else f"{'-':>9}" for v in (engine, seed))
+        lines.append(f"  {label:<28}{cells}   {ratio}")
     model = results["engine"]["stages"]["model"] + results["engine"]["stages"]["enrich"]
     lines += ["", f"dsp: {tracks / e:.1f} tracks/s end to end (engine), {tracks / model:.1f} tracks/s in the model "
                   f"alone (forward + pooling, {model / tracks * 1000:.1f} ms per track)"]
