@@ -20,6 +20,11 @@ OPERATION_TIMEOUT_S = 120.0
 QUERY_LIMIT = 16_384  # Milvus caps one query's offset + limit at this
 ITERATOR_BATCH = 1000
 STRONG = {"consistency_level": "Strong"}  # bookkeeping reads must see the writes just made
+# pymilvus pings every 10 s even on idle connections; a gRPC server with default settings (Milvus
+# Lite's) counts those as abuse and answers GOAWAY "too_many_pings", and the next client to connect
+# in this process (channels with equal options share the connection) fails with "Fail connecting
+# to server". Ping only during calls, once a minute: Milvus standalone accepts that too.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
 COLLECTION_NOT_LOADED = 101  # Milvus's error code for search/query on a released collection
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -154,7 +159,8 @@ class MilvusConnection:
             if self._client is None:
                 try:
                     self._client = MilvusClient(
-                        uri=self.uri, token=self._token, timeout=self._connect_timeout
+                        uri=self.uri, token=self._token, timeout=self._connect_timeout,
+                        grpc_options=GRPC_OPTIONS,
                     )
                 except Exception as exc:  # pymilvus raises several unrelated types here
                     raise StoreError(f"Cannot reach Milvus at {self.uri}: {_reason(exc)}") from exc

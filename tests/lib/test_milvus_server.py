@@ -147,3 +147,31 @@ def test_vectors_written_before_a_server_restart_are_searchable_after_it(tmp_pat
             assert store.stored("dsp", ["t1"])["t1"].fingerprint == "fp"
         finally:
             store.close()
+
+
+
+def test_a_new_connection_after_an_idle_one_is_not_refused_for_too_many_pings(tmp_path):
+    """Idle connections must not get this process's next connection refused.
+
+    With pymilvus's own keepalive (every 10 s, also without calls) Milvus Lite's gRPC server
+    answers GOAWAY "too_many_pings", and the next client with the same channel options fails with
+    "Fail connecting to server". The store's connections ping only during calls.
+    """
+    from pymilvus import MilvusClient
+
+    from navembed_pipeline.lib.store_client import GRPC_OPTIONS
+
+    with MilvusLiteServer(tmp_path) as server:
+        idle = [MilvusClient(uri=server.uri, grpc_options=GRPC_OPTIONS), VectorStore(server.uri)]
+        try:
+            idle[0].list_collections()
+            assert idle[1].count("dsp") == 0
+            time.sleep(45)
+            fresh = VectorStore(server.uri)
+            try:
+                assert fresh.count("dsp") == 0
+            finally:
+                fresh.close()
+        finally:
+            idle[0].close()
+            idle[1].close()
