@@ -6,14 +6,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= var/demo
+# What `make test-fast` leaves out (markers set in tests/conftest.py and on slow tests).
+FAST_LANE := not slow and not webserver and not ui and not bench
 # pip prints a warning per package for this machine's local index mirrors; hide only those lines.
 PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: setup system-deps demo up test fuzz bench clean help
+.PHONY: setup chromaprint system-deps demo up test test-fast fuzz bench clean help
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup: $(STAMP)  ## create .venv and install pinned dependencies (CPU torch; see README for GPU)
+setup: chromaprint $(STAMP)  ## create .venv and install pinned dependencies (CPU torch; see README for GPU)
+
+chromaprint:  ## install Debian's libchromaprint1 + libchromaprint-tools (duplicate detection) if missing
+	@if ldconfig -p | grep -q 'libchromaprint\.so\.1' && command -v fpcalc >/dev/null; then :; else \
+	  echo "==> installing libchromaprint1 libchromaprint-tools with apt-get"; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    libchromaprint1 libchromaprint-tools; \
+	fi
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (a few minutes the first time)"
@@ -22,12 +33,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e . 2>&1 | { $(PIP_QUIET); }
 	touch $(STAMP)
 
-system-deps:  ## install the system packages the tests need (Debian's chromium, for the Dagster UI check)
-	@if [ -x /usr/bin/chromium ]; then echo "==> chromium is installed"; else \
-	  echo "==> installing chromium with apt-get"; \
+system-deps:  ## install the system packages the tests need (Debian's chromium for the UI check, postgresql)
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  if [ -z "$$missing" ]; then echo "==> chromium and postgresql are installed"; else \
+	  echo "==> installing $$missing with apt-get"; \
 	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$sudo apt-get update -qq; \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
 demo: setup  ## the whole product on a generated library: stack up, main job via the API, playlists
@@ -39,6 +52,9 @@ up: setup  ## run the stack (Milvus Lite, Dagster UI + daemon, API) on the demo 
 
 test: setup system-deps  ## run the whole test suite (installs chromium for the UI check if missing)
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## the inner loop: unit + in-process Dagster tests (no servers as processes, UI or benchmarks)
+	$(BIN)/python -m pytest -q -m "$(FAST_LANE)" --durations=10
 
 fuzz: setup  ## fuzz the running API (navembed up) against its OpenAPI spec: no 5xx allowed
 	$(BIN)/schemathesis run http://127.0.0.1:9002/openapi.json -H "Authorization: Bearer $$NAVEMBED_ADMIN_TOKEN" \

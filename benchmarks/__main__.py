@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = {"pipeline": "benchmarks.pipeline_throughput", "recommend": "benchmarks.recommend_latency",
-              "deep_models": "benchmarks.deep_models"}
+BENCHMARKS = {"pipeline": "benchmarks.pipeline_throughput", "real_length": "benchmarks.real_length",
+              "recommend": "benchmarks.recommend_latency",
+              "deep_models": "benchmarks.deep_models", "quality": "benchmarks.quality",
+              "calibration": "benchmarks.calibration", "workers": "benchmarks.workers_throughput"}
 OUT = Path("var/bench")
 
 
@@ -52,6 +54,13 @@ def report(results: dict) -> list[str]:
                   f"  dsp model alone   {tracks / (stages['model'] + stages['enrich']):.1f} tracks/s"]
     else:
         lines.append(f"Pipeline: failed ({pipeline})")
+    real = results.get("real_length", {})
+    if "report" in real:
+        kind = "generated (quick form)" if real["quick"] else "real recordings"
+        lines += [f"Real-length compressed music ({kind}), dsp vs bliss-audio on the same files:"]
+        lines += ["  " + line for line in real["report"]]
+    else:
+        lines.append(f"Real-length benchmark: failed ({real})")
     recommend = results.get("recommend", {})
     if "sizes" in recommend:
         lines.append(f"Recommendations, {recommend['playlist']}-track playlists, p50 / p95 ms "
@@ -76,6 +85,27 @@ def report(results: dict) -> list[str]:
             memory = f", peak GPU {v['peak_gpu_memory_gib']} GiB" if v["peak_gpu_memory_gib"] is not None else ""
             lines.append(f"  {name:<7} {v['tracks_per_second']:.3f} tracks/s, {v['seconds_per_audio_minute']:.2f} s per "
                          f"audio minute ({v['parameters_m']:.0f}M params, {v['device']} {v['dtype']}{memory})")
+    quality = results.get("quality", {})
+    if "results" in quality:
+        from benchmarks.quality import table
+
+        lines += table(quality)
+    else:
+        lines.append(f"Quality on real music: failed ({quality})")
+    calibration = results.get("calibration", {})
+    if "results" in calibration:
+        from benchmarks.calibration import table as calibration_table
+
+        lines += calibration_table(calibration)
+    else:
+        lines.append(f"Calibrated similarity: failed ({calibration})")
+    workers = results.get("workers", {})
+    if "results" in workers:
+        from benchmarks.workers_throughput import report_lines
+
+        lines += report_lines(workers)
+    else:
+        lines.append(f"Workers: failed ({workers})")
     return lines
 
 

@@ -4,7 +4,11 @@ Side by side, for 50-track playlists:
 1. each engine mode (similar, similar with rules, text, mixed, path) through ``Recommender`` with
    the in-process ``VectorCache`` and the real Navidrome catalog reader;
 2. one raw Milvus Lite search (top 50) — what a store-backed engine pays per input and model;
-3. a numpy brute-force top 50 over the muq vectors — the exact single-search lower bound.
+3. a numpy brute-force top 50 over the muq vectors — the exact single-search lower bound;
+4. the Navidrome plugin's calls through ``SonicService`` (``/api/similar_tracks`` n=100 with the
+   plugin's defaults, ``/api/find_path`` count=25, ``/api/similar_artists`` n=10 with component
+   matches), after a warm-up like the API's lifespan (a fresh cache: vectors, calibration, artist
+   index), and the first call after it: what Navidrome waits for at most within its 10 s budget.
 
 Synthetic clustered vectors ("genres"): ``dsp`` (327-d) is written into a Milvus Lite server and
 loaded from it; ``muq`` (1536-d audio + 512-d MuLan) is kept in memory by default (inserting it
@@ -29,6 +33,7 @@ from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.recommend import (FieldVectors, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              VectorCache)
+from navembed_pipeline.lib.recommend.sonic import SonicService
 from navembed_pipeline.lib.store import VectorRow, VectorStore, collection_name
 from navembed_pipeline.lib.store_schema import row_entity
 
@@ -202,6 +207,9 @@ def run_size(count: int, previous: int, store: VectorStore, server: MilvusLiteSe
     brute = numpy_brute(muq_rows, args.queries)
     rows = [(mode, timed(lambda q, make=make: engine.recommend(make(q)), args.queries))
             for mode, make in requests(count).items()]
+    plugin_rows, first = plugin_latency(store, memory, library, count, args.queries)
+    lines += first
+    rows += plugin_rows
     rows += [("Lite search (1x top 50)", lite), ("numpy brute (1x top 50)", brute)]
     for name, times in rows:
         p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
@@ -209,6 +217,34 @@ def run_size(count: int, previous: int, store: VectorStore, server: MilvusLiteSe
         lines.append(f"  {count:>7}  {name:<24} {p50:8.1f} {p95:8.1f}   {p50 / np.median(lite):6.2f}x "
                      f"{p50 / np.median(brute):6.2f}x")
     return lines
+
+
+def plugin_latency(store: VectorStore, memory: dict, library: NavidromeLibrary, count: int,
+                   queries: int) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """The plugin's three calls, timed after a lifespan-like warm-up of a fresh cache; and the first call."""
+    began = time.perf_counter()
+    engine = Recommender(Mixed(VectorCache(store, background=False), memory), library.get, embed_text=text_vectors)
+    sonic = SonicService(engine, library.tracks)
+    for model in engine.default_models:
+        engine.vectors.field(model)
+    artists = len(sonic.artists())
+    warm = time.perf_counter() - began
+    seeds = [track_id(int(i)) for i in np.random.default_rng(11).integers(0, count, 1000)]
+    began = time.perf_counter()
+    sonic.similar_tracks(seeds[999], 100, eliminate_duplicates=True, within_radius=True)
+    first = (time.perf_counter() - began) * 1000.0
+    artist_ids = list(sonic.artists().artists)
+    rows = [
+        ("plugin similar_tracks", timed(lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True,
+                                                                       within_radius=True), queries)),
+        ("plugin find_path", timed(lambda q: sonic.path(seeds[q], seeds[q + 500], 25), queries)),
+        ("plugin similar_artists", timed(lambda q: sonic.similar_artists(artist_ids[q * 37 % len(artist_ids)], 10),
+                                         queries)),
+    ]
+    rows.append(("plugin first call", np.asarray([first])))
+    note = [f"  lifespan warm-up (dsp from the store + calibration; {artists} artists indexed) {warm:.1f} s; "
+            f"first plugin call after it {first:.0f} ms"]
+    return rows, note
 
 
 def main() -> None:

@@ -12,18 +12,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from navembed_api.batch_jobs import as_one_progress, as_one_run, job_of, job_runs, workers_entry
 from navembed_api.batch_progress import RunProgress, asset_key, is_embedding_run, job_number, progress_response
 from navembed_api.dagster_client import ACTIVE_STATUSES, DagsterClient, RunInfo
 from navembed_api.errors import Conflict, NotFound, TerminateRefused, Unprocessable
-from navembed_pipeline.jobs import embed_run_config
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.models import MODEL_NAMES, model_class
+from navembed_pipeline.lib.models import MODEL_NAMES, weights_repos
 from navembed_pipeline.lib.models.weights import weights_present
-from navembed_pipeline.partitions import range_tags
+from navembed_pipeline.lib.runs import REEMBED_JOB, embed_run_config, run_tags
+from navembed_pipeline.lib.workers import new_job_id, worker_ranges, worker_tags
 
 LOGGER = logging.getLogger("navembed.api.batch")
-REEMBED_JOB = "reembed_job"
-TRIGGER_TAG = "navembed/trigger"
 API_TRIGGER = "api"
 RECENT_RUNS = 50  # how far back the latest embedding run is looked for
 CACHED_RUNS = 16
@@ -45,9 +44,14 @@ class BatchControl:
         self._retries: set[asyncio.Task] = set()
 
     async def start(self, models: Sequence[str], *, clear_existing: bool = False,
-                    force: bool = False) -> dict[str, Any]:
-        """Launch one re-embed run of ``models`` over all buckets; 409 while one is queued or running."""
+                    force: bool = False, workers: int = 1) -> dict[str, Any]:
+        """Launch one re-embed run of ``models`` over all buckets (``workers`` > 1: that many runs over
+        disjoint bucket ranges, one job); 409 while an embedding run is queued or running."""
         chosen = validate_models(models, weights_ok=self._weights_ok)
+        if workers > 1 and clear_existing:
+            raise Unprocessable("clearExisting rebuilds each collection in one run: use it with workers 1")
+        if workers > 1:
+            return await self._start_workers(chosen, force=force, workers=workers)
         async with self._start_lock:  # two clicks at once must not launch two runs
             active = await self.active_runs()
             if active:
@@ -57,7 +61,7 @@ class BatchControl:
             run_id = await self.client.launch_run(
                 REEMBED_JOB, asset_keys=[asset_key(m) for m in chosen],
                 run_config=embed_run_config(chosen, force=force, clear_existing=clear_existing),
-                tags={**range_tags(), TRIGGER_TAG: API_TRIGGER})
+                tags=run_tags(API_TRIGGER))
         return {"status": "started", "job_id": job_number(run_id), "run_id": run_id, "models": chosen,
                 "dagster_run_url": self.client.run_url(run_id)}
 
@@ -72,10 +76,39 @@ class BatchControl:
             run = await self.latest_run()
         if run is None:
             return {"status": "no_job"}
+        if job_of(run.tags):
+            return await self._job_progress(run)
         progress = await self._read_new_events(run.run_id)
         # Status after the events: a run that ended between the two reads shows its final lines.
         run = await self.client.run(run.run_id) if run.is_active else run
         return progress_response(run, progress, now=time.time(), run_url=self.client.run_url(run.run_id))
+
+    async def _start_workers(self, chosen: list[str], *, force: bool, workers: int) -> dict[str, Any]:
+        job, ranges = new_job_id(), worker_ranges(workers)
+        async with self._start_lock:
+            active = await self.active_runs()
+            if active:
+                raise Conflict(f"an embedding run is already {active[0].status.lower()} (run {active[0].run_id}); "
+                               "wait for it or POST /batch/cancel")
+            run_ids = [await self.client.launch_run(
+                REEMBED_JOB, asset_keys=[asset_key(m) for m in chosen],
+                run_config=embed_run_config(chosen, force=force),
+                tags=worker_tags(API_TRIGGER, job=job, index=i, count=workers, first=first, last=last))
+                for i, (first, last) in enumerate(ranges)]
+        return {"status": "started", "job_id": job_number(run_ids[0]), "run_id": run_ids[0], "models": chosen,
+                "dagster_run_url": self.client.run_url(run_ids[0]), "job": job, "run_ids": run_ids}
+
+    async def _job_progress(self, run: RunInfo) -> dict[str, Any]:
+        """The progress of the fanned-out job ``run`` belongs to, as one run."""
+        recent = await self.client.runs(limit=RECENT_RUNS)
+        runs = job_runs(job_of(run.tags), [*recent, *([] if run.run_id in {r.run_id for r in recent} else [run])])
+        readings = [(r, await self._read_new_events(r.run_id)) for r in runs]
+        runs = [await self.client.run(r.run_id) if r.is_active else r for r in runs]  # status after the events
+        readings = [(fresh, progress) for fresh, (_, progress) in zip(runs, readings)]
+        whole = as_one_run(runs)
+        answer = progress_response(whole, as_one_progress(whole, readings), now=time.time(),
+                                   run_url=self.client.run_url(whole.run_id))
+        return {**answer, "job": job_of(run.tags), "workers": workers_entry(runs, self.client.run_url)}
 
     async def cancel(self) -> dict[str, Any]:
         """Terminate every queued or running embedding run; 404 when there is none.
@@ -169,4 +202,4 @@ def validate_models(models: Sequence[str], *, weights_ok: Callable[[str], bool])
 
 def weights_checker(models_dir) -> Callable[[str], bool]:
     """Whether a model's weights are present under ``models_dir`` (or the Hugging Face cache)."""
-    return lambda name: weights_present(model_class(name).weights_repos, models_dir)
+    return lambda name: weights_present(weights_repos(name), models_dir)

@@ -144,17 +144,24 @@ class DagsterClient:
     """Async GraphQL client bound to one webserver (``base_url`` without ``/graphql``)."""
 
     def __init__(self, base_url: str, *, timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, public_url: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        self.public_url = (public_url or self.base_url).rstrip("/")  # for links shown to people
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport, headers=headers)
         self._locations: dict[str, JobLocation] = {}
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The connection to the webserver (the API's authenticated UI proxy reuses it)."""
+        return self._http
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     def run_url(self, run_id: str) -> str:
         """The run's page in the Dagster UI."""
-        return f"{self.base_url}/runs/{run_id}"
+        return f"{self.public_url}/runs/{run_id}"
 
     # ----- queries ----------------------------------------------------------------------------
     async def version(self) -> str:

@@ -25,6 +25,7 @@ from navembed_pipeline.lib.errors import (
 )
 
 LOGGER = logging.getLogger("navembed.api")
+MAX_MESSAGE_CHARS = 500
 
 
 class ApiError(NavembedError):
@@ -81,6 +82,12 @@ class TerminateRefused(OrchestratorError):
     """Dagster cannot terminate the run yet (e.g. it is still STARTING)."""
 
 
+class StoreUnavailable(ApiError):
+    """The vector store does not answer (e.g. Milvus is being restarted)."""
+
+    status_code = 503
+
+
 _LIB_STATUS: tuple[tuple[type[NavembedError], int], ...] = (
     (TextNotSupportedError, 422),
     (ConfigError, 422),
@@ -104,8 +111,22 @@ def status_of(exc: NavembedError) -> int:
     return 500
 
 
+def short(text: object, limit: int = 80, *, quote: bool = True) -> str:
+    """``text`` for an error message: at most ``limit`` characters of it, quoted, with its length if cut.
+
+    Error messages never echo a whole input back (a 50 MB id must not come back as 50 MB).
+    """
+    value = str(text)
+    cut = value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates, escaped
+    shown = repr(cut) if quote else cut
+    return shown if len(value) <= limit else f"{shown}… ({len(value)} characters)"
+
+
 def error_body(message: str) -> dict[str, str]:
-    return {"status": "error", "message": message}
+    """The one error shape; a message is capped at ``MAX_MESSAGE_CHARS``."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + f"… ({len(message)} characters)"
+    return {"status": "error", "message": message.encode("utf-8", "backslashreplace").decode("utf-8")}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -137,6 +158,6 @@ def validation_message(errors: list[dict]) -> str:
     """One readable line per invalid field: ``body.models.0: Input should be a valid string``."""
     parts = []
     for error in errors:
-        where = ".".join(str(p) for p in error.get("loc", ()))
+        where = ".".join(short(p, 40, quote=False) for p in error.get("loc", ()))
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
     return "invalid request: " + "; ".join(parts)

@@ -1,11 +1,14 @@
 """The API's models: one instance per name, created on first use, loaded lazily, unloaded when idle."""
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from navembed_pipeline.lib.models import MODEL_NAMES, create_model, model_class
-from navembed_pipeline.lib.models.base import EmbeddingModel, ModelOptions
+from navembed_pipeline.lib.models import MODEL_NAMES, create_model, weights_repos
+from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.models.weights import weights_present
+
+if TYPE_CHECKING:
+    from navembed_pipeline.lib.models.base import EmbeddingModel
 
 
 class ModelPool:
@@ -13,10 +16,10 @@ class ModelPool:
 
     def __init__(self, options: ModelOptions) -> None:
         self.options = options
-        self._models: dict[str, EmbeddingModel] = {}
+        self._models: dict[str, "EmbeddingModel"] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> EmbeddingModel:
+    def get(self, name: str) -> "EmbeddingModel":
         """The model ``name`` (unknown names raise ``ConfigError`` listing the known ones)."""
         with self._lock:
             if name not in self._models:
@@ -24,7 +27,7 @@ class ModelPool:
             return self._models[name]
 
     def weights_present(self, name: str) -> bool:
-        return weights_present(model_class(name).weights_repos, self.options.models_dir)
+        return weights_present(weights_repos(name), self.options.models_dir)
 
     def describe(self, name: str) -> dict[str, Any]:
         """What ``GET /models`` says about one model (creating it loads nothing)."""

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import mutagen
 
+from navembed_pipeline.lib.filenames import safe_file_name
+
 LOGGER = logging.getLogger("navembed.api.rename")
 REASONING_LEVELS = ("low", "medium", "high")  # sent as reasoning_effort; "default" sends nothing
-MAX_NAME_CHARS = 200
-_UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*]+')
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 SYSTEM_PROMPT = ("You rename uploaded music files. Answer ONLY with compact JSON: {\"title\": \"...\"}, "
                  "a concise, listener-friendly 'Artist - Title' without a file extension.")
@@ -67,8 +67,9 @@ def tag_name(tags: dict[str, str]) -> str | None:
     return title
 
 
-def safe_name(text: str) -> str:
-    return _UNSAFE.sub("_", text).strip(" .")[:MAX_NAME_CHARS]
+def safe_name(text: str, *, fallback: str = "track", is_title: bool = True) -> str:
+    """A title (or, with ``is_title=False``, a client-given name) as a safe file name (the one sanitiser)."""
+    return safe_file_name(text, fallback=fallback, is_title=is_title)
 
 
 class Renamer:
@@ -81,9 +82,15 @@ class Renamer:
         self._transport = transport
 
     def rename(self, name: str, request: RenameRequest, *, music_file: Path) -> RenameResult:
-        """The new file name (keeping ``name``'s extension), or ``name`` when renaming is off."""
+        """The new file name (keeping ``name``'s extension), or ``name`` when renaming is off.
+
+        Whatever the source (the client's ``name``, tags, a chat model), the answer is one safe file
+        name: never a path, ``..``, a NUL byte or a control character (``safe_name``).
+        """
+        original = safe_name(name, fallback=safe_name(music_file.name, is_title=False), is_title=False)
         if not request.enabled:
-            return RenameResult(name)
+            return RenameResult(original)
+        name = original
         suffix = Path(name).suffix
         tags = read_tags(music_file) if request.use_metadata else {}
         fallback = tag_name(tags)

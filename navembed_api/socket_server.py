@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from navembed_api.errors import status_of
+from navembed_api.errors import error_body, status_of
+from navembed_api.limits import MAX_JSON_DEPTH, InvalidInput, json_depth, parse_json
 from navembed_pipeline.lib.errors import NavembedError
 
 LOGGER = logging.getLogger("navembed.api.socket")
@@ -151,9 +152,9 @@ class UploadSocketServer:
         if len(data) > self.max_request_bytes:
             return _error(f"request larger than {self.max_request_bytes} bytes")
         try:
-            request = json.loads(data)
-        except ValueError as exc:
-            return _error(f"invalid json: {exc}")
+            request = parse_json(data)  # depth-capped, finite numbers, valid Unicode only
+        except InvalidInput as exc:
+            return _error(str(exc))
         if not isinstance(request, dict):
             return _error("invalid request: expected a JSON object")
         async with self._workers:
@@ -178,14 +179,17 @@ class _Raw:
 
 
 def _is_json_object(buffer: bytearray) -> bool:
+    """Whether the buffer holds a whole request; one nested too deeply is "whole" (it is refused)."""
+    if json_depth(bytes(buffer)) > MAX_JSON_DEPTH:
+        return True
     try:
         return isinstance(json.loads(buffer), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
 def _error(message: str) -> dict[str, str]:
-    return {"status": "error", "message": message}
+    return error_body(message)  # capped: an error never echoes a whole request back
 
 
 async def _answers(path: Path) -> bool:

@@ -3,15 +3,18 @@
 import threading
 from pathlib import Path
 
+from navembed_pipeline.lib.failure_log import FailureLog
 from navembed_pipeline.lib.milvus_server import ensure_running
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.lib.store_schema import STANDALONE_MAX_DIM
 
 
 class StoreHandle:
     """``uri`` when given, else the managed Milvus Lite server of ``data_dir`` (started if needed)."""
 
-    def __init__(self, *, uri: str, token: str, data_dir: Path) -> None:
+    def __init__(self, *, uri: str, token: str, data_dir: Path, failures_db: Path | None = None) -> None:
         self._uri = uri
+        self._failures_db = failures_db
         self._token = token
         self._data_dir = data_dir
         self._store: VectorStore | None = None
@@ -21,7 +24,9 @@ class StoreHandle:
         with self._lock:
             if self._store is None:
                 uri = self._uri or ensure_running(self._data_dir)
-                self._store = VectorStore(uri, token=self._token or None)
+                failures = FailureLog(self._failures_db) if self._failures_db is not None else None
+                cap = STANDALONE_MAX_DIM if self._uri else None  # a configured URI: Milvus standalone
+                self._store = VectorStore(uri, token=self._token or None, failure_log=failures, max_dimension=cap)
             return self._store
 
     @property

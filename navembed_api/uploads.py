@@ -2,31 +2,43 @@
 
 The request and answer are the original socket server's (``music_file``, ``name``, ``cue_file``,
 ``settings`` → ``status``, ``duplicates``, ``renamedFile``, ``allDuplicates``, ``splitFiles``).
-Duplicates are searched before anything is written, and nothing is ever deleted: an upload whose
-every file duplicates a stored track is reported and not stored; split tracks are written to a
+Duplicates (``duplicates.py``: Chromaprint fingerprint first, embeddings as fallback) are searched
+in the library and earlier uploads before anything is written, and nothing is ever deleted: an
+upload whose every file duplicates a stored track is reported and not stored; uploads are stored
+in their own store (``upload_store``: records and fingerprints in SQLite, vectors in their own
+collections), never in the library collections; split tracks are written to a
 new directory beside the album. Files are read only from the music root or the upload directory.
 """
 
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
-from navembed_api.errors import ApiError, Unprocessable, validation_message
+from navembed_api.duplicates import DuplicateFinder
+from navembed_api.errors import ApiError, Unprocessable, short, validation_message
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer, RenameRequest, read_tags, tag_name
 from navembed_pipeline.lib.audio import load_audio, probe
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.cue import cue_segments, read_cue_file, split_cue
+from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.fingerprints import fingerprint_pcm
+from navembed_pipeline.lib.filenames import safe_file_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES
 from navembed_pipeline.lib.store import VectorRow, VectorStore
+from navembed_pipeline.lib.track_fingerprints import BACKFILL_RATE
+from navembed_pipeline.lib.upload_ids import upload_id
+from navembed_pipeline.lib.upload_store import UploadRecord, UploadStore, migrate_library_uploads, upload_collection
 
 LOGGER = logging.getLogger("navembed.api.uploads")
-UPLOAD_ID_PREFIX = "upload:"
 DUPLICATE_CANDIDATES = 5
 SPLIT_SUFFIX = ".flac"  # lossless, whatever the album's format
 
@@ -40,12 +52,12 @@ class UploadSettings(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    rename_enabled: bool = Field(False, alias="renameEnabled")
+    rename_enabled: StrictBool = Field(False, alias="renameEnabled")
     renaming_prompt: str = Field("", alias="renamingPrompt")
     openai_endpoint: str = Field("", alias="openAiEndpoint")
     openai_model: str = Field("", alias="openAiModel")
-    use_metadata: bool = Field(True, alias="useMetadata")
-    similarity_search_enabled: bool = Field(False, alias="similaritySearchEnabled")
+    use_metadata: StrictBool = Field(True, alias="useMetadata")
+    similarity_search_enabled: StrictBool = Field(False, alias="similaritySearchEnabled")
     dedup_threshold: float = Field(0.85, ge=0.0, le=1.0, alias="dedupThreshold")
     reasoning_level: str = Field("default", alias="reasoningLevel")
 
@@ -84,12 +96,18 @@ class UploadService:
     """Serves upload requests; thread-safe (the socket server runs several at once)."""
 
     def __init__(self, *, roots: Sequence[Path], models: ModelPool, model_names: Sequence[str],
-                 store: Callable[[], VectorStore], renamer: Renamer) -> None:
+                 store: Callable[[], VectorStore], renamer: Renamer,
+                 fingerprints: FingerprintStore | None = None) -> None:
         self.roots = tuple(Path(r).resolve() for r in roots)
         self.models = models
         self.model_names = list(model_names)
         self.store = store
         self.renamer = renamer
+        self.fingerprints = fingerprints
+        self.uploads = UploadStore(fingerprints) if fingerprints is not None else None
+        self.finder = DuplicateFinder(fingerprints=fingerprints, store=store)
+        self._migrated = False
+        self._migrating = threading.Lock()
 
     def handle(self, payload: object) -> dict[str, Any]:
         """Process one decoded JSON request and return the answer (errors raise)."""
@@ -101,14 +119,17 @@ class UploadService:
         cue = self.confine(request.cue_file, "cue_file") if request.cue_file else None
         name = request.name or music.name
         files = self._split(music, cue) if cue else [UploadedFile(music, stored_name(music, name))]
+        self.migrate()
         vectors = {model: self._embed(model, files) for model in self.model_names}
-        matches = self._duplicates(files, vectors, request.settings)
+        prints = [self._fingerprint(f) for f in files]
+        matches = self._duplicates(files, vectors, prints, request.settings)
         duplicates = [f.name for f in files if matches.get(f.name)]
         all_duplicates = bool(files) and len(duplicates) >= len(files)
         renamed = self.renamer.rename(name, request.settings.rename_request(), music_file=music)
         if not all_duplicates:
             for model, per_file in vectors.items():
                 self._store(model, files, per_file)
+            self._record(files, prints)
         answer: dict[str, Any] = {"status": "ok", "duplicates": duplicates, "renamedFile": renamed.name,
                                   "allDuplicates": all_duplicates}
         if cue:
@@ -130,12 +151,12 @@ class UploadService:
             raise UploadRejected(f"{field} contains a NUL byte")
         path = Path(raw).expanduser()
         if not path.is_absolute():
-            raise UploadRejected(f"{field} must be an absolute path, got {raw!r}")
+            raise UploadRejected(f"{field} must be an absolute path, got {short(raw, 200)}")
         resolved = path.resolve()
         if not any(resolved.is_relative_to(root) for root in self.roots):
-            raise UploadRejected(f"{field} {raw!r} is outside the music root and the upload directory")
+            raise UploadRejected(f"{field} {short(raw, 200)} is outside the music root and the upload directory")
         if not resolved.is_file():
-            raise UploadRejected(f"{field} not found: {raw}")
+            raise UploadRejected(f"{field} not found: {short(raw, 200, quote=False)}")
         return resolved
 
     # ----- steps ---------------------------------------------------------------------------------
@@ -143,7 +164,7 @@ class UploadService:
         """Split the album into per-track files in a new directory beside it."""
         sheet = read_cue_file(cue)
         segments = cue_segments(sheet, probe(music).duration_seconds, file_name=music.name)
-        written = split_cue(music, sheet, fresh_directory(music.parent / f"{music.stem} (tracks)"),
+        written = split_cue(music, sheet, fresh_directory(music.parent / safe_file_name(f"{music.stem} (tracks)")),
                             suffix=SPLIT_SUFFIX)
         files = []
         for segment, path in zip(segments, written, strict=True):
@@ -159,38 +180,66 @@ class UploadService:
         waves = [load_audio(f.path, model.sample_rate) for f in files]
         return [v.vectors for v in model.embed(waves)]
 
-    def _duplicates(self, files: list[UploadedFile], vectors: dict[str, list[dict]],
+    def _fingerprint(self, file: UploadedFile):
+        """The file's Chromaprint fingerprint, or None when Chromaprint is unavailable (embeddings decide)."""
+        if self.fingerprints is None:
+            return None
+        try:
+            return fingerprint_pcm(load_audio(file.path, BACKFILL_RATE), BACKFILL_RATE)
+        except NavembedError as exc:
+            LOGGER.warning("no fingerprint for %s: %s", file.path, exc)
+            return None
+
+    def _duplicates(self, files: list[UploadedFile], vectors: dict[str, list[dict]], prints: list,
                     settings: UploadSettings) -> dict[str, list[dict[str, Any]]]:
-        """Stored tracks at or above the threshold, per uploaded file (searched before any write)."""
+        """Stored tracks and uploads each uploaded file duplicates (searched before any write)."""
         if not settings.similarity_search_enabled or not files:
             return {}
         model = dedup_model(self.model_names)
-        store = self.store()
-        if store.count(model) == 0:
-            return {}
-        queries = [v["embedding"] for v in vectors[model]]
         found: dict[str, list[dict[str, Any]]] = {}
-        for file, hits in zip(files, store.search_many(model, queries, limit=DUPLICATE_CANDIDATES), strict=True):
-            own = upload_id(file.path)
-            found[file.name] = [{"track_id": h.track_id, "name": h.name, "similarity": round(h.score, 4),
-                                 "model": model}
-                                for h in hits if h.score >= settings.dedup_threshold and h.track_id != own]
+        for file, words, file_vectors in zip(files, prints, vectors[model], strict=True):
+            claims = self.finder.find(words, file_vectors["embedding"], model=model,
+                                      requested_threshold=settings.dedup_threshold)
+            found[file.name] = [c.to_json() for c in claims]
         return found
+
+    def migrate(self) -> None:
+        """Once per process: move ``upload:`` rows an older navembed kept in the library collections."""
+        if self._migrated or self.uploads is None:
+            return
+        with self._migrating:
+            if not self._migrated:
+                moved = migrate_library_uploads(self.store(), self.uploads, self.model_names)
+                if moved:
+                    LOGGER.info("uploads moved out of the library collections: %s", moved)
+                self._migrated = True
+
+    def _record(self, files: list[UploadedFile], prints: list) -> None:
+        """The uploads' records and fingerprints, in their own store."""
+        if self.uploads is None or self.fingerprints is None:
+            return
+        for file, words in zip(files, prints, strict=True):
+            uid = upload_id(file.path)
+            version = _file_version(file.path)
+            self.uploads.put(UploadRecord(uid, str(file.path), file.name, version,
+                                          probe(file.path).duration_seconds, time.time()))
+            if words is not None and len(words):
+                self.fingerprints.put(uid, version, [(1, file.name, words)])
 
     def _store(self, model_name: str, files: list[UploadedFile], per_file: list[dict]) -> None:
         model = self.models.get(model_name)
         store = self.store()
-        store.ensure_collection(model_name, model.vector_fields)
+        key = upload_collection(model_name)  # the uploads' own collection: the pipeline never touches it
+        store.ensure_collection(key, model.vector_fields)
         rows = []
         for file, file_vectors in zip(files, per_file, strict=True):
             track_id = upload_id(file.path)
-            stat = file.path.stat()
             rows.append(VectorRow(
                 track_id=track_id, segment=1, name=file.name, offset_seconds=0.0,
                 duration_seconds=probe(file.path).duration_seconds, model_id=model_name,
-                model_version=model.version, fingerprint=_digest(f"{file.path}|{stat.st_size}|{stat.st_mtime_ns}"),
+                model_version=model.version, fingerprint=_file_version(file.path),
                 bucket=bucket_of(track_id), vectors=file_vectors))
-        store.upsert(model_name, rows)
+        store.upsert(key, rows)
 
 
 def dedup_model(model_names: Sequence[str]) -> str:
@@ -203,25 +252,29 @@ def dedup_model(model_names: Sequence[str]) -> str:
     return model_names[0]
 
 
-def upload_id(path: Path) -> str:
-    """The store id of an uploaded file until Navidrome scans it (the pipeline then keys it by track id)."""
-    return UPLOAD_ID_PREFIX + _digest(str(path))
-
-
 def stored_name(path: Path, name: str) -> str:
     """``Artist - Title`` from the tags, else the uploaded name without its extension."""
-    return tag_name(read_tags(path)) or Path(name).stem or path.stem
+    return tag_name(read_tags(path)) or Path(safe_file_name(name, fallback=path.name)).stem or path.stem
 
 
 def fresh_directory(wanted: Path) -> Path:
-    """``wanted``, or ``wanted (2)``, ``(3)``... : split tracks never overwrite existing files."""
+    """``wanted``, or ``wanted (2)``, ``(3)``... created now: split tracks never overwrite existing files.
+
+    Atomic: ``mkdir`` itself is the check, so concurrent uploads of one album each get their own
+    directory instead of one of them failing (a check-then-create would race).
+    """
+    wanted.parent.mkdir(parents=True, exist_ok=True)
     candidate, number = wanted, 2
-    while candidate.exists():
-        candidate = wanted.with_name(f"{wanted.name} ({number})")
-        number += 1
-    candidate.mkdir(parents=True)
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            candidate = wanted.with_name(f"{wanted.name} ({number})")
+            number += 1
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+def _file_version(path: Path) -> str:
+    """path, size and mtime of the file, like a library track's version."""
+    stat = path.stat()
+    return hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode("utf-8")).hexdigest()[:16]

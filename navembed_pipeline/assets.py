@@ -1,6 +1,7 @@
 """Assets: the Navidrome snapshot and one bucket-partitioned embedding asset per model."""
 
 import os
+import time
 import warnings
 
 import dagster as dg
@@ -10,9 +11,13 @@ from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
 from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, group_by_bucket
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
+from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
+from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
 from navembed_pipeline.partitions import bucket_partitions
+from navembed_pipeline.run_explain import explain_run
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 yet it is the documented way to get one run per range.
@@ -23,7 +28,7 @@ MODEL_TITLES = {
            "plus the 512-d MuLan joint text-audio vector.",
     "mert": "MERT-v1-330M: 24 kHz, 30 s windows / 5 s hop, enriched mean of hidden states (3072-d).",
     "latent": "Music2Latent: 44.1 kHz latents, real/imaginary/magnitude channels, enriched 576-d.",
-    "dsp": "Weight-free spectral descriptor (log-mel, MFCC, chroma, contrast, rhythm), enriched 327-d.",
+    "dsp": "Weight-free descriptor v2 (mel shape, chroma, band flatness, onsets, tempo; silence left out), 273-d.",
 }
 
 
@@ -60,11 +65,21 @@ def library_tracks(context: dg.AssetExecutionContext, navidrome: NavidromeResour
     return frame
 
 
-def format_stages(model_name: str, seconds: dict[str, float], *, decode_workers: int) -> str:
-    """Where the run's time went, one log line (decode overlaps the rest on its worker threads)."""
-    return (f"{model_name} stage seconds: plan {seconds['plan']:.1f}, decode {seconds['decode']:.1f} on "
+def format_stages(model_name: str, seconds: dict[str, float], *, decode_workers: int,
+                  wall_seconds: float | None = None) -> str:
+    """Where the run's time went, one log line (decode overlaps the rest on its worker threads).
+
+    With ``wall_seconds``: how busy each stage kept its threads (decode: worker-seconds over the
+    workers' wall time; the model thread: model + enrich + write over wall time).
+    """
+    line = (f"{model_name} stage seconds: plan {seconds['plan']:.1f}, decode {seconds['decode']:.1f} on "
             f"{decode_workers} worker thread(s) (embedding waited {seconds['decode_wait']:.1f} for audio), "
             f"model {seconds['model']:.1f}, enrich {seconds['enrich']:.1f}, write {seconds['write']:.1f}")
+    if wall_seconds:
+        engine = seconds["model"] + seconds["enrich"] + seconds["write"]
+        line += (f"; utilisation over {wall_seconds:.1f} s: decode threads "
+                 f"{seconds['decode'] / (wall_seconds * decode_workers):.0%}, model thread {engine / wall_seconds:.0%}")
+    return line
 
 
 def bucket_metadata(report: BucketReport) -> dict[str, object]:
@@ -84,20 +99,32 @@ def build_embedding_asset(model_name: str) -> dg.AssetsDefinition:
     """The bucket-partitioned embedding asset of one model."""
     deep = model_name in DEEP_MODEL_NAMES
 
-    @dg.asset(
-        name=f"{model_name}_embeddings", partitions_def=bucket_partitions, deps=[library_tracks],
+    key = dg.AssetKey(asset_name(model_name))
+    # A multi_asset only to be subsettable: its checks also run on their own (no embedding).
+    @dg.multi_asset(
+        name=key.path[-1], can_subset=True, check_specs=embedding_check_specs(key),
+        specs=[dg.AssetSpec(
+            key, partitions_def=bucket_partitions, deps=[library_tracks], skippable=True,
+            group_name="embeddings", kinds={"pytorch", "milvus"}, owners=OWNERS,
+            freshness_policy=NIGHTLY_FRESHNESS, metadata=definition_metadata(model_name),
+            description=f"{MODEL_TITLES[model_name]} Vectors of every track in the bucket, upserted into "
+                        f"Milvus; unchanged tracks are skipped, unreadable ones recorded as failed.")],
         backfill_policy=dg.BackfillPolicy.single_run(), pool="gpu" if deep else None,
-        group_name="embeddings", kinds={"pytorch", "milvus"}, owners=OWNERS, output_required=False,
-        description=f"{MODEL_TITLES[model_name]} Vectors of every track in the bucket, upserted into "
-                    f"Milvus; unchanged tracks are skipped, unreadable ones recorded as failed.",
     )
     def _embeddings(context: dg.AssetExecutionContext, config: EmbedConfig, navidrome: NavidromeResource,
                     vector_store: VectorStoreResource, models: ModelsResource):
         if models.nice:
             os.nice(19)
-        buckets = list(context.partition_keys)
+        # A run of the per-run checks alone is not partitioned: it covers every bucket.
+        partitioned = key in context.selected_asset_keys or dg.AssetCheckKey(key, TRACKS_CHECK) in \
+            context.selected_asset_check_keys
+        buckets = list(context.partition_keys) if partitioned else list(BUCKETS)
         try:
-            yield from _embed(context, config, model_name, buckets, navidrome, vector_store, models)
+            if key in context.selected_asset_keys:
+                yield from _embed(context, config, model_name, buckets, navidrome, vector_store, models)
+            else:
+                yield from run_checks_alone(context, key, models.get(model_name), buckets,
+                                            navidrome.library(), vector_store.client())
         except NavembedError as exc:
             raise dg.Failure(description=f"{model_name}: {exc}") from exc
 
@@ -106,31 +133,53 @@ def build_embedding_asset(model_name: str) -> dg.AssetsDefinition:
 
 def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: str, buckets: list[str],
            navidrome: NavidromeResource, vector_store: VectorStoreResource, models: ModelsResource):
+    explain_run(context, config.model_dump())
     store = vector_store.client()
     model = models.get(model_name)
     staging = None
-    if config.clear_existing:
+    # A model upgrade that changed the vectors' dimensions (e.g. dsp v1 → v2) cannot be written into
+    # the old collection: the run over all buckets (the sensor asks for one) rebuilds it instead.
+    upgrade = not config.clear_existing and store.needs_rebuild(model_name, model.vector_fields)
+    if config.clear_existing or upgrade:
         if sorted(buckets) != list(BUCKETS):
-            raise dg.Failure(description="clear_existing rebuilds the whole collection: run it over all "
+            reason = ("clear_existing rebuilds" if config.clear_existing else
+                      f"{model_name}'s vectors changed dimensions ({model.version}), which rebuilds")
+            raise dg.Failure(description=f"{reason} the whole collection: run it over all "
                                          f"256 buckets (got {len(buckets)})")
         pending = store.pending_rebuilds(model_name)
         # A rebuild cut short (cancel, crash) is resumed: its finished tracks are skipped.
         staging = pending[-1] if pending else store.begin_rebuild(model_name, model.vector_fields)
         for stale in pending[:-1]:
             store.abort_rebuild(model_name, stale)
-        context.log.info(f"clear_existing: writing to {staging} ({'resumed' if pending else 'new'}); "
+        context.log.info(f"{'model upgrade' if upgrade else 'clear_existing'}: writing to {staging} "
+                         f"({'resumed' if pending else 'new'}); "
                          "search keeps using the old vectors until this run completes")
     grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)
     options = RunOptions(force=config.force, only_failed=config.only_failed, collection=staging,
-                         decode_workers=models.decode_workers)
-    run = EmbeddingRun(model=model, store=store, options=options)
-    for report in run.run(grouped, on_progress=lambda progress: context.log.info(format_progress(progress))):
+                         decode_workers=models.decode_workers, write_batch_tracks=models.write_batch_tracks,
+                         progress_interval=models.progress_interval)
+    fingerprinter = vector_store.fingerprinter()
+    run = EmbeddingRun(model=model, store=store, options=options, fingerprinter=fingerprinter)
+    checks = EmbeddingChecks(context, asset_key=context.asset_key, model_name=model_name, model_version=model.version,
+                             declared=model.vector_fields, store=store, tracks_by_bucket=grouped, collection=staging)
+    checks.prefetch()
+    began = time.perf_counter()
+    for report in run.run(grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
+                          on_plan=lambda plan: context.log.info(plan.line())):
+        counts = checks.after_bucket(report)
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
-                                      metadata=bucket_metadata(report))
-    context.log.info(format_stages(model_name, run.stage_seconds, decode_workers=options.decode_workers))
+                                      metadata={**bucket_metadata(report), **counts, **model_metadata(model, store)})
+        yield from checks.evaluate_done(report)
+    context.log.info(format_stages(model_name, run.stage_seconds, decode_workers=options.decode_workers,
+                                   wall_seconds=time.perf_counter() - began))
+    if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once
+        done = fingerprinter.backfill([t for tracks in grouped.values() for t in tracks])
+        if done:
+            context.log.info(f"fingerprinted {done} track(s) embedded before fingerprints existed")
     if staging is not None:
         store.commit_rebuild(model_name, staging)
         context.log.info(f"clear_existing: {staging} is now live")
+    yield from checks.finish()
 
 
 embedding_assets = [build_embedding_asset(name) for name in MODEL_NAMES]

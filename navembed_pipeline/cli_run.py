@@ -17,6 +17,13 @@ def register_reembed(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--force", action="store_true", help="re-embed unchanged tracks too")
     cmd.add_argument("--clear-existing", action="store_true",
                      help="rebuild each collection from scratch; search keeps the old vectors until done")
+    cmd.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="embed with N worker processes over disjoint bucket ranges, each loading the model "
+                          "once (default 1: in this process); a worker that dies is resumed")
+    cmd.add_argument("--buckets", metavar="FIRST-LAST", type=_bucket_range,
+                     help="only these buckets, e.g. 00-7f on one machine and 80-ff on another (default 00-ff)")
+    cmd.add_argument("--job", metavar="ID", help="job id shared by the machines of one re-embed, so progress "
+                                                 "shows their runs as one job (default: a new one)")
     cmd.add_argument("--data-dir", type=Path, help="navembed data dir (default: NAVEMBED_DATA_DIR or ./var)")
     cmd.add_argument("--navidrome-db", type=Path, help="Navidrome's navidrome.db")
     cmd.set_defaults(handler=_reembed)
@@ -50,9 +57,35 @@ def _reembed(args: argparse.Namespace) -> int:
         raise NavembedError("no Navidrome database: set NAVEMBED_NAVIDROME_DB (or NAVIDROME_DB_PATH) "
                             "or pass --navidrome-db")
     models = args.models or settings.enabled_models()
+    if args.workers != 1 or args.buckets or args.job:
+        return _reembed_with_workers(settings, models, args)
     summary = run_reembed(settings, models, force=args.force, clear_existing=args.clear_existing)
     _print_summary(summary, models)
     return 0 if summary.success else 1
+
+
+def _reembed_with_workers(settings, models: list[str], args: argparse.Namespace) -> int:
+    from navembed_pipeline.fanout import run_fanout
+
+    if args.clear_existing:
+        raise NavembedError("--clear-existing rebuilds each collection in one run over every bucket: use it "
+                            "without --workers, --buckets and --job")
+    summary = run_fanout(settings, models, workers=args.workers, force=args.force,
+                         buckets=args.buckets or ("00", "ff"), job=args.job, show_progress=True)
+    print(f"job {summary.job}: {'succeeded' if summary.success else 'FAILED'} with {args.workers} workers in "
+          f"{summary.seconds:.1f} s ({len(summary.runs)} runs, {len(summary.resumed)} resumed) — embedded "
+          f"{summary.embedded}, skipped {summary.skipped} (unchanged), failed {summary.failed} across "
+          f"{', '.join(models)}")
+    return 0 if summary.success else 1
+
+
+def _bucket_range(text: str) -> tuple[str, str]:
+    from navembed_pipeline.lib.buckets import BUCKETS
+
+    first, _, last = text.lower().partition("-")
+    if first not in BUCKETS or last not in BUCKETS or first > last:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST between 00 and ff (e.g. 00-7f), got {text!r}")
+    return first, last
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ def register_up(commands: argparse._SubParsersAction) -> None:
                     "Configure with NAVEMBED_* variables (see README); flags override them.")
     _common_flags(cmd)
     cmd.add_argument("--dagster-port", type=int, help="Dagster UI port (default 3000)")
-    cmd.add_argument("--no-api", action="store_true", help="start only Milvus and Dagster")
+    cmd.add_argument("--no-api", action="store_true", help="start only Milvus and Dagster (the Dagster UI then "
+                                                           "listens on 127.0.0.1 without authentication)")
     cmd.set_defaults(handler=_up)
 
 
@@ -40,11 +41,12 @@ def register_milvus(commands: argparse._SubParsersAction) -> None:
                               description="Manage the Milvus Lite server every component connects to by URI.")
     sub = cmd.add_subparsers(title="actions", metavar="ACTION")
     serve = sub.add_parser("serve", help="run a Milvus Lite server in the foreground until Ctrl-C",
-                           description="Serve <data-dir>/milvus on 127.0.0.1 (or a unix socket); prints its URI.")
+                           description="Serve <data-dir>/milvus on an owner-only unix socket (or 127.0.0.1 when "
+                                       "asked); prints its URI.")
     serve.add_argument("--data-dir", type=Path, help="navembed data dir (default: NAVEMBED_DATA_DIR or ./var)")
-    serve.add_argument("--host", default="127.0.0.1", help="127.0.0.1 or unix:/path/to.sock (no other hosts: "
-                                                           "Milvus Lite has no authentication)")
-    serve.add_argument("--port", type=int, default=19530, help="TCP port (default 19530)")
+    serve.add_argument("--host", help="private (default: an owner-only unix socket in the data dir), 127.0.0.1 "
+                                      "or unix:/path/to.sock (no other hosts: Milvus Lite has no authentication)")
+    serve.add_argument("--port", type=int, help="TCP port; implies --host 127.0.0.1 unless --host is given")
     serve.set_defaults(handler=_milvus_serve)
 
 
@@ -74,9 +76,11 @@ def _up(args: argparse.Namespace) -> int:
             print("\n".join(["navembed is up:", *(f"  {line}" for line in urls.lines()),
                              "Ctrl-C stops everything."]), flush=True)
             if settings.admin_token_value is None and not args.no_api:
-                print("  note: NAVEMBED_ADMIN_TOKEN is not set, so /batch/* refuses requests", flush=True)
-            died = stack.wait()
-            print(f"navembed: {died} exited; stopping the rest (see {stack.log_dir}/{died}.log)", file=sys.stderr)
+                print("  note: NAVEMBED_ADMIN_TOKEN is not set, so /batch/* and the Dagster UI refuse requests",
+                      flush=True)
+            died = stack.wait()  # supervises: a part that dies is restarted; this returns when one is given up
+            print(f"navembed: {died} keeps failing; stopping the rest (see {stack.log_dir}/{died}.log and "
+                  f"{stack.log_dir}/supervisor.log)", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("\nnavembed: stopping ...", flush=True)
@@ -101,7 +105,8 @@ def _milvus_serve(args: argparse.Namespace) -> int:
     from navembed_pipeline.lib.settings import Settings
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
-    server = MilvusLiteServer(settings.milvus_data_dir, host=args.host, port=args.port)
+    host = args.host or ("127.0.0.1" if args.port else settings.milvus_listen)
+    server = MilvusLiteServer(settings.milvus_data_dir, host=host, port=args.port)
     with sigterm_as_interrupt():
         try:
             print(f"Milvus Lite serving {server.data_dir} at {server.start()} (Ctrl-C stops it)", flush=True)

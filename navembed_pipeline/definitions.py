@@ -3,6 +3,7 @@
 import dagster as dg
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
+from navembed_pipeline.catalog import for_deployment, store_location
 from navembed_pipeline.jobs import reembed_job, retry_failed_tracks_job
 from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
@@ -14,10 +15,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions wired to ``settings`` (tests pass their own)."""
     models = settings.enabled_models()
     return dg.Definitions(
-        assets=[library_tracks, *embedding_assets],
+        assets=[library_tracks, *for_deployment(embedding_assets, reconcile_cron=settings.reconcile_cron,
+                                                uri=store_location(settings.milvus_uri, settings.milvus_data_dir))],
         jobs=[reembed_job, retry_failed_tracks_job],
         sensors=[build_library_change_sensor(models, interval_seconds=settings.sensor_interval_seconds)],
-        schedules=[build_nightly_reconcile_schedule(models)],
+        schedules=[build_nightly_reconcile_schedule(models, cron=settings.reconcile_cron)],
         resources=resources_for(settings),
     )
 
@@ -26,12 +28,15 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "navidrome": NavidromeResource(db_path=str(settings.navidrome_db or ""), path_map=settings.path_map),
         "vector_store": VectorStoreResource(uri=settings.milvus_uri, token=settings.milvus_token,
-                                            data_dir=str(settings.milvus_data_dir)),
+                                            data_dir=str(settings.milvus_data_dir),
+                                            fingerprints_db=str(settings.fingerprints_db),
+                                            failures_db=str(settings.failures_db)),
         "models": ModelsResource(device=settings.models_device, dtype=settings.models_dtype,
                                  batch_size=settings.models_batch_size,
                                  idle_unload_seconds=settings.models_idle_unload_seconds,
                                  models_dir=str(settings.models_dir or ""),
-                                 decode_workers=settings.effective_decode_workers, nice=settings.nice),
+                                 decode_workers=settings.effective_decode_workers, nice=settings.nice,
+                                 mert_layers=settings.mert_layers),
     }
 
 

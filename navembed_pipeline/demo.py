@@ -88,7 +88,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int
                     _text_search(api, say)
                 say(f"==> Dagster run (logs, per-bucket tables): {run['dagster_run_url']}")
                 if options.keep:
-                    say("==> the stack keeps running; admin token for /batch/*: " + token)
+                    say("==> the stack keeps running; admin token for /batch/* and the Dagster UI "
+                        "(sign in at /login): " + token)
                     say("    Ctrl-C stops it (`make up` runs it again on this library)")
                     died = stack.wait()
                     raise DemoFailed(f"{died} exited; see {stack.log_dir}/{died}.log")

@@ -13,10 +13,9 @@ from tqdm import tqdm
 
 from navembed_pipeline.definitions import build_definitions
 from navembed_pipeline.instance import open_instance
-from navembed_pipeline.jobs import embed_run_config
-from navembed_pipeline.lib.progress import parse_progress
+from navembed_pipeline.lib.progress import ProgressFormatError, parse_progress
+from navembed_pipeline.lib.runs import REEMBED_JOB, Progress, asset_name, embed_run_config, run_tags
 from navembed_pipeline.lib.settings import Settings
-from navembed_pipeline.partitions import range_tags
 
 POLL_SECONDS = 0.5
 
@@ -34,10 +33,10 @@ class RunSummary:
 def run_reembed(settings: Settings, models: list[str], *, force: bool = False, clear_existing: bool = False,
                 show_progress: bool = True) -> RunSummary:
     """Embed the library with ``models`` over all buckets; blocks until the run ends."""
-    instance = open_instance(settings.dagster_home)
-    job = build_definitions(settings).resolve_job_def("reembed_job")
+    instance = open_instance(settings.dagster_home, postgres_url=settings.postgres_url)
+    job = build_definitions(settings).resolve_job_def(REEMBED_JOB)
     run_id = make_new_run_id()
-    latest: dict[str, dict] = {}
+    latest: dict[str, Progress] = {}
     done = threading.Event()
     watcher = threading.Thread(target=_watch, args=(instance, run_id, latest, done, show_progress), daemon=True)
     watcher.start()
@@ -45,8 +44,8 @@ def run_reembed(settings: Settings, models: list[str], *, force: bool = False, c
         result = job.execute_in_process(
             run_config={**embed_run_config(models, force=force, clear_existing=clear_existing),
                         "loggers": {"console": {"config": {"log_level": "ERROR"}}}},  # the bar reports
-            instance=instance, run_id=run_id, tags={**range_tags(), "navembed/trigger": "cli"},
-            asset_selection=[dg.AssetKey(f"{m}_embeddings") for m in models], raise_on_error=False)
+            instance=instance, run_id=run_id, tags=run_tags("cli"),
+            asset_selection=[dg.AssetKey(asset_name(m)) for m in models], raise_on_error=False)
     finally:
         done.set()
         watcher.join()
@@ -54,11 +53,11 @@ def run_reembed(settings: Settings, models: list[str], *, force: bool = False, c
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         error = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
-    totals = {k: sum(p.get(k, 0) for p in latest.values()) for k in ("embedded", "skipped", "failed")}
+    totals = {k: sum(getattr(p, k) for p in latest.values()) for k in ("embedded", "skipped", "failed")}
     return RunSummary(run_id, result.success, error=error, **totals)
 
 
-def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, dict], done: threading.Event,
+def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, Progress], done: threading.Event,
            show: bool) -> None:
     """Follow the run's progress lines in the event log and draw one bar per model."""
     bars: dict[str, tqdm] = {}
@@ -69,9 +68,13 @@ def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, dict], d
         nonlocal cursor
         page = instance.get_records_for_run(run_id, cursor=cursor)
         for record in page.records:
-            progress = parse_progress(record.event_log_entry.user_message or "")
+            try:
+                progress = parse_progress(record.event_log_entry.user_message or "")
+            except ProgressFormatError as exc:  # written by another navembed version: say so, go on
+                tqdm.write(f"unreadable progress line: {exc}")
+                continue
             if progress is not None:
-                latest[progress["model"]] = progress
+                latest[progress.model] = progress
                 if show:
                     _draw(bars, progress)
         cursor = page.cursor
@@ -83,12 +86,13 @@ def _watch(instance: dg.DagsterInstance, run_id: str, latest: dict[str, dict], d
         bar.close()
 
 
-def _draw(bars: dict[str, tqdm], progress: dict) -> None:
-    model = progress["model"]
-    if model not in bars:
-        bars[model] = tqdm(total=progress["total"], desc=f"{model:>6}", unit="track", dynamic_ncols=True)
-    bar = bars[model]
-    bar.n = progress["processed"]
-    bar.set_postfix_str(f"failed {progress['failed']} skipped {progress['skipped']} "
-                        f"{(progress['current_track'] or '')[:40]}", refresh=False)
+def _draw(bars: dict[str, tqdm], progress: Progress) -> None:
+    """One bar per model with the same figures the Dagster log line and ``/batch/progress`` show."""
+    if progress.model not in bars:
+        bars[progress.model] = tqdm(total=progress.total, desc=f"{progress.model:>6}", unit="track",
+                                    dynamic_ncols=True)
+    bar = bars[progress.model]
+    bar.n = progress.processed
+    bar.set_postfix_str(f"{progress.figures()} {(progress.current_track or '')[:40]}", refresh=False)
     bar.refresh()
+

@@ -4,12 +4,7 @@ import dagster as dg
 
 from navembed_pipeline.lib.buckets import BUCKETS
 
+# The range tags are part of the run contract (lib/runs.py); re-exported for the Dagster layer.
+from navembed_pipeline.lib.runs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, range_tags  # noqa: F401
+
 bucket_partitions = dg.StaticPartitionsDefinition(list(BUCKETS))
-
-PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def range_tags(first: str = BUCKETS[0], last: str = BUCKETS[-1]) -> dict[str, str]:
-    """Run tags that make one run cover buckets ``first``..``last`` (default: all of them)."""
-    return {PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}

@@ -5,11 +5,16 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from navembed_pipeline.lib.failure_log import FailureLog
 from navembed_pipeline.lib.milvus_server import ensure_running
 from navembed_pipeline.lib.models import create_model
-from navembed_pipeline.lib.models.base import EmbeddingModel, ModelOptions
+from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.models.options import ModelOptions, model_extras
 from navembed_pipeline.lib.navidrome import NavidromeLibrary, parse_path_map
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.lib.store_schema import STANDALONE_MAX_DIM
+from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
+from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 
 
 class NavidromeResource(dg.ConfigurableResource):
@@ -28,10 +33,19 @@ class VectorStoreResource(dg.ConfigurableResource):
     uri: str = ""
     token: str = ""
     data_dir: str = "var/milvus"
+    fingerprints_db: str = ""  # SQLite file of acoustic fingerprints; empty = no fingerprinting
+    failures_db: str = ""  # SQLite failure log; empty = a private in-memory log (tests and tools only)
+
+    def fingerprinter(self) -> TrackFingerprinter | None:
+        """Keeps library tracks' Chromaprint fingerprints current (None when no database is configured)."""
+        return TrackFingerprinter(FingerprintStore(Path(self.fingerprints_db))) if self.fingerprints_db else None
 
     def client(self) -> VectorStore:
         uri = self.uri or ensure_running(Path(self.data_dir))
-        return VectorStore(uri, token=self.token or None)
+        failures = FailureLog(Path(self.failures_db)) if self.failures_db else None
+        # A configured URI is a Milvus server (standalone/distributed, capped); else the embedded Lite one.
+        cap = STANDALONE_MAX_DIM if self.uri else None
+        return VectorStore(uri, token=self.token or None, failure_log=failures, max_dimension=cap)
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -43,16 +57,23 @@ class ModelsResource(dg.ConfigurableResource):
     idle_unload_seconds: float = 360.0
     models_dir: str = ""
     decode_workers: int = 1
+    write_batch_tracks: int = 32  # tracks per store write; a crash redoes at most this many
+    progress_interval: float = 1.0  # seconds between progress log lines
+    mert_layers: str = "mean"  # MERT's vector: 'mean' (3,072-d), 'all' (76,800-d) or hidden-state indices
     nice: bool = False
 
     _models: dict[str, EmbeddingModel] = PrivateAttr(default_factory=dict)
 
+    def options(self) -> ModelOptions:
+        """The configured options every model of this resource is built with (also for version checks)."""
+        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size,
+                            idle_unload_seconds=self.idle_unload_seconds,
+                            models_dir=Path(self.models_dir) if self.models_dir else None,
+                            extra=model_extras(mert_layers=self.mert_layers))
+
     def get(self, name: str) -> EmbeddingModel:
         if name not in self._models:
-            options = ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size,
-                                   idle_unload_seconds=self.idle_unload_seconds,
-                                   models_dir=Path(self.models_dir) if self.models_dir else None)
-            self._models[name] = create_model(name, options)
+            self._models[name] = create_model(name, self.options())
         return self._models[name]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from navembed_pipeline.jobs import embed_run_config, reembed_job
-from navembed_pipeline.partitions import range_tags
+from navembed_pipeline.jobs import reembed_job
+from navembed_pipeline.lib.runs import asset_name, embed_run_config, run_tags
 
 
 def build_nightly_reconcile_schedule(models: list[str], *, cron: str = "0 3 * * *") -> dg.ScheduleDefinition:
@@ -14,7 +14,7 @@ def build_nightly_reconcile_schedule(models: list[str], *, cron: str = "0 3 * * 
                              "tracks gone from Navidrome. Unchanged tracks cost a lookup, not an embed.")
     def nightly_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         return dg.RunRequest(run_config=embed_run_config(models),
-                             asset_selection=[dg.AssetKey(f"{m}_embeddings") for m in models],
-                             tags={**range_tags(), "navembed/trigger": "nightly_reconcile_schedule"})
+                             asset_selection=[dg.AssetKey(asset_name(m)) for m in models],
+                             tags=run_tags("nightly_reconcile_schedule"))
 
     return nightly_reconcile_schedule

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from navembed_pipeline.jobs import reembed_job
 from navembed_pipeline.lib.buckets import BUCKETS, contiguous_ranges
-from navembed_pipeline.lib.library_diff import dirty_buckets
-from navembed_pipeline.jobs import embed_run_config, is_embedding_run, reembed_job
-from navembed_pipeline.partitions import range_tags
-from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
+from navembed_pipeline.lib.library_diff import dirty_buckets, model_versions
+from navembed_pipeline.lib.models.options import ModelOptions
+from navembed_pipeline.lib.runs import asset_name, embed_run_config, is_embedding_run, run_tags
+from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 
 # One run per contiguous range of dirty buckets; past this many ranges, one run over all buckets
 # (clean buckets cost a lookup each, far less than hundreds of queued runs).
@@ -19,33 +20,51 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
 
 def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> dg.SensorDefinition:
     """The sensor for the enabled ``models``."""
+    enabled = list(models)  # the sensor's ``models`` parameter is the models resource
 
     @dg.sensor(job=reembed_job, minimum_interval_seconds=interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Diffs Navidrome against the vectors stored (new, changed and deleted tracks, "
                            "stale model versions) and requests runs for the dirty buckets only.")
     def library_change_sensor(context: dg.SensorEvaluationContext, navidrome: NavidromeResource,
-                              vector_store: VectorStoreResource) -> dg.SensorResult:
+                              vector_store: VectorStoreResource, models: ModelsResource) -> dg.SensorResult:
         busy = active_embedding_run(context.instance)
         if busy is not None:
             return dg.SensorResult(skip_reason=f"embedding run {busy.run_id} is {busy.status.value.lower()}; "
                                                "changes are checked again after it")
-        dirty = dirty_buckets(navidrome.library(), vector_store.client(), models)
+        # Versions from the same model options the runs use (weights dir, layers), or they never agree.
+        versions = model_versions(enabled, models.options())
+        dirty = dirty_buckets(navidrome.library(), vector_store.client(), versions)
         if not dirty:
             return dg.SensorResult(skip_reason="library and vectors agree")
         ranges = contiguous_ranges(set(dirty))
-        if len(ranges) > MAX_RUNS:
+        if len(ranges) > MAX_RUNS or rebuild_needed(vector_store.client(), enabled, models.options()):
             ranges = [(BUCKETS[0], BUCKETS[-1])]
         requests = []
         for first, last in ranges:
             requests.append(dg.RunRequest(
-                run_key=None, run_config=embed_run_config(models),
-                asset_selection=[dg.AssetKey(f"{m}_embeddings") for m in models],
-                tags={**range_tags(first, last), "navembed/trigger": "library_change_sensor"}))
+                run_key=None, run_config=embed_run_config(enabled),
+                asset_selection=[dg.AssetKey(asset_name(m)) for m in enabled],
+                tags=run_tags("library_change_sensor", first=first, last=last)))
         context.log.info(f"{len(dirty)} dirty bucket(s) → {len(requests)} run(s)")
         return dg.SensorResult(run_requests=requests)
 
     return library_change_sensor
+
+
+def rebuild_needed(store, models: list[str], options: ModelOptions | None = None) -> bool:
+    """Whether a model upgrade changed some model's vector dimensions: then only one run over all
+    buckets can rebuild its collection (a run over a few buckets would fail and be asked again)."""
+    from navembed_pipeline.lib.models import create_model
+
+    for name in models:
+        model = create_model(name, options)
+        try:
+            if store.needs_rebuild(name, model.vector_fields):
+                return True
+        finally:
+            model.shutdown()
+    return False
 
 
 def active_embedding_run(instance: dg.DagsterInstance) -> dg.DagsterRun | None:

@@ -8,6 +8,30 @@ from navembed_pipeline.lib.sample_library import SampleLibrary, write_sample_lib
 from tests.lib.milvus_fixture import milvus_server, milvus_uri, vector_store  # noqa: F401 - fixtures
 
 SAMPLE_SECONDS = 4.0
+# `make test-fast` (the inner loop) leaves out tests by these markers; `make test` runs everything.
+# Modules that start servers as processes, drive a browser or run benchmarks are marked here in one place.
+LANE_MARKERS = {
+    "tests/ui/": "ui",
+    "tests/test_benchmarks.py": "bench",
+    "tests/pipeline/test_webserver.py": "webserver",
+    "tests/pipeline/test_demo.py": "webserver",
+    "tests/pipeline/test_postgres_stack.py": "webserver",
+    "tests/api/test_stack.py": "webserver",
+    "tests/api/test_e2e.py": "webserver",
+    "tests/api/test_plugin_e2e.py": "webserver",
+    "tests/api/test_supervision.py": "webserver",
+    "tests/pipeline/test_interruptions.py": "slow",  # kill -9 of a run in a child process, then a re-run
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(config.rootpath)
+    for item in items:
+        path = Path(item.path)
+        relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        for prefix, marker in LANE_MARKERS.items():
+            if relative.startswith(prefix):
+                item.add_marker(marker)
 
 
 @pytest.fixture

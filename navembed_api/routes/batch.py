@@ -1,20 +1,26 @@
 """``/batch/start|progress|cancel``: re-embed the library through Dagster (admin only)."""
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from navembed_api.deps import AdminDep, ServicesDep
-from navembed_api.errors import error_body
+from navembed_api.errors import StoreUnavailable, error_body, short
+from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.stack_status import RUNNING, read_status
+from navembed_pipeline.lib.workers import MAX_WORKERS
 from navembed_api.routes import ModelName
 
+STORE_PROBE_TIMEOUT_S = 5.0
 RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # Dagster's run ids
 router = APIRouter(prefix="/batch", tags=["batch"], dependencies=[AdminDep])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": why, "content": {"application/json": {"example": error_body(why)}}}
-    for code, why in ((401, "missing or wrong admin token"), (503, "no admin token configured, or Dagster down"))
+    for code, why in ((401, "missing or wrong admin token"),
+                      (503, "no admin token configured, Dagster down, or (start) the vector store down"))
 }
 
 
@@ -26,14 +32,20 @@ class BatchStartRequest(BaseModel):
 
     models: list[ModelName] | None = Field(
         None, max_length=16, description="Models to embed with (default: the enabled ones).")
-    clear_existing: bool = Field(False, alias="clearExisting",
+    clear_existing: StrictBool = Field(False, alias="clearExisting",
                                  description="Rebuild each collection from scratch (into a new collection, "
                                              "switched in when the run completes; searches keep working).")
-    force: bool = Field(False, description="Re-embed tracks whose stored vectors are current (in place).")
+    force: StrictBool = Field(False, description="Re-embed tracks whose stored vectors are current (in place).")
+    workers: StrictInt = Field(1, ge=1, le=MAX_WORKERS, description="Embed with this many Dagster runs side by "
+                               "side, each over its own range of buckets (one job: progress and cancel cover "
+                               "them all). Not with clearExisting.")
 
 
-@router.post("/start", responses={**ERRORS, 409: {"description": "an embedding run is queued or running"},
-                                  422: {"description": "unknown model or missing weights"}})
+@router.post("/start", responses={**ERRORS, 400: {"description": "the body is not acceptable JSON"},
+                                  409: {"description": "an embedding run is queued or running"},
+                                  413: {"description": "the body is too large"},
+                                  422: {"description": "unknown model, missing weights, or a field of the wrong "
+                                                       "type (booleans must be true or false)"}})
 async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any]:
     """Start re-embedding the whole library (one Dagster run over all buckets).
 
@@ -41,7 +53,9 @@ async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any
     Answers ``{"status": "started", "job_id": ...}`` plus the Dagster run id and its UI link.
     """
     models = body.models if body.models is not None else services.settings.enabled_models()
-    return await services.batch.start(models, clear_existing=body.clear_existing, force=body.force)
+    await require_store(services)  # a run started while Milvus is down would only fail
+    return await services.batch.start(models, clear_existing=body.clear_existing, force=body.force,
+                                      workers=body.workers)
 
 
 @router.get("/progress", responses={**ERRORS, 404: {"description": "run_id names no embedding run"}})
@@ -60,3 +74,22 @@ async def progress(services: ServicesDep, run_id: Annotated[str | None, Query(
 async def cancel(services: ServicesDep) -> dict[str, Any]:
     """Cancel the queued or running embedding run; vectors already written stay."""
     return await services.batch.cancel()
+
+
+async def require_store(services: ServicesDep) -> None:
+    """503 unless the vector store answers now (the stack restarts a Milvus that died)."""
+    milvus = ((read_status(services.settings.data_dir) or {}).get("parts") or {}).get("milvus")
+    if milvus and milvus.get("state") != RUNNING:
+        raise StoreUnavailable(f"the vector store is {milvus['state']} ({milvus.get('message', '')}); no run "
+                               "was started: retry once /health says the store is ok")
+    def probe() -> None:
+        store = services.store()
+        for model in services.settings.enabled_models()[:1]:
+            store.count(model)
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(probe), timeout=STORE_PROBE_TIMEOUT_S)
+    except (NavembedError, TimeoutError) as exc:
+        raise StoreUnavailable(f"the vector store at {services.store.uri} is not answering "
+                               f"({short(str(exc) or 'timed out', 200, quote=False)}); no run was started. "
+                               "If navembed up runs it, it is being restarted: retry in a few seconds") from None

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from navembed_api.deps import ServicesDep
 from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.stack_status import RUNNING, read_status
 
 router = APIRouter(tags=["info"])
 HEALTH_TIMEOUT_S = 5.0
@@ -21,17 +22,29 @@ def models(services: ServicesDep) -> list[dict[str, Any]]:
 
 @router.get("/health")
 async def health(services: ServicesDep) -> dict[str, Any]:
-    """``status`` is "ok" when the store and Dagster answer, else "degraded" (with the reasons)."""
+    """``status`` is "ok" when the store and Dagster answer, else "degraded" (with the reasons).
+
+    Under `navembed up`, ``stack`` lists each supervised part (running / restarting / failed, restarts,
+    last exit code); a part being restarted makes its section not ok even before a probe fails.
+    """
     store, dagster = await asyncio.gather(_store(services), _dagster(services))
     socket = services.socket
+    stack = read_status(services.settings.data_dir)  # what `navembed up` says about its parts, if it runs
+    parts = (stack or {}).get("parts", {})
+    for section, part in ((store, "milvus"), (dagster, "dagster-webserver")):
+        if part in parts and parts[part].get("state") != RUNNING:
+            section["ok"] = False
+            section["supervisor"] = f"{part} is {parts[part]['state']}: {parts[part].get('message', '')}"
     body = {
-        "status": "ok" if store["ok"] and dagster["ok"] else "degraded",
+        "status": "ok" if store["ok"] and dagster["ok"] and all(
+            p.get("state") == RUNNING for p in parts.values()) else "degraded",
         "store": store,
         "dagster": dagster,
         "models": {"enabled": services.settings.enabled_models(), "loaded": services.models.loaded()},
         "socket": {"path": str(services.settings.socket_path) if services.settings.socket_path else None,
                    "listening": bool(socket and socket.listening)},
         "batch_control": services.settings.admin_token_value is not None,
+        "stack": parts or None,
     }
     return body
 

@@ -1,52 +1,66 @@
 """Recommendations: ``POST /playlist/{mode}``, ``GET /similar/{track_id}``, and the OpenSubsonic
-sonicSimilarity shapes (``/rest/getSonicSimilarTracks``, ``/rest/findSonicPath``) for a thin plugin.
+``sonicSimilarity`` endpoints (``/rest/getSonicSimilarTracks``, ``/rest/findSonicPath``).
 
 The engine lives in ``navembed_pipeline.lib.recommend``; this module only translates HTTP to a
-``RecommendRequest`` and a ``Playlist`` back to JSON. The app's lifespan should set
-``app.state.recommender`` (see ``build_recommender``); until it does, the first request builds one.
+``RecommendRequest`` and a ``Playlist`` back to JSON. The app's lifespan builds the engine
+(``navembed_api/recommender.py``) and sets ``app.state.recommender`` and ``app.state.sonic``.
+
+The ``/rest/*`` pair follows the OpenSubsonic spec (sonicSimilarity v1): a top-level ``sonicMatch``
+list of ``{entry: Child, similarity}``, similarity calibrated on the library (1 = the same
+recording, 0 = as alike as a typical unrelated pair), and every error inside the
+``subsonic-response`` envelope at HTTP 200 (code 10: a required parameter is missing, 70: not
+found, 0: anything else). A stock Navidrome answers these endpoints itself through the plugin
+(``/api/*``, ``routes/plugin.py``); ours serve scripts and tests that talk to navembed directly.
 """
 
+import contextlib
 import dataclasses
-import threading
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
-from navembed_api.deps import Services, get_services
-from navembed_api.errors import Conflict, NotFound, Unprocessable
+from navembed_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from navembed_api.routes import ModelName
-from navembed_pipeline.lib.errors import ConfigError
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
+from navembed_pipeline.lib.navidrome import Track
 from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, Playlist, PlaylistRules, RecommendError,
-                                             Recommender, RecommendRequest, UnknownTrackError, VectorCache)
+                                             Recommender, RecommendRequest, UnknownTrackError)
 from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS
+from navembed_pipeline.lib.recommend.sonic import Neighbour, SonicService, UnknownArtistError
 
 router = APIRouter(tags=["recommend"])
 SUBSONIC_VERSION = "1.16.1"
-_build_lock = threading.Lock()
 
 
-def build_recommender(services: Services) -> Recommender:
-    """The engine over the store's vectors (cached in process) and the Navidrome library."""
-    settings = services.settings
-    if settings.navidrome_db is None:
-        raise ConfigError("recommendations need the Navidrome database: set NAVEMBED_NAVIDROME_DB")
-    library = NavidromeLibrary(settings.navidrome_db, path_map=settings.path_mapping)
-    return Recommender(VectorCache(services.store()), library.get,
-                       embed_text=lambda texts: services.models.get("muq").embed_text(texts),
-                       default_models=settings.enabled_models())
+class RecommenderUnavailable(ApiError):
+    """The recommender could not be built (no Navidrome database configured or readable)."""
+
+    status_code = 503
+
+
+_OFF = ("recommendations are off: the API has no readable Navidrome database (set NAVEMBED_NAVIDROME_DB; "
+        "the API log at startup says what failed)")
 
 
 def get_recommender(request: Request) -> Recommender:
+    engine = getattr(request.app.state, "recommender", None)
+    if engine is None:
+        raise RecommenderUnavailable(_OFF)
+    return engine
+
+
+def get_sonic(request: Request) -> SonicService:
+    """The lifespan's ``SonicService``, or one over ``app.state.recommender`` (no artists) if only that is set."""
     state = request.app.state
-    with _build_lock:
-        if getattr(state, "recommender", None) is None:
-            state.recommender = build_recommender(get_services(request))
-    return state.recommender
+    sonic = getattr(state, "sonic", None)
+    if sonic is None:
+        sonic = state.sonic = SonicService(get_recommender(request), lambda: ())
+    return sonic
 
 
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+SonicDep = Annotated[SonicService, Depends(get_sonic)]
 
 
 class PlaylistBody(BaseModel):
@@ -67,8 +81,8 @@ class PlaylistBody(BaseModel):
     exclude_libraries: list[int] = []
     previous: list[str] = Field([], description="Recently played: never repeated, nor their duplicates.")
     max_per_artist: int | None = Field(None, ge=1)
-    no_consecutive_artist: bool = False
-    collapse_duplicates: bool = True
+    no_consecutive_artist: StrictBool = False
+    collapse_duplicates: StrictBool = True
     min_duration: float | None = Field(None, ge=0.0, description="Seconds.")
     max_duration: float | None = Field(None, ge=0.0, description="Seconds.")
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="0 = by score, 1 = as varied as possible (MMR).")
@@ -94,9 +108,16 @@ class PlaylistBody(BaseModel):
 
 def answer(engine: Recommender, request: RecommendRequest) -> Playlist:
     """Run the engine, turning its refusals into the API's 404 / 409 / 422."""
-    try:
+    with refusals_as_http():
         return engine.recommend(request)
-    except UnknownTrackError as exc:
+
+
+@contextlib.contextmanager
+def refusals_as_http() -> Iterator[None]:
+    """The engine's refusals as the API's 404 (unknown track or artist) / 409 (no vectors) / 422."""
+    try:
+        yield
+    except (UnknownTrackError, UnknownArtistError) as exc:
         raise NotFound(str(exc)) from exc
     except NoVectorsError as exc:
         raise Conflict(str(exc)) from exc
@@ -106,7 +127,8 @@ def answer(engine: Recommender, request: RecommendRequest) -> Playlist:
 
 @router.post("/playlist/{mode}", responses={404: {"description": "unknown track id"},
                                             409: {"description": "a model or seed has no vectors yet"},
-                                            422: {"description": "the request lacks what its mode needs"}})
+                                            422: {"description": "the request lacks what its mode needs"},
+                                            503: {"description": "the vector store is unreachable"}})
 def playlist(mode: Literal["similar", "text", "mixed", "path"], body: PlaylistBody,
              engine: RecommenderDep) -> dict[str, Any]:
     """A playlist: ``similar`` (seeds → radio), ``text`` (prompts), ``mixed`` (seeds + prompts) or
@@ -116,7 +138,10 @@ def playlist(mode: Literal["similar", "text", "mixed", "path"], body: PlaylistBo
     return dataclasses.asdict(answer(engine, body.to_request(mode)))
 
 
-@router.get("/similar/{track_id}")
+@router.get("/similar/{track_id}", responses={404: {"description": "unknown track id"},
+                                             409: {"description": "a model or the track has no vectors yet"},
+                                             422: {"description": "an unknown model or an out-of-range size"},
+                                             503: {"description": "the vector store is unreachable"}})
 def similar(track_id: str, engine: RecommenderDep, size: Annotated[int, Query(ge=1, le=MAX_SIZE)] = 25,
             models: Annotated[list[ModelName], Query()] = []) -> dict[str, Any]:  # noqa: B006 - FastAPI query
     """Tracks that sound like ``track_id`` (``similar`` mode with default rules)."""
@@ -126,34 +151,58 @@ def similar(track_id: str, engine: RecommenderDep, size: Annotated[int, Query(ge
 
 @router.get("/rest/getSonicSimilarTracks")
 @router.get("/rest/getSonicSimilarTracks.view", include_in_schema=False)
-def sonic_similar(engine: RecommenderDep, id: str, count: Annotated[int, Query(ge=1, le=MAX_SIZE)] = 10,  # noqa: A002
-                  ) -> dict[str, Any]:
-    """OpenSubsonic ``getSonicSimilarTracks``: ``sonicMatch`` entries with ``similarity`` to ``id`` (0..1)."""
-    request = RecommendRequest(mode="similar", seeds=(id,), rules=PlaylistRules(size=count))
-    return _subsonic(engine, request, reference=id)
+def sonic_similar(request: Request, id: str | None = None, count: str | None = None) -> dict[str, Any]:  # noqa: A002
+    """OpenSubsonic ``getSonicSimilarTracks``: up to ``count`` (default 10, at least 0) tracks like ``id``,
+    most similar first, each with its calibrated ``similarity`` to ``id``."""
+    if not id:
+        return _failed(10, "required parameter 'id' is missing")
+    size = _count(count, default=10, minimum=0)
+    if isinstance(size, str):
+        return _failed(0, size)
+    return _matches(request, lambda sonic: sonic.similar_tracks(id, size, eliminate_duplicates=True))
 
 
 @router.get("/rest/findSonicPath")
 @router.get("/rest/findSonicPath.view", include_in_schema=False)
-def sonic_path(engine: RecommenderDep, startSongId: str, endSongId: str,  # noqa: N803 - OpenSubsonic names
-               count: Annotated[int, Query(ge=3, le=MAX_STEPS + 2)] = 25) -> dict[str, Any]:
-    """OpenSubsonic ``findSonicPath``: start first, end last, ``similarity`` relative to the start."""
-    request = RecommendRequest(mode="path", path=PathSpec(startSongId, endSongId, count - 2))
-    return _subsonic(engine, request, reference=startSongId)
+def sonic_path(request: Request, startSongId: str | None = None, endSongId: str | None = None,  # noqa: N803
+               count: str | None = None) -> dict[str, Any]:
+    """OpenSubsonic ``findSonicPath``: at most ``count`` (default 25, at least 1) songs from the start song
+    to the end song, each with its calibrated ``similarity`` to the start song."""
+    missing = [name for name, value in (("startSongId", startSongId), ("endSongId", endSongId)) if not value]
+    if missing:
+        return _failed(10, f"required parameter {' and '.join(repr(m) for m in missing)} missing")
+    size = _count(count, default=25, minimum=1)
+    if isinstance(size, str):
+        return _failed(0, size)
+    return _matches(request, lambda sonic: sonic.path(startSongId, endSongId, size))
 
 
-def _subsonic(engine: Recommender, request: RecommendRequest, *, reference: str) -> dict[str, Any]:
+def _count(raw: str | None, *, default: int, minimum: int) -> int | str:
+    """The ``count`` parameter (capped at the engine's largest list), or what is wrong with it."""
+    if raw is None or raw == "":
+        return default
     try:
-        playlist = answer(engine, request)
-    except (NotFound, Conflict, Unprocessable) as exc:
-        code = 70 if isinstance(exc, NotFound) else 0  # 70: the requested data was not found
-        return {"subsonic-response": {**_header("failed"), "error": {"code": code, "message": str(exc)}}}
-    ids = [t.id for t in playlist.tracks]
-    similarity = engine.sonic_similarity(reference, ids, models=playlist.models)
-    tracks = engine.catalog(ids)
-    matches = [{"entry": _child(t.id, tracks.get(t.id), t), "similarity": round(similarity[t.id], 4)}
-               for t in playlist.tracks]
+        value = int(raw)
+    except ValueError:
+        return f"parameter 'count' must be an integer, got {raw[:20]!r}"
+    if value < minimum:
+        return f"parameter 'count' must be at least {minimum}"
+    return min(value, MAX_SIZE)
+
+
+def _matches(request: Request, ask) -> dict[str, Any]:
+    try:
+        neighbours: list[Neighbour] = ask(get_sonic(request))
+    except UnknownTrackError as exc:
+        return _failed(70, str(exc))
+    except (RecommendError, ApiError) as exc:
+        return _failed(0, str(exc))
+    matches = [{"entry": _child(n.track), "similarity": round(n.similarity, 4)} for n in neighbours]
     return {"subsonic-response": {**_header("ok"), "sonicMatch": matches}}
+
+
+def _failed(code: int, message: str) -> dict[str, Any]:
+    return {"subsonic-response": {**_header("failed"), "error": {"code": code, "message": message}}}
 
 
 def _header(status: str) -> dict[str, Any]:
@@ -161,9 +210,7 @@ def _header(status: str) -> dict[str, Any]:
             "openSubsonic": True}
 
 
-def _child(track_id: str, track: Track | None, item) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": track_id, "isDir": False, "type": "music", "title": item.title,
-                             "artist": item.artist, "album": item.album}
-    if track is not None:
-        entry.update(duration=int(round(track.duration_seconds)), suffix=track.suffix, size=track.size)
-    return entry
+def _child(track: Track) -> dict[str, Any]:
+    return {"id": track.id, "isDir": False, "type": "music", "title": track.title, "artist": track.artist,
+            "artistId": track.artist_id, "album": track.album, "duration": int(round(track.duration_seconds)),
+            "suffix": track.suffix, "size": track.size}

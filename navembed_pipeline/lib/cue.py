@@ -16,10 +16,11 @@ import mutagen.flac
 from .audio import decode_audio, probe
 from .encode import write_audio
 from .errors import CueSheetError
+from .filenames import safe_file_name
 
 FRAMES_PER_SECOND = 75
 _TIME = re.compile(r"^(\d{1,3}):(\d{1,2}):(\d{1,2})$")
-_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f<>:"/\\|?*]+')
+MAX_TITLE_BYTES = 180  # "NN - " and the suffix still fit the sanitiser's cap
 
 
 @dataclass(frozen=True)
@@ -328,4 +329,4 @@ def _bits_per_sample(audio_path: Path) -> int:
 
 
 def _safe_filename(title: str) -> str:
-    return _UNSAFE_FILENAME.sub("_", title).strip(" .")[:120] or "track"
+    return safe_file_name(title, fallback="track", max_bytes=MAX_TITLE_BYTES, is_title=True)

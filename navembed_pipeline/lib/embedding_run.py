@@ -18,11 +18,15 @@ import numpy as np
 
 from navembed_pipeline.lib.audio import load_audio
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.errors import ModelLoadError, NavembedError
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.run_plan import PlanSummary, summarize_plan
+from navembed_pipeline.lib.runs import Progress
 from navembed_pipeline.lib.segments import TrackSegment, segments_for, track_fingerprint
 from navembed_pipeline.lib.store import StoredInfo, VectorRow, VectorStore
+from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
+from navembed_pipeline.lib.upload_ids import is_upload_id
 
 LOGGER = logging.getLogger("navembed.run")
 FAILURE_SAMPLE = 10
@@ -30,21 +34,11 @@ FAILURE_SAMPLE = 10
 # decode threads, overlapping the rest); the embedding thread waiting for decoded audio; the model's
 # forward passes; pooling window features into vectors; writes to the store (vectors and failures).
 STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot of the run so far (tracks, not segments)."""
-
-    model: str
-    total: int
-    processed: int
-    embedded: int
-    skipped: int
-    failed: int
-    current_track: str | None
-    tracks_per_second: float
-    eta_seconds: float | None
+# No ETA before this many tracks have finished: the first ones carry the model's load time.
+MIN_TRACKS_FOR_ETA = 3
+# The model failing on this many tracks in a row, with none embedded in between, is a systemic fault
+# (a broken device or model), not bad input: the run fails instead of recording the whole library.
+MAX_CONSECUTIVE_MODEL_FAILURES = 16
 
 
 @dataclass(frozen=True)
@@ -97,16 +91,23 @@ class _Decoded:
     error: str | None
 
 
+# What a model raises on input it cannot handle (torch raises RuntimeError, CUDA OOM included).
+MODEL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
+
+
 class EmbeddingRun:
     """One model over a set of buckets of library tracks."""
 
     def __init__(self, *, model: EmbeddingModel, store: VectorStore, options: RunOptions,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fingerprinter: TrackFingerprinter | None = None) -> None:
         self.model = model
+        self.fingerprinter = fingerprinter  # fingerprints tracks from the waves decoded here
         self.store = store
         self.options = options
         self._clock = clock
         self._previously_failed: set[str] = set()
+        self.plan: PlanSummary | None = None  # set when ``run`` has planned
+        self._model_failures_in_a_row = 0
         self._stages: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._stages_lock = threading.Lock()
 
@@ -121,7 +122,8 @@ class EmbeddingRun:
             self._stages[stage] += seconds
 
     def run(self, tracks_by_bucket: dict[str, list[Track]], *,
-            on_progress: Callable[[Progress], None] = lambda _: None) -> Iterator[BucketReport]:
+            on_progress: Callable[[Progress], None] = lambda _: None,
+            on_plan: Callable[[PlanSummary], None] = lambda _: None) -> Iterator[BucketReport]:
         """Process every bucket in key order, yielding one report per bucket as it finishes.
 
         ``on_progress`` is called from a heartbeat thread every ``progress_interval`` seconds while
@@ -131,6 +133,7 @@ class EmbeddingRun:
         planning = time.perf_counter()
         states, queue = self._plan(tracks_by_bucket)
         self._add_time("plan", time.perf_counter() - planning)
+        on_plan(self.plan)  # before any track is decoded: what this run is about to do
         tally = _Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
                        skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
         for state in states.values():
@@ -149,6 +152,8 @@ class EmbeddingRun:
                         states[bucket].begun = self._clock()
                 buffer.rows.extend(self._embed_batch(batch, states))
                 buffer.tracks.extend(batch)
+                # progress moves as tracks finish, before their write
+                tally.count([self._has_failed(states[bucket], decoded.track.id) for bucket, decoded in batch])
                 if len(buffer.tracks) >= self.options.write_batch_tracks:
                     yield from self._flush(buffer, states, tally)
             yield from self._flush(buffer, states, tally)
@@ -174,6 +179,10 @@ class EmbeddingRun:
             states[bucket] = _BucketState(bucket, pending=len(todo), skipped=len(tracks) - len(todo),
                                           deleted=deleted, started=self._clock())
             queue.extend((bucket, t) for t in todo)
+        self.plan = summarize_plan(model=self.model.name, version=self.model.version, tracks_by_bucket=tracks_by_bucket,
+                                   stored=stored, failed=failed, to_embed=len(queue),
+                                   vanished=sum(s.deleted for s in states.values()), force=opts.force,
+                                   only_failed=opts.only_failed)
         return states, queue
 
     def _wanted(self, track: Track, info: StoredInfo | None, failed: dict[str, str]) -> bool:
@@ -190,7 +199,7 @@ class EmbeddingRun:
         present = {t.id for tracks in tracks_by_bucket.values() for t in tracks}
         gone: dict[str, list[str]] = {}
         for track_id, bucket in self.store.track_buckets(self.model.name, collection=self.options.collection).items():
-            if bucket in tracks_by_bucket and track_id not in present:
+            if bucket in tracks_by_bucket and track_id not in present and not is_upload_id(track_id):
                 gone.setdefault(bucket, []).append(track_id)
         return gone
 
@@ -226,6 +235,8 @@ class EmbeddingRun:
             segments = tuple(segments_for(track))
             waves = tuple(load_audio(track.path, self.model.sample_rate, offset_seconds=s.offset_seconds,
                                      duration_seconds=s.duration_seconds) for s in segments)
+            if self.fingerprinter is not None:
+                self.fingerprinter.add(track, segments, waves, self.model.sample_rate)
             return _Decoded(track, segments, waves, None)
         except NavembedError as exc:
             return _Decoded(track, (), None, str(exc))
@@ -244,8 +255,8 @@ class EmbeddingRun:
         for bucket, decoded in buffer.tracks:
             state = states[bucket]
             state.pending -= 1
-            failed = any(f[0] == decoded.track.id for f in state.failures)
-            tally.count(failed=failed)
+            failed = self._has_failed(state, decoded.track.id)
+            tally.written += 0 if failed else 1
             state.embedded += 0 if failed else 1
             if state.pending == 0:
                 yield self._report(state)
@@ -253,7 +264,12 @@ class EmbeddingRun:
         buffer.tracks.clear()
 
     def _embed_batch(self, batch: list[tuple[str, _Decoded]], states: dict[str, _BucketState]) -> list[VectorRow]:
-        """Vectors of the batch's readable tracks as rows; unreadable or failing tracks are recorded."""
+        """Vectors of the batch's readable tracks as rows; unreadable or failing tracks are recorded.
+
+        A model error fails only the tracks it happens on: a failing batch is retried track by track,
+        and a track that fails alone is recorded with the error. Only a model failing on track after
+        track (``MAX_CONSECUTIVE_MODEL_FAILURES``) is treated as systemic and ends the run.
+        """
         for bucket, decoded in batch:
             if decoded.error is not None:
                 self._fail(states[bucket], decoded.track, decoded.error)
@@ -262,20 +278,35 @@ class EmbeddingRun:
             return []
         try:
             rows = self._rows(ready)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
+        except MODEL_ERRORS as exc:
             if len(ready) == 1:
-                raise
+                self._model_failure(states[ready[0][0]], ready[0][1].track, exc)
+                return []
             # One bad input must not sink its batch-mates: isolate it, then fail only that track.
             LOGGER.warning("batch of %d failed (%s); retrying track by track", len(ready), exc)
             rows = []
             for item in ready:
                 try:
                     rows.extend(self._rows([item]))
-                except (RuntimeError, ValueError, FloatingPointError) as one:
-                    self._fail(states[item[0]], item[1].track, f"model error: {one}")
-            if len(rows) == 0:
-                raise
+                except MODEL_ERRORS as one:
+                    self._model_failure(states[item[0]], item[1].track, one)
+                else:
+                    self._model_failures_in_a_row = 0
+            return rows
+        self._model_failures_in_a_row = 0
         return rows
+
+    def _model_failure(self, state: _BucketState, track: Track, exc: BaseException) -> None:
+        self._fail(state, track, f"model error: {type(exc).__name__}: {exc}")
+        self._model_failures_in_a_row += 1
+        if self._model_failures_in_a_row >= MAX_CONSECUTIVE_MODEL_FAILURES:
+            raise ModelLoadError(f"model {self.model.name!r} failed on {self._model_failures_in_a_row} tracks in "
+                                 f"a row (last: {type(exc).__name__}: {exc}); stopping the run — this looks like "
+                                 "a broken model or device, not bad audio") from exc
+
+    @staticmethod
+    def _has_failed(state: _BucketState, track_id: str) -> bool:
+        return any(f[0] == track_id for f in state.failures)
 
     def _rows(self, ready: list[tuple[str, _Decoded]]) -> list[VectorRow]:
         waves = [w for _, d in ready for w in d.waves or ()]
@@ -314,28 +345,50 @@ class EmbeddingRun:
 
 
 class _Tally:
-    """Run-wide counters, read by the heartbeat thread (ints: no lock needed for a snapshot)."""
+    """Run-wide counters, read by the heartbeat thread (ints: no lock needed for a snapshot).
+
+    ``embedded``/``failed`` move as each track finishes embedding; ``written`` as its vectors are
+    stored. The rate is measured from the end of the first batch on, so the model's load time (spent
+    in it) does not drag the estimate down; before ``MIN_TRACKS_FOR_ETA`` tracks there is no ETA.
+    """
 
     def __init__(self, model: str, *, total: int, skipped: int, started: float, clock: Callable[[], float]) -> None:
         self.model, self.total, self.skipped, self.started, self._clock = model, total, skipped, started, clock
         self.embedded = 0
+        self.written = 0
         self.failed = 0
         self.current: str | None = None
+        self._first: tuple[float, int] | None = None  # (time, tracks worked) when the first batch finished
 
-    def count(self, *, failed: bool) -> None:
-        if failed:
-            self.failed += 1
-        else:
-            self.embedded += 1
+    def count(self, failed: Sequence[bool]) -> None:
+        """One finished batch: per track, whether it failed."""
+        self.failed += sum(failed)
+        self.embedded += len(failed) - sum(failed)
+        if self._first is None:  # the rate is measured from the end of the first batch on
+            self._first = (self._clock(), self.embedded + self.failed)
 
     def snapshot(self) -> Progress:
         processed = self.embedded + self.skipped + self.failed
-        worked = self.embedded + self.failed
-        rate = worked / max(self._clock() - self.started, 1e-9)
         remaining = self.total - processed
-        eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else None)
-        return Progress(self.model, self.total, processed, self.embedded, self.skipped, self.failed,
+        rate = self._rate()
+        if remaining <= 0:
+            eta: float | None = 0.0
+        elif rate > 0 and self.embedded + self.failed >= MIN_TRACKS_FOR_ETA:
+            eta = round(remaining / rate, 1)
+        else:
+            eta = None
+        return Progress(self.model, self.total, processed, self.embedded, self.written, self.skipped, self.failed,
                         self.current, round(rate, 3), eta)
+
+    def _rate(self) -> float:
+        worked = self.embedded + self.failed
+        if self._first is None:
+            return 0.0
+        now = self._clock()
+        first_time, first_count = self._first
+        if worked > first_count and now > first_time:
+            return (worked - first_count) / (now - first_time)
+        return worked / max(now - self.started, 1e-9)
 
 
 def _beat(stop: threading.Event, interval: float, tally: _Tally, on_progress: Callable[[Progress], None]) -> None:

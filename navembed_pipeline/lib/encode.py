@@ -41,6 +41,7 @@ def write_audio(
     *,
     tags: Mapping[str, str] | None = None,
     bits: int = 16,
+    bit_rate: int | None = None,
 ) -> Path:
     """Write ``wave`` (``(samples,)`` mono or ``(channels, samples)``, floats in [-1, 1]) to ``path``.
 
@@ -48,6 +49,7 @@ def write_audio(
     ``bits`` (16 or 24) is the sample depth of the lossless formats. Opus and MP3 accept only some
     rates; other rates are resampled to the nearest higher accepted one (Opus: 48 kHz).
     ``tags`` use lower-case names such as title, artist, album, tracknumber, cuesheet.
+    ``bit_rate`` (bits/s) sets the lossy codecs' rate (e.g. 96_000 for a 96 kbps MP3).
     """
     path = Path(path)
     target = _TARGETS.get(path.suffix.lower())
@@ -73,6 +75,8 @@ def write_audio(
         if target.codec == "flac":
             stream.format = "s32" if bits == 24 else "s16"
         stream.metadata.update(metadata)  # the Ogg muxers read tags from the stream
+        if bit_rate:
+            stream.bit_rate = bit_rate
         for packet in stream.encode(frame):
             out.mux(packet)
         for packet in stream.encode(None):

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ UNIX_PREFIX = "unix:"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # what Milvus standalone accepts
 DEFAULT_WORKERS = 10
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+SOCKET_MODE = 0o600  # owner only
 
 
 @dataclass(frozen=True)
@@ -52,17 +54,18 @@ def serve(argv: list[str] | None = None) -> int:
         threading.Thread(target=_watch_owner, args=(args.owner_pid,), daemon=True).start()
     data_dir = Path(args.data_dir)
     db = MilvusLite(str(data_dir))
+    own_socket: Path | None = None
     try:
         server = _grpc_server(db, args.max_workers)
         is_unix = args.host.startswith(UNIX_PREFIX)
         address = args.host if is_unix else f"{args.host}:{args.port}"
         try:
-            bound = server.add_insecure_port(address)
+            bound = _bind(server, address, is_unix=is_unix)
         except RuntimeError:
             print(f"Milvus Lite cannot listen on {address}: it is in use (or not allowed).",
                   file=sys.stderr, flush=True)
             return 2
-        server.start()
+        own_socket = Path(address[len(UNIX_PREFIX):]) if is_unix else None
         uri = args.host if is_unix else f"http://{args.host}:{bound}"
         write_state(data_dir, ServerState(pid=os.getpid(), uri=uri))
         print(f"Milvus Lite serving {data_dir} at {uri}", flush=True)
@@ -71,8 +74,38 @@ def serve(argv: list[str] | None = None) -> int:
         server.stop(grace=5).wait()
     finally:
         remove_state(data_dir, os.getpid())
+        if own_socket is not None:
+            own_socket.unlink(missing_ok=True)
         db.close()
     return 0
+
+
+def _bind(server: Any, address: str, *, is_unix: bool) -> int:
+    """Bind ``address`` and start serving. A unix socket is born owner-only (0600): Milvus Lite has
+    no authentication, so the socket file's permissions are its only lock."""
+    if not is_unix:
+        bound = server.add_insecure_port(address)
+        server.start()
+        return bound
+    path = Path(address[len(UNIX_PREFIX):])
+    if path.is_socket():
+        if _socket_answers(path):
+            raise RuntimeError(f"another server listens on {path}")
+        path.unlink()  # left by a server that was killed: nothing answers on it any more
+    old_umask = os.umask(0o177)  # no window in which the socket is open to others
+    try:
+        bound = server.add_insecure_port(address)
+        server.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, SOCKET_MODE)
+    return bound
+
+
+def _socket_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(str(path)) == 0
 
 
 def _grpc_server(db: Any, max_workers: int) -> Any:

@@ -3,7 +3,9 @@
 A Lite data directory can be opened by one process only, and Dagster runs every run in its own
 process next to the API. So navembed runs one Milvus Lite gRPC server per data directory (the
 process in ``milvus_serve``) and every component connects to it by URI, exactly as it would to
-Milvus standalone. It binds to loopback or a unix socket only: Milvus Lite has no authentication.
+Milvus standalone. Milvus Lite has no authentication, so by default it listens on an owner-only
+(0600) unix socket, ``milvus.sock`` in the data directory (``private_socket``): other local accounts
+cannot reach it. Loopback TCP (``127.0.0.1``, reachable by every local account) only when asked.
 
 Files in the data directory: ``navembed-server.lock`` (held while a process starts a server),
 ``navembed-server.json`` (pid and URI, written by the server once it listens, removed when it
@@ -11,10 +13,13 @@ stops) and ``navembed-server.log`` (the server's output).
 """
 
 import fcntl
+import hashlib
 import os
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +36,11 @@ from navembed_pipeline.lib.milvus_serve import (
     remove_state,
 )
 
-__all__ = ["STATE_FILE", "MilvusLiteServer", "ensure_running", "running_uri", "stop_running"]
+__all__ = ["STATE_FILE", "MilvusLiteServer", "ensure_running", "private_socket", "running_uri", "stop_running"]
 
 LOCK_FILE = "navembed-server.lock"
+SOCKET_FILE = "milvus.sock"
+PRIVATE = "private"  # host value: the owner-only unix socket of ``private_socket``
 LOG_FILE = "navembed-server.log"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
@@ -49,8 +56,8 @@ _children: dict[int, subprocess.Popen] = {}
 class MilvusLiteServer:
     """One Milvus Lite server process for ``data_dir``, owned by the caller (a context manager).
 
-    ``host`` is ``127.0.0.1`` (the port is picked by the kernel when ``port`` is None) or
-    ``unix:/path/to/socket``. The server stops on ``stop()``, and by itself if its owner dies
+    ``host`` is ``private`` (the default: an owner-only unix socket, see ``private_socket``),
+    ``127.0.0.1`` (the port is picked by the kernel when ``port`` is None) or ``unix:/path/to/socket``. The server stops on ``stop()``, and by itself if its owner dies
     without stopping it. ``ensure_running`` starts a shared one that outlives its starter.
     """
 
@@ -58,12 +65,12 @@ class MilvusLiteServer:
         self,
         data_dir: str | Path,
         *,
-        host: str = LOOPBACK,
+        host: str = PRIVATE,
         port: int | None = None,
         start_timeout: float = START_TIMEOUT_S,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.host = _loopback_host(host)
+        self.host = _loopback_host(host, self.data_dir)
         self.port = port or 0
         self.start_timeout = start_timeout
         self._process: subprocess.Popen | None = None
@@ -80,6 +87,10 @@ class MilvusLiteServer:
     def pid(self) -> int | None:
         """The server's process id while it runs."""
         return self._process.pid if self._process else None
+
+    def exit_code(self) -> int | None:
+        """The server's exit code once it has exited on its own (e.g. killed); None while it runs."""
+        return self._process.poll() if self._process else None
 
     def start(self) -> str:
         """Start the server and wait until it answers; return its URI.
@@ -126,7 +137,7 @@ class MilvusLiteServer:
 def ensure_running(
     data_dir: str | Path,
     *,
-    host: str = LOOPBACK,
+    host: str = PRIVATE,
     port: int | None = None,
     start_timeout: float = START_TIMEOUT_S,
 ) -> str:
@@ -143,7 +154,7 @@ def ensure_running(
             return state.uri
         _, uri = _spawn(
             data_dir,
-            host=_loopback_host(host),
+            host=_loopback_host(host, data_dir),
             port=port or 0,
             timeout=start_timeout,
             owner_pid=None,
@@ -308,8 +319,27 @@ def _tail(log_path: Path, start: int) -> str:
     return text[-LOG_TAIL_CHARS:].strip() or "(empty)"
 
 
-def _loopback_host(host: str) -> str:
+def private_socket(data_dir: str | Path, name: str = SOCKET_FILE) -> str:
+    """``unix:<data_dir>/<name>``; for a data dir too deep for a socket path, a socket in an
+    owner-only directory under the temp dir, named after the data dir (stable across restarts)."""
+    data_dir = Path(data_dir).resolve()
+    beside = data_dir / name
+    if len(str(beside).encode()) <= MAX_UNIX_PATH_BYTES:
+        return UNIX_PREFIX + str(beside)
+    private = Path(tempfile.gettempdir()) / f"navembed-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    info = private.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ConfigError(f"{private} is not a directory only this user can enter; remove it or choose a "
+                          "shorter data directory")
+    digest = hashlib.sha1(str(beside).encode()).hexdigest()[:16]
+    return f"{UNIX_PREFIX}{private / digest}.sock"
+
+
+def _loopback_host(host: str, data_dir: Path) -> str:
     """Milvus Lite has no authentication: only loopback TCP or a unix socket is allowed."""
+    if host == PRIVATE:
+        return private_socket(data_dir)
     if host in (LOOPBACK, "localhost"):
         return LOOPBACK
     if host.startswith(UNIX_PREFIX):

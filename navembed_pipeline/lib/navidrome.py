@@ -41,7 +41,7 @@ REQUIRED_COLUMNS: Mapping[str, frozenset[str]] = {
 # `missing` index (34 ms → 3 ms for 256 ids at 100k tracks).
 _TRACK_SELECT = """
 SELECT m.id, m.path, m.title, m.artist, m.album, m.album_artist, m.duration, m.size,
-       m.updated_at, m.library_id, l.name, l.path, m.suffix
+       m.updated_at, m.library_id, l.name, l.path, m.suffix, m.artist_id
 FROM media_file AS m JOIN library AS l ON l.id = m.library_id
 WHERE +m.missing = 0
 """
@@ -72,6 +72,7 @@ class Track:
     library_id: int
     library_name: str
     suffix: str
+    artist_id: str = ""  # Navidrome's artist id (media_file.artist_id), what artist radio asks by
 
     @property
     def display_name(self) -> str:
@@ -190,7 +191,7 @@ class NavidromeLibrary:
 
     def _track(self, row: Sequence) -> Track:
         (id_, rel_path, title, artist, album, album_artist, duration, size,
-         updated_at, library_id, library_name, library_path, suffix) = row
+         updated_at, library_id, library_name, library_path, suffix, artist_id) = row
         root = map_path(library_path, self.path_map)
         return Track(
             id=id_,
@@ -205,6 +206,7 @@ class NavidromeLibrary:
             library_id=int(library_id),
             library_name=library_name,
             suffix=suffix or "",
+            artist_id=artist_id or "",
         )
 
     @contextmanager

@@ -1,19 +1,20 @@
-"""The structured progress line every embedding run logs and every reader parses (CLI bar, API)."""
+"""The structured progress line every embedding run logs and every reader parses (CLI bar, API).
 
-import json
-from dataclasses import asdict
-from typing import Any
+The record and its (de)serialisation live in ``lib/runs.py`` (``Progress``); these two functions
+are the log-line envelope under the names the pipeline has always used.
+"""
 
-PROGRESS_PREFIX = "navembed.progress "
+from navembed_pipeline.lib.runs import PROGRESS_PREFIX, Progress, ProgressFormatError
 
-
-def format_progress(progress: Any) -> str:
-    """``navembed.progress {json}`` for a ``Progress`` dataclass."""
-    return PROGRESS_PREFIX + json.dumps(asdict(progress))
+__all__ = ["PROGRESS_PREFIX", "Progress", "ProgressFormatError", "format_progress", "parse_progress"]
 
 
-def parse_progress(message: str) -> dict[str, Any] | None:
-    """The progress fields of a log message, or None if it is not a progress line."""
-    if not message.startswith(PROGRESS_PREFIX):
-        return None
-    return json.loads(message[len(PROGRESS_PREFIX):])
+def format_progress(progress: Progress) -> str:
+    """``navembed.progress {json}`` for a ``Progress`` record."""
+    return progress.to_log_line()
+
+
+def parse_progress(message: str) -> Progress | None:
+    """The progress record of a log message, None if it is not a progress line (malformed ones raise
+    ``ProgressFormatError``)."""
+    return Progress.from_log_line(message)

@@ -6,11 +6,11 @@ passed down; nothing else reads the environment.
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, model_class
-from navembed_pipeline.lib.models.base import ModelOptions
+from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, weights_repos
+from navembed_pipeline.lib.models.options import MERT_LAYERS_PATTERN, ModelOptions, model_extras
 from navembed_pipeline.lib.models.weights import weights_present
 from navembed_pipeline.lib.navidrome import parse_path_map
 
@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     milvus_uri: str = Field("", validation_alias=_env("NAVEMBED_MILVUS_URI", "NAVIDROME_MILVUS_URI"),
                             description="Milvus URI; empty = the embedded Milvus Lite server under data_dir.")
     milvus_token: str = Field("", description="Milvus token (user:password) for a secured server.")
+    milvus_listen: str = Field("private", description="Where the embedded Milvus Lite server listens: "
+                               "'private' = an owner-only unix socket in the data dir; '127.0.0.1' = loopback "
+                               "TCP, which every local account can reach (Milvus Lite has no authentication).")
     models: str = Field("auto", description="Comma-separated models to embed with; 'auto' = dsp plus every "
                         "deep model whose weights are present.")
     models_dir: Path | None = Field(None, description="Directory of downloaded weights "
@@ -42,6 +45,11 @@ class Settings(BaseSettings):
     models_device: str = Field("auto", validation_alias=_env("NAVEMBED_MODELS_DEVICE", "TEXT_EMBEDDING_DEVICE"),
                                description="auto | cuda | cpu.")
     models_dtype: str = Field("float32", description="float32 | float16 | bfloat16 (half precision on GPU only).")
+    mert_layers: str = Field("mean", pattern=MERT_LAYERS_PATTERN,
+                             description="MERT's vector: 'mean' = the mean of all 25 hidden states, enriched "
+                             "(3,072-d); a list of hidden-state indices such as '6,12' (their mean, 3,072-d); "
+                             "'all' = the original system's 76,800-d vector (embedded Milvus Lite only: Milvus "
+                             "standalone caps vectors at 32,768-d). Changing it re-embeds mert.")
     models_batch_size: int = Field(4, ge=1, description="Audio windows per forward pass (GPU memory bound).")
     models_idle_unload_seconds: float = Field(360.0, ge=30.0, description="Unload a model idle this long.")
     decode_workers: int = Field(0, ge=0, description="CPU threads decoding audio ahead of the model; "
@@ -50,6 +58,11 @@ class Settings(BaseSettings):
                        "(for boxes shared with the music server).")
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "
                                          "library against the store.")
+    reconcile_cron: str = Field("0 3 * * *", description="When the full reconcile schedule runs (cron, UTC).")
+    dagster_postgres_url: SecretStr | None = Field(
+        None, validation_alias=_env("NAVEMBED_DAGSTER_POSTGRES_URL", "DAGSTER_POSTGRES_URL"),
+        description="Keep Dagster's runs, event log and schedules in PostgreSQL "
+                    "(postgresql+psycopg2://user:pass@host:5432/db) instead of SQLite under data_dir.")
 
     @field_validator("models_device")
     @classmethod
@@ -68,14 +81,31 @@ class Settings(BaseSettings):
         return self.data_dir / "milvus"
 
     @property
+    def fingerprints_db(self) -> Path:
+        """The SQLite file of acoustic fingerprints, duplicate links and upload records."""
+        return self.data_dir / "fingerprints.sqlite"
+
+    @property
+    def failures_db(self) -> Path:
+        """The SQLite failure log: which tracks each model could not embed, and why."""
+        return self.data_dir / "failures.sqlite"
+
+    @property
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster"
+
+    @property
+    def postgres_url(self) -> str | None:
+        """Dagster's PostgreSQL URL, or None for the embedded SQLite instance."""
+        url = self.dagster_postgres_url.get_secret_value().strip() if self.dagster_postgres_url else ""
+        return url or None
 
     @property
     def model_options(self) -> ModelOptions:
         return ModelOptions(device=self.models_device, dtype=self.models_dtype,
                             idle_unload_seconds=self.models_idle_unload_seconds,
-                            batch_size=self.models_batch_size, models_dir=self.models_dir)
+                            batch_size=self.models_batch_size, models_dir=self.models_dir,
+                            extra=model_extras(mert_layers=self.mert_layers))
 
     @property
     def effective_decode_workers(self) -> int:
@@ -91,7 +121,7 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
             return names
-        deep = [m for m in DEEP_MODEL_NAMES if weights_present(model_class(m).weights_repos, self.models_dir)]
+        deep = [m for m in DEEP_MODEL_NAMES if weights_present(weights_repos(m), self.models_dir)]
         return ["dsp", *deep]
 
 

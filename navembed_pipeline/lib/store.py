@@ -10,14 +10,14 @@ collection the run writes into, the logical name (an alias) keeps answering from
 """
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
-from navembed_pipeline.lib.errors import StoreError
+from navembed_pipeline.lib.errors import ConfigError, StoreError
+from navembed_pipeline.lib.failure_log import FailureLog, migrate_milvus_failures
 from navembed_pipeline.lib.store_client import (
     CONNECT_TIMEOUT_S,
     QUERY_LIMIT,
@@ -25,21 +25,15 @@ from navembed_pipeline.lib.store_client import (
 )
 from navembed_pipeline.lib.store_schema import (
     EMBEDDING_FIELD,
-    ERROR_MAX_BYTES,
     FAILURES_COLLECTION,
     HNSW_MIN_EF,
     METRIC,
-    PLACEHOLDER_FIELD,
-    PLACEHOLDER_VECTOR,
     Hit,
     StoredInfo,
     VectorRow,
     collection_name,
     embedding_index,
     embedding_schema,
-    failures_index,
-    failures_schema,
-    fit,
     hit_of,
     in_filter,
     is_physical_of,
@@ -69,10 +63,19 @@ class VectorStore:
     """
 
     def __init__(
-        self, uri: str, *, token: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_S
+        self, uri: str, *, token: str | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
+        failure_log: FailureLog | None = None, max_dimension: int | None = None,
     ) -> None:
+        """``failure_log``: where failed tracks are recorded — the data dir's log in every navembed
+        process (``FailureLog.in_data_dir``); without one, a private in-memory log that ends with
+        this object (for tools and tests that record nothing durable). ``max_dimension``: the
+        longest vector the server accepts (``STANDALONE_MAX_DIM`` for Milvus standalone/distributed;
+        None for Milvus Lite, which has no cap)."""
         self.uri = uri
+        self.max_dimension = max_dimension
         self._milvus = MilvusConnection(uri, token=token, connect_timeout=connect_timeout)
+        self._failure_log = failure_log if failure_log is not None else FailureLog(":memory:")
+        self._failures_migrated = False
 
     # ── collections and rebuilds ────────────────────────────────────────────
 
@@ -84,6 +87,7 @@ class VectorStore:
         Raises StoreError if it exists with other vector fields or dimensions: switching needs a
         rebuild. With ``collection`` (a staging collection) it only checks that one.
         """
+        self._check_dimensions(model, vector_fields)
         logical = collection_name(model)
         if collection not in (None, logical):
             target = self._target(model, collection)
@@ -103,8 +107,15 @@ class VectorStore:
         self._check_fields(logical, current, vector_fields)
         return current
 
+    def needs_rebuild(self, model: str, vector_fields: Mapping[str, int]) -> bool:
+        """True when the model's live collection holds other vector fields or dimensions than
+        ``vector_fields`` (a model upgrade changed them): only a full rebuild can switch it."""
+        current = self._milvus.resolve(collection_name(model))
+        return current is not None and self._vector_dims(current) != dict(vector_fields)
+
     def begin_rebuild(self, model: str, vector_fields: Mapping[str, int]) -> str:
         """Create an empty staging collection for a full re-embed; readers keep the old one."""
+        self._check_dimensions(model, vector_fields)
         staging = self._create_physical(collection_name(model), vector_fields)
         LOGGER.info("rebuild of %s writes into %s", collection_name(model), staging)
         return staging
@@ -263,6 +274,21 @@ class VectorStore:
         target = self._target(model, collection)
         return self._milvus.count(target) if self._milvus.exists(target) else 0
 
+    def rows_in_buckets(
+        self, model: str, buckets: Iterable[str], fields: Sequence[str], *, collection: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every stored row of these hash buckets with ``fields``, a few batched reads per call."""
+        target = self._target(model, collection)
+        if not self._milvus.exists(target):
+            return
+        for chunk in _chunks(sorted(set(buckets)), IDS_PER_QUERY):
+            yield from self._milvus.iterate(target, list(fields), in_filter("bucket", chunk))
+
+    def stored_vector_fields(self, model: str, *, collection: str | None = None) -> dict[str, int]:
+        """The vector fields and dimensions the model's collection was created with ({} if none)."""
+        target = self._target(model, collection)
+        return self._vector_dims(target) if self._milvus.exists(target) else {}
+
     def get_vectors(
         self,
         model: str,
@@ -281,45 +307,43 @@ class VectorStore:
             for track, rows in segments.items()
         }
 
-    # ── failures ────────────────────────────────────────────────────────────
+    # ── failures (a SQLite log beside the store; see failure_log.py) ────────
+
+    @property
+    def failure_log(self) -> FailureLog:
+        """The failure log, with any records of the old Milvus failures collection moved into it."""
+        if not self._failures_migrated:
+            migrate_milvus_failures(self._milvus, self._failure_log, FAILURES_COLLECTION)
+            self._failures_migrated = True
+        return self._failure_log
 
     def record_failures(self, model: str, failures: Iterable[tuple[str, str]]) -> None:
         """Remember why tracks failed for ``model`` (the latest error per track wins)."""
-        now = int(time.time())
-        rows = {
-            track: {"pk": f"{model}:{track}", "model": model, "track_id": track,
-                    "error": fit(error, ERROR_MAX_BYTES), "failed_at": now,
-                    PLACEHOLDER_FIELD: PLACEHOLDER_VECTOR}
-            for track, error in failures
-        }
-        if not rows:
-            return
-        if not self._milvus.exists(FAILURES_COLLECTION):
-            self._milvus.create(FAILURES_COLLECTION, failures_schema(), failures_index)
-        for batch in _chunks(list(rows.values()), MAX_BATCH_ROWS):
-            self._milvus.upsert(FAILURES_COLLECTION, list(batch))
+        self.failure_log.record(model, failures)
 
     def failed_tracks(self, model: str) -> dict[str, str]:
         """The recorded error of every failed track of ``model``."""
-        if not self._milvus.exists(FAILURES_COLLECTION):
-            return {}
-        expr = f"model == {quote(model)}"
-        rows = self._milvus.iterate(FAILURES_COLLECTION, ["track_id", "error"], expr)
-        return {row["track_id"]: row["error"] for row in rows}
+        return self.failure_log.failed(model)
 
     def clear_failures(self, model: str, track_ids: Iterable[str]) -> None:
         """Forget the failures of these tracks (e.g. after they embedded fine)."""
-        if not self._milvus.exists(FAILURES_COLLECTION):
-            return
-        for chunk in _chunks(list(track_ids), IDS_PER_QUERY):
-            expr = f"model == {quote(model)} and {in_filter('track_id', chunk)}"
-            self._milvus.delete(FAILURES_COLLECTION, expr)
+        self.failure_log.clear(model, track_ids)
 
     def close(self) -> None:
         """Release the connection (the store reconnects if used again)."""
         self._milvus.close()
 
     # ── internals ───────────────────────────────────────────────────────────
+
+    def _check_dimensions(self, model: str, vector_fields: Mapping[str, int]) -> None:
+        """Refuse, before anything is created, vectors longer than this server accepts."""
+        longest = max(vector_fields.values(), default=0)
+        if self.max_dimension is not None and longest > self.max_dimension:
+            raise ConfigError(
+                f"model {model!r} produces {longest:,}-d vectors but the Milvus server at {self.uri} accepts at "
+                f"most {self.max_dimension:,} dimensions (Milvus standalone/distributed). For mert set "
+                "NAVEMBED_MERT_LAYERS to 'mean' (3,072-d) or a list of layers, or leave NAVEMBED_MILVUS_URI "
+                "empty to use the embedded Milvus Lite store, which has no cap.")
 
     def _target(self, model: str, collection: str | None) -> str:
         logical = collection_name(model)

@@ -34,8 +34,9 @@ BUCKET_MAX_BYTES = 8
 ERROR_MAX_BYTES = 4096
 HNSW_PARAMS = {"M": 16, "efConstruction": 200}
 HNSW_MIN_EF = 64
+STANDALONE_MAX_DIM = 32_768  # Milvus standalone/distributed refuse longer vectors (Milvus Lite has no cap)
 METRIC = "COSINE"
-PLACEHOLDER_FIELD = "placeholder"  # Milvus needs a vector field even in the failures table
+PLACEHOLDER_FIELD = "placeholder"  # the legacy failures collection needed a vector field
 PLACEHOLDER_VECTOR = [0.0, 0.0]
 SCALAR_FIELDS = (
     "pk",
@@ -147,7 +148,8 @@ def embedding_index(client: MilvusClient, vector_fields: Iterable[str]) -> Any:
 
 
 def failures_schema() -> Any:
-    """Per-model track failures: one row per (model, track), the last error wins."""
+    """The legacy failures collection (before the SQLite failure log, ``failure_log.py``): kept only so
+    old data dirs can be recognised and migrated, and tests can create one to migrate."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=PK_MAX_BYTES)
     schema.add_field("model", DataType.VARCHAR, max_length=TAG_MAX_BYTES)

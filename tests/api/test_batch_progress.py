@@ -1,7 +1,5 @@
 """/batch/progress mapping: a Dagster run + its progress lines → the original system's answer (pure logic)."""
 
-import json
-
 import pytest
 
 from navembed_api.batch_progress import (
@@ -13,6 +11,7 @@ from navembed_api.batch_progress import (
     progress_response,
 )
 from navembed_api.dagster_client import RunEvent, RunInfo
+from navembed_pipeline.lib.runs import Progress
 
 ORIGINAL_FIELDS = ["total_tracks", "processed_tracks", "failed_tracks", "current_track", "status",
                    "progress_percent", "estimated_completion"]
@@ -28,10 +27,9 @@ def run(status: str = "STARTED", *, models: tuple[str, ...] = ("dsp",), job: str
 
 def line(model: str, *, total: int, processed: int, failed: int = 0, skipped: int = 0, at: float = NOW,
          current: str | None = "Artist - Song Title", rate: float = 2.0, eta: float | None = 10.0) -> RunEvent:
-    body = {"model": model, "total": total, "processed": processed, "embedded": processed - failed - skipped,
-            "skipped": skipped, "failed": failed, "current_track": current, "tracks_per_second": rate,
-            "eta_seconds": eta}
-    return RunEvent("LogMessageEvent", PROGRESS_PREFIX + json.dumps(body), at, f"{model}_embeddings", None)
+    embedded = processed - failed - skipped
+    record = Progress(model, total, processed, embedded, embedded, skipped, failed, current, rate, eta)
+    return RunEvent("LogMessageEvent", record.to_log_line(), at, f"{model}_embeddings", None)
 
 
 def respond(info: RunInfo, *events: RunEvent, now: float = NOW) -> dict:
@@ -105,9 +103,25 @@ def test_later_lines_replace_earlier_ones_and_feeding_goes_on_from_the_cursor() 
     assert body["processed_tracks"] == 7 and body["current_track"] == "B - Later"
 
 
-def test_garbage_after_the_prefix_is_ignored() -> None:
+def test_garbage_after_the_prefix_is_reported_not_read_as_zeros() -> None:
     junk = RunEvent("LogMessageEvent", PROGRESS_PREFIX + "{not json", NOW, None, None)
-    assert respond(run(), junk)["total_tracks"] == 0
+    body = respond(run(), junk)
+    assert body["total_tracks"] == 0 and "not JSON" in body["progress_format_error"]
+
+
+def test_a_line_with_a_renamed_field_is_refused_and_named() -> None:
+    good = line("dsp", total=10, processed=4, at=NOW - 1)
+    renamed = RunEvent("LogMessageEvent", good.message.replace('"processed"', '"done"'), NOW, None, None)
+    body = respond(run(), good, renamed)
+    assert body["processed_tracks"] == 4  # the last good record stands; the bad one is not read as 0
+    assert "missing ['processed']" in body["progress_format_error"] and "'done'" in body["progress_format_error"]
+
+
+def test_written_tracks_trail_processed_ones_until_the_write() -> None:
+    record = Progress("dsp", 40, 20, 18, 8, 0, 2, None, 2.0, 10.0)
+    body = respond(run(), RunEvent("LogMessageEvent", record.to_log_line(), NOW, None, None))
+    assert body["processed_tracks"] == 20 and body["written_tracks"] == 8
+    assert body["models"]["dsp"]["written"] == 8 and body["models"]["dsp"]["percent"] == 50.0
 
 
 def test_a_failed_run_reports_the_step_failure() -> None:

@@ -16,6 +16,7 @@ import pytest
 from navembed_api.batch import BatchControl
 from navembed_api.dagster_client import DagsterClient
 from navembed_api.errors import Conflict, NotFound, OrchestratorError, OrchestratorUnavailable
+from navembed_pipeline.lib.runs import Progress
 
 RUN_A = "aaaaaaaa-0000-0000-0000-000000000000"
 RUN_B = "bbbbbbbb-0000-0000-0000-000000000000"
@@ -139,9 +140,9 @@ def test_each_poll_reads_only_the_events_logged_since_the_last_one() -> None:
     def logs(variables: dict) -> tuple[int, Any]:
         cursor, more, processed = pages[variables["afterCursor"]]
         events = [] if processed is None else [{"__typename": "LogMessageEvent", "timestamp": "1000",
-                                                "stepKey": "dsp_embeddings", "message": "navembed.progress " +
-                                                json.dumps({"model": "dsp", "total": 20, "processed": processed,
-                                                            "failed": 0, "eta_seconds": 1.0})}]
+                                                "stepKey": "dsp_embeddings",
+                                                "message": Progress("dsp", 20, processed, processed, 0, 0, 0, None,
+                                                                    1.0, 1.0).to_log_line()}]
         return 200, {"data": {"logsForRun": {"__typename": "EventConnection", "cursor": cursor, "hasMore": more,
                                              "events": events}}}
 

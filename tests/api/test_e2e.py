@@ -124,7 +124,7 @@ def mid_run(answer: dict) -> bool:
 
 def sensor_tick(running: Running) -> dict | None:
     async def query() -> dict | None:
-        client = DagsterClient(running.stack.urls.dagster)
+        client = DagsterClient(running.stack.urls.dagster, headers=ADMIN)
         try:
             location = await client.job_location("reembed_job")
             data = await client.execute(TICK_QUERY, {"selector": {

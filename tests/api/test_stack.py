@@ -41,9 +41,10 @@ def test_a_busy_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        stack = Stack(ApiSettings(data_dir=tmp_path, dagster_port=busy, api_port=free_port()))
-        with pytest.raises(NavembedError, match=f"port {busy} .* already in use"):
-            stack.start()
+        for stack in (Stack(ApiSettings(data_dir=tmp_path, api_port=busy)),  # the API's port
+                      Stack(ApiSettings(data_dir=tmp_path, dagster_port=busy), api=False)):  # a UI on TCP
+            with pytest.raises(NavembedError, match=f"port {busy} .* already in use"):
+                stack.start()
     assert not (tmp_path / "milvus").exists()  # nothing was started
 
 
@@ -89,7 +90,8 @@ def test_navembed_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Pat
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         printed = "".join(_read_until(process, "Ctrl-C stops everything", 180))
-        assert f"http://127.0.0.1:{api_port}/docs" in printed and f"http://127.0.0.1:{dagster_port}" in printed
+        assert f"http://127.0.0.1:{api_port}/docs" in printed and f"http://127.0.0.1:{api_port}/dagster" in printed
+        assert not port_in_use("127.0.0.1", dagster_port)  # the webserver hides behind the API, on a socket
         health = httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=10).json()
         assert health["dagster"]["ok"] and health["store"]["ok"] and health["socket"]["listening"]
         process.send_signal(signal.SIGINT)

@@ -17,8 +17,12 @@ from navembed_pipeline.lib.encode import write_audio
 from navembed_pipeline.lib.errors import AudioDecodeError
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.lib.synth import render
+from navembed_pipeline.lib.upload_store import upload_collection
 from tests.api.upload_fixtures import SETTINGS_ON, EmbeddedLibrary, dsp_pool, embed_library, upload_service
 from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
+
+
+UPLOADS = upload_collection("dsp")  # the uploads' own collection
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def test_a_track_already_in_the_library_is_reported_as_duplicate_and_not_stored(
     assert {m["name"] for m in matches} >= {"Piano Trio - Morning Keys"}
     assert all(m["similarity"] >= 0.85 for m in matches)
     assert answer["stored"] is False
-    assert library.store.stored("dsp", [upload_id(copy.resolve())]) == {}
+    assert library.store.stored(UPLOADS, [upload_id(copy.resolve())]) == {}
 
 
 def test_without_similarity_search_nothing_is_flagged_and_the_upload_is_stored(
@@ -68,7 +72,8 @@ def test_without_similarity_search_nothing_is_flagged_and_the_upload_is_stored(
     shutil.copyfile(library.sample.duplicate_pair[0], copy)
     answer = service.handle({"music_file": str(copy), "name": "morning-again.flac", "settings": {}})
     assert answer["duplicates"] == [] and answer["allDuplicates"] is False and answer["stored"] is True
-    assert upload_id(copy.resolve()) in library.store.stored("dsp", [upload_id(copy.resolve())])
+    assert upload_id(copy.resolve()) in library.store.stored(UPLOADS, [upload_id(copy.resolve())])
+    assert library.store.stored("dsp", [upload_id(copy.resolve())]) == {}  # never a library row
 
 
 def test_a_new_track_below_the_threshold_is_stored(service: UploadService, library: EmbeddedLibrary) -> None:
@@ -77,8 +82,8 @@ def test_a_new_track_below_the_threshold_is_stored(service: UploadService, libra
     answer = service.handle({"music_file": str(new), "name": "new.flac",
                              "settings": {**SETTINGS_ON, "dedupThreshold": 0.99}})
     assert answer["duplicates"] == [] and answer["stored"] is True
-    stored = library.store.get_vectors("dsp", [upload_id(new.resolve())])
-    assert stored[upload_id(new.resolve())].shape == (1, 327)
+    stored = library.store.get_vectors(UPLOADS, [upload_id(new.resolve())])
+    assert stored[upload_id(new.resolve())].shape == (1, service.models.get("dsp").vector_fields["embedding"])
 
 
 def test_the_originals_request_and_answer_keys(service: UploadService, library: EmbeddedLibrary) -> None:
@@ -102,9 +107,9 @@ def test_a_cue_album_is_split_into_embedded_track_files(service: UploadService, 
     paths = [Path(s["file"]) for s in split]
     assert all(p.is_file() and p.parent.parent == album.parent for p in paths)
     assert before <= files_under(library.music)  # nothing removed, the album untouched
-    stored = library.store.stored("dsp", [upload_id(p) for p in paths])
+    stored = library.store.stored(UPLOADS, [upload_id(p) for p in paths])
     assert len(stored) == 3
-    hits = library.store.search("dsp", library.store.get_vectors("dsp", [upload_id(paths[1])])[upload_id(paths[1])][0],
+    hits = library.store.search(UPLOADS, library.store.get_vectors(UPLOADS, [upload_id(paths[1])])[upload_id(paths[1])][0],
                                 limit=1)
     assert hits[0].name == "Various - Drum Break"
 

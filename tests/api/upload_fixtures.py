@@ -15,10 +15,12 @@ from navembed_api.rename import Renamer
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.uploads import UploadService
 from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.sample_library import SampleLibrary, write_sample_library
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
 
 SETTINGS_ON = {"similaritySearchEnabled": True, "dedupThreshold": 0.85}
 
@@ -35,22 +37,33 @@ class EmbeddedLibrary:
     def music(self) -> Path:
         return self.sample.root / "music"
 
+    @property
+    def fingerprints_db(self) -> Path:
+        return self.upload_dir.parent / "fingerprints.sqlite"
 
-def embed_library(root: Path, store: VectorStore, models: ModelPool) -> EmbeddedLibrary:
-    """Write the sample library (4 s tracks) and embed it with dsp the way the pipeline does."""
-    sample = write_sample_library(root / "library", seconds=4)
-    tracks = list(NavidromeLibrary(sample.db_path).tracks())
-    for _ in EmbeddingRun(model=models.get("dsp"), store=store, options=RunOptions(decode_workers=1)).run(
-            group_by_bucket(tracks)):
-        pass
+
+def embed_library(root: Path, store: VectorStore, models: ModelPool, *, seconds: float = 4,
+                  fingerprint: bool = False) -> EmbeddedLibrary:
+    """Write the sample library (4 s tracks) and embed it with dsp the way the pipeline does.
+
+    ``fingerprint``: also fingerprint it into the library's fingerprint database, as the pipeline does.
+    """
+    sample = write_sample_library(root / "library", seconds=seconds)
     upload_dir = root / "uploads"
     upload_dir.mkdir()
-    return EmbeddedLibrary(sample, upload_dir, store)
+    library = EmbeddedLibrary(sample, upload_dir, store)
+    fingerprinter = TrackFingerprinter(FingerprintStore(library.fingerprints_db)) if fingerprint else None
+    tracks = list(NavidromeLibrary(sample.db_path).tracks())
+    for _ in EmbeddingRun(model=models.get("dsp"), store=store, options=RunOptions(decode_workers=1),
+                          fingerprinter=fingerprinter).run(group_by_bucket(tracks)):
+        pass
+    return library
 
 
 def upload_service(library: EmbeddedLibrary, models: ModelPool, *, renamer: Renamer | None = None) -> UploadService:
     return UploadService(roots=[library.sample.root, library.upload_dir], models=models, model_names=["dsp"],
-                         store=lambda: library.store, renamer=renamer or Renamer(timeout=5.0))
+                         store=lambda: library.store, renamer=renamer or Renamer(timeout=5.0),
+                         fingerprints=FingerprintStore(library.fingerprints_db))
 
 
 def dsp_pool() -> ModelPool:

@@ -6,12 +6,15 @@ one server process: it starts on first use and stops after its last user.
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pymilvus import MilvusClient
 
+from navembed_pipeline.lib.failure_log import FAILURES_FILE, FailureLog
 from navembed_pipeline.lib.milvus_server import MilvusLiteServer
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.lib.store_client import GRPC_OPTIONS
 
 
 class _Shared:
@@ -19,6 +22,13 @@ class _Shared:
 
     server: MilvusLiteServer | None = None
     users = 0
+    failures_db: Path | None = None  # the session's failure log, beside the server's data
+
+
+def session_failures_db() -> Path | None:
+    """The failure log every store and pipeline run of the session shares (as a data dir's would be);
+    None outside a session that runs the ``milvus_server`` fixture (e.g. a run in a child process)."""
+    return _Shared.failures_db
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +38,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLi
         server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-lite"))
         server.start()
         _Shared.server = server
+        _Shared.failures_db = tmp_path_factory.mktemp("navembed-data") / FAILURES_FILE
     _Shared.users += 1
     try:
         yield _Shared.server
@@ -48,7 +59,7 @@ def milvus_uri(milvus_server: MilvusLiteServer) -> str:
 def vector_store(milvus_uri: str) -> Iterator[VectorStore]:
     """A VectorStore on an empty database; everything it created is dropped afterwards."""
     drop_everything(milvus_uri)
-    store = VectorStore(milvus_uri)
+    store = VectorStore(milvus_uri, failure_log=FailureLog(_Shared.failures_db or ":memory:"))
     try:
         yield store
     finally:
@@ -57,8 +68,12 @@ def vector_store(milvus_uri: str) -> Iterator[VectorStore]:
 
 
 def drop_everything(uri: str) -> None:
-    """Drop every alias and collection at ``uri`` (test isolation)."""
-    client = MilvusClient(uri=uri)
+    """Drop every alias and collection at ``uri`` and empty the session's failure log (test isolation)."""
+    if _Shared.failures_db is not None:
+        FailureLog(_Shared.failures_db).clear_all()
+    # The store's gRPC options: a default client pings every 10 s, and during a long fixture setup
+    # Milvus Lite answers GOAWAY "too_many_pings", failing the next connection of the process.
+    client = MilvusClient(uri=uri, grpc_options=GRPC_OPTIONS)
     try:
         for name in client.list_collections():
             for alias in client.list_aliases(name)["aliases"]:

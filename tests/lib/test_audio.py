@@ -67,6 +67,14 @@ def test_stereo_is_downmixed_to_the_mean_of_its_channels(files, stereo, suffix):
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
+def test_downmixing_before_resampling_equals_the_mean_of_the_resampled_channels(files, suffix):
+    mono = load_audio(files[suffix], 22050)  # libswresample downmixes first, then resamples one channel
+    channels = decode_audio(files[suffix], sample_rate=22050, mono=False).samples
+    assert channels.shape == (2, len(mono))
+    np.testing.assert_allclose(mono, channels.mean(axis=0), atol=2e-7)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
 @pytest.mark.parametrize(("offset", "duration"), [(0.2, 1.0), (1.3, 1.0), (2.0, None)])
 def test_a_segment_equals_the_same_slice_of_a_full_read(files, suffix, offset, duration):
     full = load_audio(files[suffix], 24000)

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from navembed_pipeline.lib.milvus_server import (
     STATE_FILE,
     MilvusLiteServer,
     ensure_running,
+    private_socket,
     running_uri,
     stop_running,
 )
@@ -42,7 +44,7 @@ def wait_until_gone(pid: int, seconds: float = 10.0) -> bool:
 
 
 def test_a_server_answers_at_its_uri_and_stops_cleanly(tmp_path):
-    server = MilvusLiteServer(tmp_path)
+    server = MilvusLiteServer(tmp_path, host="127.0.0.1")
     uri = server.start()
     pid = server.pid
     assert uri.startswith("http://127.0.0.1:")
@@ -85,15 +87,45 @@ def test_state_left_by_a_dead_server_is_replaced(tmp_path):
 
 
 def test_two_servers_never_share_a_port(tmp_path):
-    with MilvusLiteServer(tmp_path / "a") as first:
+    with MilvusLiteServer(tmp_path / "a", host="127.0.0.1") as first:
         port = int(first.uri.rsplit(":", 1)[1])
         with pytest.raises(StoreError, match=f"(?s)exited with code 2.*cannot listen on 127.0.0.1:{port}"):
-            MilvusLiteServer(tmp_path / "b", port=port).start()
+            MilvusLiteServer(tmp_path / "b", host="127.0.0.1", port=port).start()
 
 
 def test_only_loopback_or_a_unix_socket_is_allowed(tmp_path):
     with pytest.raises(ConfigError, match="no authentication"):
         MilvusLiteServer(tmp_path, host="0.0.0.0")
+
+
+def test_by_default_the_server_listens_on_an_owner_only_unix_socket(tmp_path):
+    with MilvusLiteServer(tmp_path) as server:
+        assert server.uri == f"unix:{tmp_path}/milvus.sock" == private_socket(tmp_path)
+        mode = (tmp_path / "milvus.sock").stat().st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+        assert VectorStore(server.uri).count("dsp") == 0  # pymilvus connects by the unix: URI
+        assert not any(f"pid={server.pid}" in line for line in _tcp_listeners())
+    assert not (tmp_path / "milvus.sock").exists()
+
+
+def test_a_data_dir_too_deep_for_a_socket_path_gets_a_private_socket_elsewhere(tmp_path):
+    deep = tmp_path / ("d" * 100)
+    uri = private_socket(deep)
+    folder = Path(uri.removeprefix("unix:")).parent
+    assert len(uri) < 110 and stat.S_IMODE(folder.stat().st_mode) == 0o700 and uri == private_socket(deep)
+
+
+def test_a_second_server_never_takes_over_a_live_socket(tmp_path):
+    sock = f"unix:{tmp_path}/shared.sock"
+    with MilvusLiteServer(tmp_path / "a", host=sock) as first:
+        with pytest.raises(StoreError, match="exited with code 2"):
+            MilvusLiteServer(tmp_path / "b", host=sock).start()
+        assert VectorStore(first.uri).count("dsp") == 0
+
+
+def _tcp_listeners() -> list[str]:
+    """``ss -ltnp`` lines (listening TCP sockets with their processes)."""
+    return subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=False).stdout.splitlines()
 
 
 def test_a_unix_socket_server_answers(tmp_path):
@@ -133,14 +165,17 @@ def test_vectors_written_before_a_server_restart_are_searchable_after_it(tmp_pat
     vector[3] = 1.0
     row = VectorRow(track_id="t1", segment=0, name="Artist - One", offset_seconds=0.0, duration_seconds=10.0,
                     model_id="dsp", model_version="v1", fingerprint="fp", bucket="00", vectors={"embedding": vector})
+    from navembed_pipeline.lib.failure_log import FailureLog
+
+    failures = tmp_path / "data" / "failures.sqlite"  # the failure log lives beside Milvus, in the data dir
     with MilvusLiteServer(tmp_path) as first:
-        store = VectorStore(first.uri)
+        store = VectorStore(first.uri, failure_log=FailureLog(failures))
         store.ensure_collection("dsp", {"embedding": 327})
         store.upsert("dsp", [row])
         store.record_failures("dsp", [("t2", "unreadable")])
         store.close()
     with MilvusLiteServer(tmp_path) as second:
-        store = VectorStore(second.uri)
+        store = VectorStore(second.uri, failure_log=FailureLog(failures))
         try:
             assert [hit.track_id for hit in store.search("dsp", vector, limit=1)] == [row.track_id]
             assert store.failed_tracks("dsp") == {"t2": "unreadable"}

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from navembed_pipeline.lib.calibration import load_calibration
 from navembed_pipeline.lib.recommend import VectorCache
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
@@ -113,3 +114,41 @@ def test_warm_loads_fields_in_the_background(vector_store: VectorStore, clock: C
     cache.warm(["dsp"]).join(timeout=60)
     vector_store.upsert("dsp", rows({"b": axis(1)}))
     assert cache.field("dsp").track_ids == ("a",)  # the warmed copy, not a load made now
+
+
+def test_each_loaded_field_writes_its_calibration_and_refits_after_a_change(vector_store: VectorStore, clock: Clock,
+                                                                            tmp_path):
+    vector_store.ensure_collection("dsp", {"embedding": DIM})
+    vector_store.upsert("dsp", rows({"a": axis(0), "b": axis(1), "c": axis(2)}))
+    cache = VectorCache(vector_store, check_interval_s=10.0, min_reload_interval_s=30.0, max_age_s=1000.0,
+                        background=False, clock=clock, calibration_dir=tmp_path)
+    cache.field("dsp")
+    first = load_calibration(tmp_path, "dsp", "embedding")
+    assert first is not None and first.signature.endswith(":3 rows")
+    assert first.scores.median == pytest.approx(0.0)  # orthogonal tracks: unrelated pairs have cosine 0
+    vector_store.upsert("dsp", rows({"d": axis(0) + 0.1 * axis(1)}))
+    clock.now += 100.0
+    cache.field("dsp")
+    again = load_calibration(tmp_path, "dsp", "embedding")
+    assert again is not None and again.signature.endswith(":4 rows")
+
+
+def test_a_new_cache_starts_from_the_snapshot_while_the_store_is_unchanged(vector_store: VectorStore, clock: Clock,
+                                                                           tmp_path, caplog):
+    vector_store.ensure_collection("dsp", {"embedding": DIM})
+    vector_store.upsert("dsp", rows({"a": axis(0), "b": axis(1)}))
+
+    def new_cache() -> VectorCache:
+        return VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path)
+
+    first = new_cache().field("dsp")
+    assert (tmp_path / "dsp.embedding.npz").exists()
+    with caplog.at_level("INFO", logger="navembed.recommend"):
+        again = new_cache().field("dsp")
+    assert "from the snapshot" in caplog.text
+    assert again.track_ids == first.track_ids and np.array_equal(again.rows, first.rows)
+    vector_store.upsert("dsp", rows({"c": axis(2)}))  # the store moved on: the snapshot no longer fits
+    caplog.clear()
+    with caplog.at_level("INFO", logger="navembed.recommend"):
+        assert sorted(new_cache().field("dsp").track_ids) == ["a", "b", "c"]
+    assert "from the store" in caplog.text

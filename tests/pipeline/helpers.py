@@ -7,12 +7,13 @@ from navembed_pipeline.jobs import embed_run_config
 from navembed_pipeline.lib.sample_library import SampleLibrary
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
+from tests.lib.milvus_fixture import session_failures_db
 
 
 def pipeline_resources(library: SampleLibrary, uri: str, **models: object) -> dict:
     return {
         "navidrome": NavidromeResource(db_path=str(library.db_path)),
-        "vector_store": VectorStoreResource(uri=uri),
+        "vector_store": VectorStoreResource(uri=uri, failures_db=str(session_failures_db() or "")),
         "models": ModelsResource(device="cpu", decode_workers=1, **models),
     }
 

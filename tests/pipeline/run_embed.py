@@ -12,13 +12,15 @@ from navembed_pipeline.instance import open_instance
 from navembed_pipeline.lib.sample_library import SampleLibrary
 from tests.pipeline.helpers import embed
 
+WRITE_BATCH = 4  # small writes, so a kill lands with most of the library still to do
+
 
 def main(argv: list[str]) -> int:
     db_path, uri, home = argv[:3]
     library = SampleLibrary(Path(db_path).parent, Path(db_path), 0, "", Path(), Path(), (Path(), Path()))
     instance = open_instance(Path(home))
     result = embed(library, uri, instance, clear_existing="--clear-existing" in argv,
-                   job_config={"batch_size": 1}, raise_on_error=False)
+                   job_config={"batch_size": 1, "write_batch_tracks": WRITE_BATCH}, raise_on_error=False)
     return 0 if result.success else 1
 
 

@@ -38,11 +38,11 @@ def test_embed_json_prints_each_cue_track_as_a_segment(library: Path) -> None:
     done = run_cli("embed", str(album), "--model", "dsp", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["model"] == "dsp" and result["dimension"] == 327
+    assert result["model"] == "dsp" and result["dimension"] == 273
     assert [s["title"] for s in result["segments"]] == ["Opening Keys", "Drum Break", "Closing Pads"]
     assert [s["index"] for s in result["segments"]] == [1, 2, 3]
     for segment in result["segments"]:
-        assert len(segment["embedding"]) == 327
+        assert len(segment["embedding"]) == 273
         assert np.linalg.norm(segment["embedding"]) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -14,6 +14,7 @@ from navembed_pipeline.lib.navidrome_fixture import delete_track, touch_track
 from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, range_tags
 from navembed_pipeline.sensors import build_library_change_sensor
+from tests.lib.milvus_fixture import session_failures_db
 from tests.pipeline.helpers import bucket_materializations, embed, pipeline_resources
 
 
@@ -101,8 +102,9 @@ def test_failed_only_job_retries_exactly_the_failed_tracks(sample_library, vecto
     assert set(vector_store.failed_tracks("dsp")) == {corrupt.id}
     # the file gets repaired: a readable copy of another track takes its place
     sample_library.corrupt_path.write_bytes(sample_library.duplicate_pair[1].read_bytes())
+    # the data dir whose failure log the session's store reads (failures.sqlite in it)
     settings = Settings(navidrome_db=sample_library.db_path, milvus_uri=milvus_uri, models="dsp",
-                        models_device="cpu")
+                        models_device="cpu", data_dir=session_failures_db().parent)
     job = build_definitions(settings).resolve_job_def(retry_failed_tracks_job.name)
     result = job.execute_in_process(instance=instance, tags=range_tags(),
                                     asset_selection=[dg.AssetKey("dsp_embeddings")])

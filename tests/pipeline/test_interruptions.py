@@ -14,6 +14,7 @@ import pytest
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.navidrome_fixture import delete_track
 from tests.pipeline.helpers import bucket_materializations, embed, write_bulk_library
+from tests.pipeline.run_embed import WRITE_BATCH
 
 TRACKS = 36
 
@@ -53,15 +54,21 @@ def kill_hard(process: subprocess.Popen) -> None:
 def test_kill_9_mid_run_then_rerun_completes_without_duplicates_or_rework(bulk_library, vector_store, milvus_uri,
                                                                           instance, tmp_path) -> None:
     process = start_run(bulk_library, milvus_uri, tmp_path / "home")
-    wait_for(lambda: vector_store.count("dsp") >= 6, process)
+    wait_for(lambda: vector_store.count("dsp") >= WRITE_BATCH, process)
     kill_hard(process)
-    done_before = vector_store.count("dsp")
-    assert 0 < done_before < TRACKS
+    before = set(vector_store.stored("dsp", all_ids(bulk_library)))
+    assert 0 < len(before) <= TRACKS // 2, f"the kill must land with many tracks left ({len(before)} done)"
     result = embed(bulk_library, milvus_uri, instance)
     per_bucket = bucket_materializations(result)
-    assert vector_store.count("dsp") == TRACKS  # one row per track: no duplicates
-    assert sum(m["embedded"] for m in per_bucket.values()) == TRACKS - done_before
-    assert sum(m["skipped"] for m in per_bucket.values()) == done_before
+    stored = vector_store.stored("dsp", all_ids(bulk_library))
+    assert set(stored) == set(all_ids(bulk_library))  # all done ...
+    assert all(info.segments == 1 for info in stored.values()) and vector_store.count("dsp") == TRACKS  # ... once
+    assert sum(m["embedded"] for m in per_bucket.values()) == TRACKS - len(before)  # only the rest embedded
+    assert sum(m["skipped"] for m in per_bucket.values()) == len(before)
+
+
+def all_ids(library) -> list[str]:
+    return [t.id for t in NavidromeLibrary(library.db_path).tracks()]
 
 
 def search_ids(store, vector: np.ndarray) -> set[str]:

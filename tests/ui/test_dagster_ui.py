@@ -5,6 +5,7 @@ dsp re-embed of the sample library. Each page is loaded once by ``chromium --hea
 DOM is checked while its screenshot goes to ``test-artifacts/ui/`` for a person to look at.
 """
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -178,3 +179,25 @@ def test_a_bucket_with_an_unreadable_file_shows_its_failures_as_a_markdown_table
     assert_no_error_banner(page)
     assert "<table><thead><tr><th>track</th><th>track id</th><th>error</th></tr></thead>" in page.html
     assert "Broken - Damaged" in page.text and "not a readable audio file" in page.text
+
+
+def test_the_checks_tab_shows_the_bucket_with_a_failed_track_and_healthy_vectors(ui: DagsterUi) -> None:
+    page = ui.render("/assets/dsp_embeddings?view=checks&checkDetail=tracks_embedded_or_failed", name="dsp-checks")
+    assert_no_error_banner(page)
+    for check in ("tracks_embedded_or_failed", "vectors_valid", "model_version_current"):
+        assert check in page.text, f"{check} missing from the Checks tab: {page.text[:2000]}"
+    # the list gives each check its aggregate status over the buckets: the bucket check failed (a WARN:
+    # the yellow warning icon), the vector checks passed
+    assert re.search(r"tracks_embedded_or_failed\s+Failed", page.text), page.text[:1500]
+    assert re.search(r"vectors_valid\s+Succeeded", page.text), page.text[:1500]
+    assert re.search(r"model_version_current\s+Succeeded", page.text), page.text[:1500]
+    assert "Partitions" in page.text  # the check's per-bucket view
+
+
+def test_the_asset_overview_shows_check_results_freshness_and_the_collection(ui: DagsterUi) -> None:
+    page = ui.render("/assets/dsp_embeddings?view=overview", name="dsp-overview", height=1400)
+    assert_no_error_banner(page)
+    for expected in ("Latest check results", "Freshness policy", "dsp_embedding"):
+        assert expected in page.text, f"{expected!r} missing from the overview: {page.text[:2500]}"
+    # the daemon evaluated the policy against the run just made: fresh
+    assert "Passing" in page.text or "Pass" in page.text, page.text[:2500]

@@ -1,9 +1,17 @@
-"""Model registry: names → classes, imported lazily so a name costs nothing until used."""
+"""Model registry: names → classes, imported lazily so a name costs nothing until used.
+
+Nothing here imports torch: the classes (and ``EmbeddingModel``) load on first use, and what
+callers need without a model — the names and the weight repositories to look for — is plain data.
+"""
 
 from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from navembed_pipeline.lib.errors import ConfigError
-from navembed_pipeline.lib.models.base import EmbeddingModel, ModelOptions
+from navembed_pipeline.lib.models.options import ModelOptions
+
+if TYPE_CHECKING:
+    from navembed_pipeline.lib.models.base import EmbeddingModel
 
 _CLASSES = {
     "muq": ("navembed_pipeline.lib.models.muq", "MuQModel"),
@@ -13,19 +21,46 @@ _CLASSES = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
 DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent")
+# Each class's ``weights_repos``, readable without importing the class (a test keeps them equal).
+WEIGHTS_REPOS: dict[str, tuple[str, ...]] = {
+    "muq": ("OpenMuQ/MuQ-MuLan-large", "OpenMuQ/MuQ-large-msd-iter", "FacebookAI/xlm-roberta-base"),
+    "mert": ("m-a-p/MERT-v1-330M",),
+    "latent": ("SonyCSLParis/music2latent",),
+    "dsp": (),
+}
 
 
-def model_class(name: str) -> type[EmbeddingModel]:
-    """The class of model ``name``; unknown names raise ``ConfigError`` listing the known ones."""
+def _check_name(name: str) -> None:
     if name not in _CLASSES:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+
+
+def model_class(name: str) -> "type[EmbeddingModel]":
+    """The class of model ``name``; unknown names raise ``ConfigError`` listing the known ones."""
+    _check_name(name)
     module, attr = _CLASSES[name]
     return getattr(import_module(module), attr)
 
 
-def create_model(name: str, options: ModelOptions | None = None) -> EmbeddingModel:
+def weights_repos(name: str) -> tuple[str, ...]:
+    """The Hugging Face repositories model ``name`` needs (empty for weight-free models)."""
+    _check_name(name)
+    return WEIGHTS_REPOS[name]
+
+
+def create_model(name: str, options: ModelOptions | None = None) -> "EmbeddingModel":
     """A new (not yet loaded) model instance."""
     return model_class(name)(options)
 
 
-__all__ = ["DEEP_MODEL_NAMES", "MODEL_NAMES", "EmbeddingModel", "ModelOptions", "create_model", "model_class"]
+def __getattr__(attr: str) -> Any:
+    # ``from navembed_pipeline.lib.models import EmbeddingModel`` still works, importing torch then.
+    if attr == "EmbeddingModel":
+        from navembed_pipeline.lib.models.base import EmbeddingModel
+
+        return EmbeddingModel
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+__all__ = ["DEEP_MODEL_NAMES", "MODEL_NAMES", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
+           "model_class", "weights_repos"]

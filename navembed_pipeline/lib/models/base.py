@@ -16,8 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,35 +24,16 @@ import torch
 
 from navembed_pipeline.lib.audio import sliding_windows
 from navembed_pipeline.lib.errors import ConfigError, DeviceError, TextNotSupportedError
+from navembed_pipeline.lib.models.options import DEFAULT_IDLE_UNLOAD_SECONDS, DEVICES, ModelOptions  # noqa: F401 (re-exported)
 
 LOGGER = logging.getLogger("navembed.models")
 
-DEFAULT_IDLE_UNLOAD_SECONDS = 360.0
 MIN_IDLE_UNLOAD_SECONDS = 30.0
 UNLOAD_CHECK_SECONDS = 5.0
-DEVICES = ("auto", "cuda", "cpu")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 EMBEDDING_FIELD = "embedding"
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How a model runs. ``models_dir`` holds downloaded weights (``<org>--<name>/`` per repo)."""
-
-    device: str = "auto"
-    dtype: str = "float32"
-    idle_unload_seconds: float = DEFAULT_IDLE_UNLOAD_SECONDS
-    batch_size: int = 4
-    models_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+GPU_MEMORY_SHARE = 0.6  # of the free GPU memory that one forward pass's activations may take
+MAX_GPU_BATCH = 64  # windows per GPU pass at most (beyond this, throughput no longer grows)
 
 
 @dataclass(frozen=True)
@@ -106,6 +86,8 @@ class EmbeddingModel(ABC):
                               f"got {self.options.idle_unload_seconds:g}")
         self._clock = clock
         self._model: Any = None
+        self._gpu_batch: int | None = None  # windows per GPU pass, sized from free memory (see _forward_batch)
+        self._gpu_sized = False
         self._device: torch.device | None = None
         self._lock = threading.RLock()
         self._active = 0
@@ -156,10 +138,7 @@ class EmbeddingModel(ABC):
         per_track: list[list[np.ndarray]] = [[] for _ in waves]
         with self.model_session() as model:
             for batch in self._batches(windows):
-                stacked = torch.from_numpy(np.stack([w for _, w in batch]))
-                with torch.inference_mode():
-                    features = self._forward(model, stacked.to(self.device, self.dtype))
-                for (track, _), feature in zip(batch, features, strict=True):
+                for (track, _), feature in zip(batch, self._forward_batch(model, batch), strict=True):
                     per_track[track].append(feature)
         pooling = time.perf_counter()
         vectors = [TrackVectors(self._pool(feats), len(feats)) for feats in per_track]
@@ -221,6 +200,7 @@ class EmbeddingModel(ABC):
                 return
             LOGGER.info("unloading model %s", self.name)
             self._model = None
+            self._gpu_batch, self._gpu_sized = None, False
         release_accelerator_memory()
 
     def shutdown(self) -> None:
@@ -237,6 +217,7 @@ class EmbeddingModel(ABC):
                     continue
                 LOGGER.info("model %s idle for %ds, unloading", self.name, int(idle))
                 self._model = None
+                self._gpu_batch, self._gpu_sized = None, False
             release_accelerator_memory()
 
     # ----- helpers and hooks -----------------------------------------------------------------
@@ -250,15 +231,60 @@ class EmbeddingModel(ABC):
             return window
         return np.pad(window, (0, self.min_window_samples - len(window)))
 
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass: ``options.batch_size``; on a GPU, what its free memory allows."""
+        return self._gpu_batch or self.options.batch_size
+
     def _batches(self, windows: list[tuple[int, np.ndarray]]) -> Iterator[list[tuple[int, np.ndarray]]]:
         """Group windows of equal length (no padding inside a batch), ``batch_size`` at most."""
         by_length: dict[int, list[tuple[int, np.ndarray]]] = {}
         for item in windows:
             by_length.setdefault(len(item[1]), []).append(item)
-        size = self.options.batch_size
         for group in by_length.values():
-            for start in range(0, len(group), size):
+            start = 0
+            while start < len(group):  # the size is read per batch: the first GPU batch sets it
+                size = self.batch_size
                 yield group[start : start + size]
+                start += size
+
+    def _forward_batch(self, model: Any, batch: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """One forward pass; on a GPU from pinned host memory (asynchronous copy), sizing the batch.
+
+        A GPU running out of memory halves the batch size and retries (down to one window).
+        """
+        stacked = torch.from_numpy(np.stack([w for _, w in batch]))
+        if self.device.type != "cuda":
+            with torch.inference_mode():
+                return self._forward(model, stacked.to(self.device, self.dtype))
+        torch.cuda.reset_peak_memory_stats(self.device)
+        baseline = torch.cuda.memory_allocated(self.device)
+        try:
+            with torch.inference_mode():
+                features = self._forward(model, stacked.pin_memory().to(self.device, self.dtype, non_blocking=True))
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            self._gpu_batch, self._gpu_sized = max(1, len(batch) // 2), True
+            LOGGER.warning("%s: GPU out of memory at %d windows per pass; retrying with %d",
+                           self.name, len(batch), self._gpu_batch)
+            release_accelerator_memory()
+            half = len(batch) // 2
+            return self._forward_batch(model, batch[:half]) + self._forward_batch(model, batch[half:])
+        if not self._gpu_sized:
+            self._size_gpu_batch(len(batch), torch.cuda.max_memory_allocated(self.device) - baseline)
+        return features
+
+    def _size_gpu_batch(self, windows: int, peak_bytes: int) -> None:
+        """Windows per pass from the memory one pass of ``windows`` took and what is free now."""
+        free, _ = torch.cuda.mem_get_info(self.device)
+        reusable = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        per_window = max(peak_bytes / windows, 1.0)
+        fitting = int(GPU_MEMORY_SHARE * (free + reusable) / per_window)
+        self._gpu_batch = max(self.options.batch_size, min(MAX_GPU_BATCH, fitting))
+        self._gpu_sized = True
+        LOGGER.info("%s: %.0f MiB per window on the GPU, %.1f GiB free: %d windows per pass",
+                    self.name, per_window / 2**20, (free + reusable) / 2**30, self._gpu_batch)
 
     @abstractmethod
     def _load(self) -> Any:

@@ -1,40 +1,116 @@
-"""`dsp`: a weight-free timbre/harmony/rhythm descriptor that runs fast on any CPU.
+"""`dsp` v2: a weight-free timbre/harmony/rhythm descriptor that runs fast on any CPU.
 
-Per STFT frame (22.05 kHz, 2048-point FFT, hop 512 ≈ 43 frames/s):
-- 64 log-mel bands minus their frame mean (spectral shape, independent of loudness),
-- MFCC 1..19 (c0 is loudness, kept separately below),
-- 12-bin chroma, normalised per frame and centred (harmony / key colour),
-- 7 octave-band spectral contrasts (peaky tonal vs. flat noisy spectra),
-- 7 scalars: log centroid, log bandwidth, log roll-off, spectral flatness, zero-crossing
-  rate, log RMS loudness and onset strength (spectral flux: rhythm density).
-Every block is roughly centred and scaled by fixed constants and weighted so that no
-block dominates the cosine, then frames go through the shared enrichment
-``[mean, robust sigma, delta-mean]`` → 109 × 3 = 327 dimensions.
-Audio is processed in 30 s windows without overlap, so memory is flat on long tracks.
+Frames (``dsp_features``; 22.05 kHz, 2048-point FFT, hop 512 ≈ 43 frames/s), 88 columns:
+64 log-mel bands minus their frame mean (spectral shape), 12-bin chroma from a filterbank that
+shares wide low bins evenly between semitones, 7 octave-band flatnesses (tonal peaks vs noise),
+log centroid / bandwidth / roll-off, onset strength (spectral flux) and frame loudness.
+Pooling (``dsp_pooling``) leaves silence out and gives per column mean, robust sigma and the
+change between ~1 s summaries, plus a 9-d tempo/periodicity descriptor from the onset
+envelope's autocorrelation → 88 × 3 + 9 = 273 dimensions.
+
+Every dimension is scaled (and the offset blocks ``CENTRED_BLOCKS`` centred) by a reference
+measured on real recordings (``dsp_reference.json``), each block is weighted by its *measured*
+contribution (see ``BLOCK_WEIGHTS``), and the vector is L2-normalised.
+
+What v1 got wrong and v2 fixes (issue 10): a third of v1's vector was the mean of first
+differences of thousands of frames, which telescopes to ≈ 0; silence was pooled like music; chroma
+bins below 220 Hz were uneven; there was no tempo feature; block weights were set by ear. v1 stays
+reachable as ``dsp_v1.DspV1Model`` for side-by-side measurements (``benchmarks/quality.py``).
+
+Cost (one core, a 6-minute track, ``time.process_time`` on the busy 2-core development machine):
+v1 1.8-2.3 s, v2 0.49-0.60 s — one STFT, one filterbank matrix multiply, no sorting.
+
+Audio is cut into 30 s windows without overlap (the last one shorter), so memory is flat on long
+tracks and no frame counts twice.
 """
 
 from typing import Any
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
-from navembed_pipeline.lib.enrich import enrich
+from navembed_pipeline.lib.enrich import l2_normalise
 from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.models.dsp_features import (
+    COLUMNS,
+    FRAME_COLUMNS,
+    HOP,
+    N_FFT,
+    SAMPLE_RATE,
+    FrameFeatures,
+)
+from navembed_pipeline.lib.models.dsp_pooling import STATS, TEMPO_DIM, audible, frame_statistics, tempo_descriptor
+from navembed_pipeline.lib.models.dsp_reference import reference
 
-SAMPLE_RATE = 22050
-N_FFT = 2048
-HOP = 512
-N_MELS = 64
-N_MFCC = 20
-CONTRAST_EDGES_HZ = (0.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, SAMPLE_RATE / 2)
-CHROMA_RANGE_HZ = (55.0, 5000.0)
-EPS = 1e-10
-TOP_DB_LN = 80.0 / 10.0 * np.log(10.0)  # 80 dB below the loudest bin, in natural-log power
-# Block weights (by ear-and-eye on generated material): timbre first, harmony and rhythm next.
-WEIGHTS = {"mel": 1.0, "mfcc": 1.0, "chroma": 1.5, "contrast": 1.0, "scalars": 1.0}
-FEATURES_PER_FRAME = N_MELS + (N_MFCC - 1) + 12 + (len(CONTRAST_EDGES_HZ) - 1) + 7
-VERSION = "1"
+VERSION = "2"
+WINDOW_SECONDS = 30.0
+Z_CLIP = 6.0
+RAW_DIMENSION = len(STATS) * FRAME_COLUMNS + TEMPO_DIM
+# Blocks whose values sit on an arbitrary offset (a log-frequency, a loudness, a flatness, an onset
+# rate, a correlation) are centred on the reference median; shape blocks (mel shape, chroma, every
+# spread and change) keep their natural zero — centring those cost same-album precision@5
+# (0.622 uncentred vs 0.614 all centred vs 0.649 this way, equal block weights, measured below).
+CENTRED_BLOCKS = {(group, "mean") for group in ("flatness", "spectral", "onset", "energy_db")} | {("tempo", "acf")}
+# Weight of each (column group, statistic) block in the cosine; a block's dimensions share its
+# weight (each is divided by sqrt(block size)), so the numbers compare blocks, not dimensions.
+# Measured (benchmarks/quality.py material, 74 real recordings, 5 albums, chance 0.366; reference
+# fitted on the same recordings, so these are in-sample): alone, the mel-shape mean reaches
+# same-album precision@5 0.60; every other block 0.40-0.51 (chroma mean 0.40, flatness sigma 0.50,
+# spectral change 0.51, tempo 0.46). All blocks at 1: 0.649; weights proportional to each block's
+# precision above chance: 0.638 (fitted on one half of the recordings they did not transfer to the
+# other half beyond noise: +0.011 / -0.022); mel mean at 1.5 / 2 / 3, others 1: 0.643 / 0.651 /
+# 0.649. So: the one block that measurably stands out counts double; the rest are equal. Clipping
+# deviations at Z_CLIP = 6 costs nothing here (0.651 at 8 and unclipped; 0.643 at 4). Leaving out
+# the frames at the edges of silence (dsp_pooling.EDGE_FRAMES) then moved the shipped figure to 0.641
+# (mel mean at 1 / 1.5 / 2.5: 0.638 / 0.643 / 0.646): differences this small are noise on 74 queries.
+BLOCK_WEIGHTS: dict[tuple[str, str], float] = {
+    (group, stat): 1.0 for group in COLUMNS for stat in STATS
+} | {("tempo", "acf"): 1.0, ("mel", "mean"): 2.0}
+
+
+def blocks() -> list[tuple[tuple[str, str], slice]]:
+    """The raw vector's blocks in order: ``((group, stat), slice)``."""
+    out, start = [], 0
+    for stat in STATS:
+        for group, columns in COLUMNS.items():
+            size = columns.stop - columns.start
+            out.append(((group, stat), slice(start + columns.start, start + columns.stop)))
+        start += FRAME_COLUMNS
+    out.append((("tempo", "acf"), slice(start, start + TEMPO_DIM)))
+    return out
+
+
+def centred_mask() -> np.ndarray:
+    """Which raw dimensions the reference centres (``CENTRED_BLOCKS``)."""
+    mask = np.zeros(RAW_DIMENSION, dtype=bool)
+    for key, where in blocks():
+        mask[where] = key in CENTRED_BLOCKS
+    return mask
+
+
+def raw_vector(window_features: list[np.ndarray]) -> np.ndarray:
+    """The unweighted pooled vector ``(RAW_DIMENSION,)`` of one track's window frame features."""
+    frames = np.concatenate(window_features, axis=0)
+    stats = frame_statistics(frames)
+    # Periodicity of the audible frames only: a gap of silence is no rhythm.
+    keep = np.split(audible(frames[:, COLUMNS["energy_db"]][:, 0]), np.cumsum([len(w) for w in window_features])[:-1])
+    onsets = [w[k, COLUMNS["onset"]][:, 0] for w, k in zip(window_features, keep, strict=True)]
+    return np.concatenate([stats[s] for s in STATS] + [tempo_descriptor(onsets)]).astype(np.float32)
+
+
+def weighted_vector(raw: np.ndarray, weights: dict[tuple[str, str], float] = BLOCK_WEIGHTS) -> np.ndarray:
+    """Reference-standardise ``raw`` (one row or ``(N, RAW_DIMENSION)``), weight blocks, L2-normalise."""
+    ref = reference()
+    # Deviations from the reference are clipped at Z_CLIP spreads, so no single dimension of an
+    # unusual input (a click track's onset spread scores 160) can outweigh all the others.
+    deviation = np.clip((np.asarray(raw, dtype=np.float64) - ref.centre) / ref.scale, -Z_CLIP, Z_CLIP)
+    standard = deviation + np.where(ref.centred, 0.0, ref.centre / ref.scale)
+    for key, where in blocks():
+        standard[..., where] *= weights.get(key, 0.0) / np.sqrt(where.stop - where.start)
+    if standard.ndim == 1:
+        return l2_normalise(standard)
+    norms = np.linalg.norm(standard, axis=1, keepdims=True)
+    return (standard / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 class DspModel(EmbeddingModel):
@@ -42,111 +118,33 @@ class DspModel(EmbeddingModel):
 
     name = "dsp"
     sample_rate = SAMPLE_RATE
-    window_seconds = 30.0
-    hop_seconds = 30.0
+    window_seconds = WINDOW_SECONDS
+    hop_seconds = WINDOW_SECONDS
     licence = "MIT (navembed's own code; no weights)"
     weights_repos = ()
     min_window_samples = N_FFT
 
     @property
     def dimension(self) -> int:
-        return 3 * FEATURES_PER_FRAME
+        return RAW_DIMENSION
 
     @property
     def variant(self) -> str:
         return f"v{VERSION}-sr{SAMPLE_RATE}-fft{N_FFT}-hop{HOP}"
 
-    def _load(self) -> "_DspFeatures":
-        return _DspFeatures().to(self.device, torch.float32)
+    def _load(self) -> FrameFeatures:
+        return FrameFeatures().to(self.device, torch.float32)
+
+    def _windows(self, wave: np.ndarray) -> list[np.ndarray]:
+        """Consecutive windows without overlap; the last one holds the remainder."""
+        size = int(WINDOW_SECONDS * SAMPLE_RATE)
+        if len(wave) <= size:
+            return [wave]
+        return [wave[start : start + size] for start in range(0, len(wave), size)]
 
     def _forward(self, model: Any, batch: torch.Tensor) -> list[np.ndarray]:
-        frames = model(batch.float())  # (B, T, F)
+        frames = model(batch.float())  # (B, T, FRAME_COLUMNS)
         return [f.cpu().numpy() for f in frames]
 
     def _pool(self, window_features: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return {"embedding": enrich(np.concatenate(window_features, axis=0))}
-
-
-class _DspFeatures(torch.nn.Module):
-    """Fixed (non-learned) filterbanks as buffers, so `.to(device)` moves them all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        n_freqs = N_FFT // 2 + 1
-        freqs = torch.linspace(0, SAMPLE_RATE / 2, n_freqs)
-        self.register_buffer("window", torch.hann_window(N_FFT))
-        self.register_buffer("freqs", freqs)
-        self.register_buffer("mel_fb", AF.melscale_fbanks(n_freqs, 0.0, SAMPLE_RATE / 2, N_MELS, SAMPLE_RATE))
-        self.register_buffer("dct", AF.create_dct(N_MFCC, N_MELS, "ortho"))
-        self.register_buffer("chroma_fb", _chroma_filterbank(freqs))
-        self.register_buffer("band_ids", torch.bucketize(freqs, torch.tensor(CONTRAST_EDGES_HZ[1:-1])))
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave, N_FFT, HOP, window=self.window, center=True, return_complex=True).abs()
-        floor = spec.amax(dim=(1, 2), keepdim=True) * 1e-4  # -80 dB: ignore inaudible detail
-        spec = torch.maximum(spec, floor)
-        power = spec.pow(2).transpose(1, 2)  # (B, T, F)
-        log_mel = torch.log(power @ self.mel_fb + EPS)
-        log_mel = torch.maximum(log_mel, log_mel.amax(dim=(1, 2), keepdim=True) - TOP_DB_LN)
-        blocks = {
-            "mel": (log_mel - log_mel.mean(dim=-1, keepdim=True)) / 4.0,
-            "mfcc": (log_mel @ self.dct)[..., 1:] / 20.0,
-            "chroma": self._chroma(power),
-            "contrast": (self._contrast(spec.transpose(1, 2)) - 4.0) / 4.0,
-            "scalars": self._scalars(wave, spec.transpose(1, 2), log_mel),
-        }
-        return torch.cat([WEIGHTS[k] * v for k, v in blocks.items()], dim=-1)
-
-    def _chroma(self, power: torch.Tensor) -> torch.Tensor:
-        chroma = power @ self.chroma_fb
-        chroma = chroma / (chroma.sum(dim=-1, keepdim=True) + EPS)
-        return (chroma - 1.0 / 12.0) * 4.0
-
-    def _contrast(self, magnitude: torch.Tensor) -> torch.Tensor:
-        """Per octave band: log of (top 10% mean) over (bottom 10% mean) magnitudes."""
-        out = []
-        for band in range(len(CONTRAST_EDGES_HZ) - 1):
-            values = magnitude[..., self.band_ids == band].sort(dim=-1).values
-            k = max(1, values.shape[-1] // 10)
-            peak = values[..., -k:].mean(dim=-1)
-            valley = values[..., :k].mean(dim=-1)
-            out.append(torch.log(peak + EPS) - torch.log(valley + EPS))
-        return torch.stack(out, dim=-1)
-
-    def _scalars(self, wave: torch.Tensor, magnitude: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
-        total = magnitude.sum(dim=-1) + EPS
-        centroid = (magnitude * self.freqs).sum(dim=-1) / total
-        bandwidth = ((magnitude * (self.freqs - centroid[..., None]).pow(2)).sum(dim=-1) / total).sqrt()
-        rolloff_idx = (magnitude.cumsum(dim=-1) < 0.85 * total[..., None]).sum(dim=-1)
-        rolloff = self.freqs[rolloff_idx.clamp(max=len(self.freqs) - 1)]
-        flatness = torch.exp(torch.log(magnitude + EPS).mean(dim=-1)) / (magnitude.mean(dim=-1) + EPS)
-        frames = _frame(wave, magnitude.shape[1])
-        zcr = (frames[..., 1:].sign() != frames[..., :-1].sign()).float().mean(dim=-1)
-        rms = frames.pow(2).mean(dim=-1).sqrt()
-        flux = torch.relu(torch.diff(log_mel, dim=1, prepend=log_mel[:, :1])).mean(dim=-1)
-        return torch.stack([
-            torch.log2(centroid / 1500.0 + EPS) / 2.0,
-            torch.log2(bandwidth / 1500.0 + EPS) / 2.0,
-            torch.log2(rolloff / 3000.0 + EPS) / 3.0,
-            flatness * 4.0 - 1.0,
-            zcr * 10.0 - 1.0,
-            (torch.log10(rms + EPS) + 1.5),
-            flux - 1.0,
-        ], dim=-1)
-
-
-def _frame(wave: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """Time-domain frames aligned with the centred STFT frames: (B, T, N_FFT)."""
-    padded = torch.nn.functional.pad(wave, (N_FFT // 2, N_FFT // 2))
-    return padded.unfold(-1, N_FFT, HOP)[:, :n_frames]
-
-
-def _chroma_filterbank(freqs: torch.Tensor) -> torch.Tensor:
-    """(F, 12) one-hot map of FFT bins to pitch classes within the musical range."""
-    fb = torch.zeros(len(freqs), 12)
-    low, high = CHROMA_RANGE_HZ
-    for i, f in enumerate(freqs.tolist()):
-        if low <= f <= high:
-            pitch_class = int(round(12 * np.log2(f / 440.0) + 69)) % 12
-            fb[i, pitch_class] = 1.0
-    return fb
+        return {"embedding": weighted_vector(raw_vector(window_features))}

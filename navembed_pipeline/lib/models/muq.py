@@ -167,10 +167,13 @@ class MuQModel(EmbeddingModel):
         """Each clip's latent by digest: remembered ones from the cache, the rest computed in chunks."""
         latents = {key: self._clips.get(key) for key in clips}
         pending = [(key, clip) for key, clip in clips.items() if latents[key] is None]
-        chunk = CLIPS_PER_BATCH_UNIT * self.options.batch_size
+        chunk = CLIPS_PER_BATCH_UNIT * self.batch_size
         for start in range(0, len(pending), chunk):
             part = pending[start : start + chunk]
-            stacked = torch.stack([clip for _, clip in part]).to(self.device, self.dtype)
+            stacked = torch.stack([clip for _, clip in part])
+            if self.device.type == "cuda":  # pinned host memory: an asynchronous copy
+                stacked = stacked.pin_memory()
+            stacked = stacked.to(self.device, self.dtype, non_blocking=True)
             computed = model.mulan_module.get_audio_latents(stacked).float().cpu().numpy()
             for (key, _), latent in zip(part, computed, strict=True):
                 latents[key] = latent

@@ -65,14 +65,16 @@ class Recommender:
 
     def sonic_similarity(self, reference: str, track_ids: Sequence[str], *,
                          models: Sequence[str] = ()) -> dict[str, float]:
-        """How alike each track sounds to ``reference``, 0..1 (``(1 + cosine) / 2``, cosines mixed over
-        ``models`` with equal weight); 0 where no model has both. For the OpenSubsonic shapes."""
+        """How alike each track sounds to ``reference``, 0..1, calibrated on the library
+        (``lib/calibration.py``: ~0 for a typical unrelated pair, 1 for the same recording), mixed
+        over ``models`` with equal weight; 0 where no model has both. What clients are shown."""
         names = [m for m in (models or self.default_models) if len(self.vectors.field(m)) > 0]
         if not names:
             return {t: 0.0 for t in track_ids}
-        cosine = Search(self.vectors, {m: 1 / len(names) for m in names}).similarity_to(list(track_ids))(reference)
-        return {t: float(np.clip((1 + c) / 2, 0.0, 1.0)) if np.isfinite(c) else 0.0
-                for t, c in zip(track_ids, cosine, strict=True)}
+        search = Search(self.vectors, {m: 1 / len(names) for m in names})
+        value = search.similarity_to(list(track_ids), calibrated=True)(reference)
+        return {t: float(np.clip(v, 0.0, 1.0)) if np.isfinite(v) else 0.0
+                for t, v in zip(track_ids, value, strict=True)}
 
     def _search(self, request: RecommendRequest) -> Search:
         names = list(dict.fromkeys(request.models or self.default_models))
@@ -91,7 +93,7 @@ class Recommender:
                                  "them first, or leave them out of 'models'")
         if not usable:
             raise NoVectorsError("no model has any vectors yet (is the library embedded?): "
-                                 "run `navembed run` first")
+                                 "run `navembed reembed` (or POST /batch/start) first")
         if (request.prompts or request.negative_prompts) and not set(usable) & set(self.text_fields):
             raise InvalidRequestError(f"text prompts need a model with a text tower "
                                       f"({', '.join(self.text_fields)}) among the models, with vectors")

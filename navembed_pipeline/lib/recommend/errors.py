@@ -1,12 +1,11 @@
-"""Why a recommendation cannot be made. The API maps these to 4xx answers (see ``status_code``)."""
+"""Why a recommendation cannot be made. The API maps these by type to 4xx answers
+(``navembed_api/routes/recommend.py``: unknown track 404, no vectors 409, anything else 422)."""
 
 from navembed_pipeline.lib.errors import NavembedError
 
 
 class RecommendError(NavembedError):
     """A recommendation request that cannot be answered as asked (the caller's to fix)."""
-
-    status_code = 422
 
 
 class InvalidRequestError(RecommendError):
@@ -16,10 +15,6 @@ class InvalidRequestError(RecommendError):
 class UnknownTrackError(RecommendError):
     """A track id is neither in the Navidrome library nor in the vector store."""
 
-    status_code = 404
-
 
 class NoVectorsError(RecommendError):
     """A model, or a seed track, has no vectors yet: embed the library first."""
-
-    status_code = 409

@@ -41,18 +41,19 @@ class Term:
     similarity: np.ndarray
     normalized: np.ndarray
     rank: np.ndarray | None = None
+    calibrated: np.ndarray | None = None  # 0..1 by the library's calibration; None for text probes
 
 
 def make_term(probe: Probe, similarity: np.ndarray, baseline: tuple[float, float], *,
-              fusion: str, rrf_k: int) -> Term:
+              fusion: str, rrf_k: int, calibrated: np.ndarray | None = None) -> Term:
     """Normalise raw cosines: z-scores against ``baseline`` (mean, sd), or reciprocal ranks."""
     if fusion == "weighted":
         mean, deviation = baseline
-        return Term(probe, similarity, (similarity - mean) / deviation)
+        return Term(probe, similarity, (similarity - mean) / deviation, calibrated=calibrated)
     rank = np.full(len(similarity), np.nan)
     present = np.flatnonzero(~np.isnan(similarity))
     rank[present[np.argsort(-similarity[present], kind="stable")]] = np.arange(1, present.size + 1)
-    return Term(probe, similarity, 1.0 / (rrf_k + rank), rank)
+    return Term(probe, similarity, 1.0 / (rrf_k + rank), rank, calibrated)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class Scores:
             Contribution(model=t.probe.model, field=t.probe.field, source=t.probe.source, ref=t.probe.ref,
                          similarity=float(t.similarity[index]), normalized=float(t.normalized[index]),
                          weight=float(w[index]), value=float(w[index] * t.normalized[index]),
-                         rank=None if t.rank is None else int(t.rank[index]))
+                         rank=None if t.rank is None else int(t.rank[index]),
+                         sonic_similarity=None if t.calibrated is None else float(t.calibrated[index]))
             for t, w in zip(self.terms, self.weights, strict=True) if w[index] > 0
         )
         why = Explanation(parts, self._penalty(index))

@@ -12,17 +12,23 @@ embedding run keeps adding rows). A re-embed that rewrites the same rows changes
 copy older than ``max_age_s`` is reloaded regardless, and ``invalidate()`` lets a writer in this
 process (the upload endpoint) force a reload at the next access. With
 ``background=True`` checks and reloads run on a thread while requests keep reading the previous
-copy; only the very first load of a field makes its caller wait.
+copy; only the very first load of a field makes its caller wait. Each load refits the field's
+calibration (``lib/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
+a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead.
 """
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from navembed_pipeline.lib.calibration import save_calibration
+from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name
 
@@ -51,11 +57,18 @@ class _Entry:
 class VectorCache:
     """In-process copies of the store's vector fields, loaded on first use and refreshed on change."""
 
-    def __init__(self, store: VectorStore, *, check_interval_s: float = CHECK_INTERVAL_S,
-                 max_age_s: float = MAX_AGE_S, min_reload_interval_s: float = MIN_RELOAD_INTERVAL_S,
-                 ivf_min_rows: int = IVF_MIN_ROWS, background: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
+    def __init__(self, store: VectorStore | Callable[[], VectorStore], *,
+                 check_interval_s: float = CHECK_INTERVAL_S, max_age_s: float = MAX_AGE_S,
+                 min_reload_interval_s: float = MIN_RELOAD_INTERVAL_S, ivf_min_rows: int = IVF_MIN_ROWS,
+                 background: bool = True, calibration_dir: Path | None = None,
+                 snapshot_dir: Path | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``store`` may be a callable returning the store (connected on first use, e.g. the API's
+        ``StoreHandle``); ``calibration_dir``: where each loaded field's calibration is written as JSON;
+        ``snapshot_dir``: where scanned fields are copied for a fast first load after a restart
+        (``snapshot.py``)."""
+        self._store = store
+        self.calibration_dir = calibration_dir
+        self.snapshot_dir = snapshot_dir
         self.check_interval_s = check_interval_s
         self.max_age_s = max_age_s
         self.min_reload_interval_s = min_reload_interval_s
@@ -76,6 +89,14 @@ class VectorCache:
             with loading:  # one load per field, however many requests arrive at once
                 entry = self._entries.get(key) or self._load(key)
             return entry.vectors
+        if len(entry.vectors) == 0:
+            # Nothing to serve yet (e.g. loaded before the first run finished): look again now, so the
+            # first request after a run sees its vectors. Counting rows is cheap while the store is empty.
+            with loading:
+                with self._lock:
+                    entry.checking = True
+                self._check(key, self._entries[key])
+            return self._entries[key].vectors
         if self._claim_check(entry):
             if self.background:
                 threading.Thread(target=self._check, args=(key, entry), daemon=True,
@@ -83,6 +104,15 @@ class VectorCache:
             else:
                 self._check(key, entry)
         return self._entries[key].vectors
+
+    @property
+    def store(self) -> VectorStore:
+        return self._store if isinstance(self._store, VectorStore) else self._store()
+
+    def close(self) -> None:
+        """Drop every loaded copy (the app's shutdown); a later access would load again."""
+        with self._lock:
+            self._entries.clear()
 
     def refresh(self, model: str | None = None) -> None:
         """Check the loaded fields (of ``model``) now and reload those whose store changed."""
@@ -147,6 +177,8 @@ class VectorCache:
         age = self._clock() - entry.loaded_at
         if entry.forced or signature[0] != entry.signature[0] or age >= self.max_age_s:
             return True
+        if len(entry.vectors) == 0:
+            return signature != entry.signature  # an empty copy costs nothing to replace
         return signature != entry.signature and age >= max(self.min_reload_interval_s,
                                                            RELOAD_COST_FACTOR * entry.load_seconds)
 
@@ -154,13 +186,29 @@ class VectorCache:
         model, field = key
         signature = self._signature(model)  # before reading: a write during the scan shows at the next check
         started = self._clock()
-        ids, segments, vectors = _scan(self.store, model, field)
+        first = key not in self._entries
+        copy = read_snapshot(self.snapshot_dir, model, field, signature) if first and self.snapshot_dir else None
+        ids, segments, vectors = copy if copy is not None else _scan(self.store, model, field)
+        if copy is None and self.snapshot_dir is not None and ids:
+            write_snapshot(self.snapshot_dir, model, field, signature, ids, segments, vectors)
         entry = _Entry(FieldVectors(model, field, ids, segments, vectors, ivf_min_rows=self.ivf_min_rows),
                        signature, loaded_at=started, checked_at=self._clock(), load_seconds=self._clock() - started)
         with self._lock:
             self._entries[key] = entry
-        LOGGER.info("loaded %d %s.%s rows in %.1f s", len(ids), model, field, self._clock() - started)
+        LOGGER.info("loaded %d %s.%s rows %s in %.1f s", len(ids), model, field,
+                    "from the snapshot" if copy is not None else "from the store", self._clock() - started)
+        self._save_calibration(entry.vectors, signature)
         return entry
+
+    def _save_calibration(self, vectors: FieldVectors, signature: Signature) -> None:
+        """Persist the field's calibration (inspectable, and there after a restart)."""
+        if self.calibration_dir is None or vectors.calibration is None:
+            return
+        try:
+            save_calibration(self.calibration_dir, dataclasses.replace(
+                vectors.calibration, signature=f"{signature[0]}:{signature[1]} rows"))
+        except OSError:
+            LOGGER.warning("could not write the calibration of %s.%s", vectors.model, vectors.field, exc_info=True)
 
     def _signature(self, model: str) -> Signature:
         return physical_collection(self.store, model), self.store.count(model)

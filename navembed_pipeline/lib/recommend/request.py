@@ -6,6 +6,7 @@ how to fuse them, and the playlist rules. The answer lists tracks with a ``why``
 up to each track's score.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -88,7 +89,9 @@ class Contribution:
 
     ``similarity`` is the raw cosine (best segment pair); ``normalized`` is it made comparable
     across inputs and models (a z-score against the library, or ``1/(k+rank)`` under RRF);
-    ``value = weight * normalized`` is what it adds to the score.
+    ``value = weight * normalized`` is what it adds to the score. ``sonic_similarity`` is the
+    cosine calibrated on the library (0 = as alike as a typical unrelated pair, 1 = the same
+    recording; ``lib/calibration.py``); None for text prompts, whose cosines are not track-to-track.
     """
 
     model: str
@@ -100,6 +103,7 @@ class Contribution:
     weight: float
     value: float
     rank: int | None = None
+    sonic_similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -175,13 +179,22 @@ def _value_problems(request: RecommendRequest) -> list[str]:
         (0.0 <= rules.diversity <= 1.0, "diversity must be within 0..1"),
         (0.0 < rules.duplicate_cosine <= 1.0, "duplicate_cosine must be within 0..1"),
         (rules.max_per_artist is None or rules.max_per_artist >= 1, "max_per_artist must be at least 1"),
-        (request.negative_strength >= 0.0, "negative_strength must not be negative"),
+        (math.isfinite(request.negative_strength) and request.negative_strength >= 0.0,
+         "negative_strength must be a finite number, 0 or more"),
         (request.rrf_k >= 1, "rrf_k must be at least 1"),
-        (all(w >= 0.0 for w in request.weights.values()), "weights must not be negative"),
+        *_weight_checks(request),
         (not [p for p in (*request.prompts, *request.negative_prompts) if not p.strip()], "prompts must not be blank"),
         (request.path is None or 1 <= request.path.steps <= MAX_STEPS, f"steps must be 1..{MAX_STEPS}"),
         (request.path is None or request.path.start != request.path.end, "a path needs two different tracks"),
     ]
     low, high = rules.min_duration, rules.max_duration
+    checks.append((all(v is None or math.isfinite(v) for v in (low, high)), "durations must be finite numbers"))
     checks.append((low is None or high is None or low <= high, "min_duration must not exceed max_duration"))
     return [message for ok, message in checks if not ok]
+
+
+def _weight_checks(request: RecommendRequest) -> list[tuple[bool, str]]:
+    """Weights are finite and not negative (all-zero weights are the engine's to refuse)."""
+    bad = [f"{model}: {weight}" for model, weight in request.weights.items()
+           if not (math.isfinite(weight) and weight >= 0.0)]
+    return [(not bad, f"weights must be finite numbers, 0 or more (got {', '.join(bad[:4])})")]

@@ -109,7 +109,8 @@ class Arrangement:
         self._last = str(self._artist_names[self._artists[slot]])
         position = int(self.positions[slot])
         self.chosen.append(position)
-        self.nearest_chosen = self._closer(self.nearest_chosen, self._ids[position])
+        if self.rules.collapse_duplicates or self.rules.diversity > 0:  # the only readers of nearest_chosen
+            self.nearest_chosen = self._closer(self.nearest_chosen, self._ids[position])
 
     def _closer(self, nearest: np.ndarray, track_id: str) -> np.ndarray:
         if not len(self.positions):

@@ -17,6 +17,9 @@ from navembed_pipeline.lib.recommend.rules import SimilarityTo
 from navembed_pipeline.lib.recommend.vectors import Block, FieldVectors, as_queries, spread
 
 
+AUDIO_SOURCES = frozenset({"seed", "vector", "path", "negative_track"})  # track-like probes (calibrated)
+
+
 class VectorSource(Protocol):
     """Where vectors come from: ``VectorCache`` (the store) or ``StaticVectors`` (arrays)."""
 
@@ -43,7 +46,7 @@ class Search:
             vectors = self._fields[(model, field)] = self._source.field(model, field)
         if len(vectors) == 0:
             raise NoVectorsError(f"model {model!r} has no {field!r} vectors yet: embed the library with it "
-                                 f"first (navembed run --models {model})")
+                                 f"first (navembed reembed --models {model}, or POST /batch/start)")
         return vectors
 
     @property
@@ -82,12 +85,17 @@ class Search:
             sample = vectors.sample_similarities(queries)
             for j, i in enumerate(members):
                 columns = owner == j
-                terms[i] = make_term(probes[i], near[:, columns].max(axis=1), spread(sample[:, columns].max(axis=1)),
-                                     fusion=fusion, rrf_k=rrf_k)
+                cosine = near[:, columns].max(axis=1)
+                calibrated = vectors.calibrated(cosine) if probes[i].source in AUDIO_SOURCES else None
+                terms[i] = make_term(probes[i], cosine, spread(sample[:, columns].max(axis=1)),
+                                     fusion=fusion, rrf_k=rrf_k, calibrated=calibrated)
         return [terms[i] for i in range(len(probes))]
 
-    def similarity_to(self, ids: Sequence[str]) -> SimilarityTo:
-        """Sonic similarity of the tracks ``ids`` to one track: cosines mixed by model weight."""
+    def similarity_to(self, ids: Sequence[str], *, calibrated: bool = False) -> SimilarityTo:
+        """Sonic similarity of the tracks ``ids`` to one track: per-model cosines mixed by model weight.
+
+        ``calibrated``: each model's cosine is first mapped to 0..1 on the library
+        (``FieldVectors.calibrated``), the number shown to people and clients."""
         blocks = {m: self.field(m).block(self.field(m).local_indices(ids)) for m in self.models}
 
         def similarity(track_id: str) -> np.ndarray:
@@ -97,9 +105,10 @@ class Search:
                 other = self.field(model).vectors_of(track_id)
                 if other is None:
                     continue
-                cosine = blocks[model].similarities(other).max(axis=1)
-                present = ~np.isnan(cosine)
-                total += np.where(present, w * np.nan_to_num(cosine), 0.0)
+                value = blocks[model].similarities(other).max(axis=1)
+                value = self.field(model).calibrated(value) if calibrated else value
+                present = ~np.isnan(value)
+                total += np.where(present, w * np.nan_to_num(value), 0.0)
                 weight += w * present
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(weight > 0, total / weight, np.nan)

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from navembed_pipeline.lib.calibration import CalibrationError, FieldCalibration
+
 IVF_MIN_ROWS = 20_000
 SCAN_FRACTION = 0.06  # of the clusters, nearest first; ~0.95 recall on clustered data
 MIN_PROBES = 8
 STATS_SAMPLE = 2048  # rows whose similarities normalise a query's (z-scores)
+CALIBRATION_SAMPLE = 20_000  # rows the library statistics and the random-pair cosines are drawn from
 KMEANS_ITERATIONS = 8
 KMEANS_SAMPLE_PER_CLUSTER = 32
 SEED = 0
@@ -63,6 +66,7 @@ class FieldVectors:
         self._single = bool(len(ids) == len(self.track_ids))
         sample = np.random.default_rng(SEED).permutation(len(ids))[:STATS_SAMPLE]
         self._sample = self.rows[np.sort(sample)]
+        self.calibration = _calibrate(model, field, self.rows, self.row_track)
 
     @property
     def dimension(self) -> int:
@@ -96,6 +100,14 @@ class FieldVectors:
     def similarity(self, tracks: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """Best cosine of each track (local index, -1 = absent → NaN) to any of ``queries`` (Q, D)."""
         return self.block(tracks).similarities(as_queries(queries, self.dimension)).max(axis=1)
+
+    def calibrated(self, cosines: np.ndarray) -> np.ndarray:
+        """Cosines of this field mapped to 0..1 by the library's own random-pair distribution
+        (``lib/calibration.py``); with fewer than two tracks there is no distribution: ``clip(cos, 0, 1)``."""
+        cosines = np.asarray(cosines, dtype=np.float64)
+        if self.calibration is None:
+            return np.clip(cosines, 0.0, 1.0)
+        return self.calibration.scores.similarity(cosines)
 
     def candidates(self, queries: np.ndarray, k: int) -> np.ndarray:
         """Local indices of (about) the ``k`` tracks nearest to each query, united over queries."""
@@ -161,6 +173,18 @@ class Block:
             best = self.rows @ queries.T
             out[self.present] = best if self.single else np.maximum.reduceat(best, self.offsets, axis=0)
         return out
+
+
+def _calibrate(model: str, field: str, rows: np.ndarray, row_track: np.ndarray) -> FieldCalibration | None:
+    """The field's calibration from (a fixed sample of) its rows; None with fewer than two tracks."""
+    if len(np.unique(row_track)) < 2:
+        return None
+    chosen = np.sort(np.random.default_rng(SEED).permutation(len(rows))[:CALIBRATION_SAMPLE])
+    try:
+        return FieldCalibration.fit(model, field, rows[chosen], groups=row_track[chosen], seed=SEED,
+                                    signature=f"{len(rows)} rows")
+    except CalibrationError:  # e.g. every sampled pair within one CUE image: no distribution to use
+        return None
 
 
 def spread(values: np.ndarray) -> tuple[float, float]:

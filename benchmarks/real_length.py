@@ -1,0 +1,260 @@
+"""Real-length compressed music: the dsp job against bliss-audio on the same files, in one run.
+
+Material: real 3–7-minute recordings (``benchmarks/recordings.py``) transcoded into MP3, Ogg/Vorbis,
+Opus, FLAC and AAC at 44.1/48 kHz stereo (``benchmarks/real_corpus.py``). Measured side by side,
+each in its own process (its peak RSS and CPU time are its own) against its own Milvus Lite server:
+
+1. ``dagster``  the dsp job through Dagster (in-process ``reembed_job`` on a real instance, all files);
+2. ``engine``   the same engine without Dagster (``EmbeddingRun`` on all files) → Dagster overhead;
+3. ``formats``  the engine once per format → per-format throughput and per-stage seconds;
+4. ``bliss``    bliss-audio (``Song(path).analysis``) on the same files, one process per core as
+                blissify runs it; a file bliss panics on counts as failed, not as done.
+
+Reported per format and overall: tracks/s, audio-minutes/s, per-stage seconds (decode with resample
+inside, the model, pooling, store writes; Dagster bookkeeping = Dagster − engine), cores busy (CPU
+seconds / wall seconds, Milvus server included), peak RSS and the ratio to bliss. The machine may
+be shared: only the ratios of variants measured in this one run mean anything.
+usage: python -m benchmarks.real_length [--real-per-format 8] [--quick] [--recordings DIR] [--json PATH]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from benchmarks.pipeline_throughput import peak_rss_of
+from benchmarks.real_corpus import FORMATS, CorpusFile, generated_corpus, real_corpus
+
+STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
+
+
+def write_library(corpus: list[CorpusFile], db: Path) -> Path:
+    """A Navidrome database listing ``corpus`` (one library rooted at the files' common folder)."""
+    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+
+    root = Path(os.path.commonpath([f.path.parent for f in corpus]))
+    tracks = [FixtureTrack(path=f.path.relative_to(root).as_posix(), title=f"{f.title} ({f.format})",
+                           artist="Benchmark", album=f.album, duration=f.duration_seconds) for f in corpus]
+    create_navidrome_db(db, libraries=[FixtureLibrary(1, "Benchmark", str(root))], tracks=tracks)
+    return db
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
+    from navembed_pipeline.lib.settings import Settings
+    from navembed_pipeline.local_run import run_reembed
+
+    settings = Settings(data_dir=work / "dagster-data", navidrome_db=dbs["all"], milvus_uri=uri, models="dsp",
+                        models_device="cpu", decode_workers=workers)
+    cpu, started = _cpu_seconds(), time.perf_counter()
+    summary = run_reembed(settings, ["dsp"], show_progress=False)
+    assert summary.success, summary.error
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu,
+            "embedded": summary.embedded, "failed": summary.failed}
+
+
+def _engine(db: Path, store, model, workers: int) -> dict:
+    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+
+    cpu, started = _cpu_seconds(), time.perf_counter()
+    grouped = group_by_bucket(list(NavidromeLibrary(db).tracks()))
+    run = EmbeddingRun(model=model, store=store, options=RunOptions(decode_workers=workers))
+    reports = list(run.run(grouped))
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu,
+            "embedded": sum(r.embedded for r in reports), "failed": sum(r.failed for r in reports),
+            "stages": run.stage_seconds}
+
+
+def engine_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
+    from navembed_pipeline.lib.models import create_model
+    from navembed_pipeline.lib.models.base import ModelOptions
+    from navembed_pipeline.lib.store import VectorStore
+
+    model = create_model("dsp", ModelOptions(device="cpu"))
+    result = _engine(dbs["all"], VectorStore(uri), model, workers)
+    model.shutdown()
+    return result
+
+
+def formats_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
+    """The engine once per format (distinct files, so no run skips another's tracks)."""
+    from navembed_pipeline.lib.models import create_model
+    from navembed_pipeline.lib.models.base import ModelOptions
+    from navembed_pipeline.lib.store import VectorStore
+
+    model = create_model("dsp", ModelOptions(device="cpu"))
+    store = VectorStore(uri)
+    model.load()  # not charged to the first format
+    per_format = {name: _engine(db, store, model, workers) for name, db in dbs.items() if name != "all"}
+    model.shutdown()
+    return {"formats": per_format}
+
+
+def _bliss_one(path: str) -> tuple[str, float, str | None, float]:
+    import bliss_audio
+
+    started = time.perf_counter()
+    try:
+        analysis = bliss_audio.Song(path).analysis
+        error = None if len(analysis) > 0 else "empty analysis"
+    except BaseException as exc:  # noqa: BLE001 - bliss panics (PanicException is a BaseException)
+        error = f"{type(exc).__name__}: {exc}"
+    return path, time.perf_counter() - started, error, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bliss_variant(corpus: list[CorpusFile], workers: int) -> dict:
+    """bliss-audio per format, ``workers`` processes (blissify analyses one song per core)."""
+    per_format, peak_rss = {}, 0.0
+    for name in dict.fromkeys(f.format for f in corpus):
+        paths = [str(f.path) for f in corpus if f.format == name]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_bliss_one, paths))
+        elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        errors = [r[2] for r in results if r[2]]
+        peak_rss = max([peak_rss, *(r[3] for r in results)])
+        per_format[name] = {"seconds": elapsed, "embedded": len(paths) - len(errors), "failed": len(errors),
+                            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                            "errors": errors[:3]}
+    return {"formats": per_format, "peak_rss_mb": peak_rss}  # of one worker process
+
+
+def cpu_of(pid: int | None) -> float:
+    """CPU seconds (user + system) a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def run_variant(name: str, dbs: dict[str, Path], work: Path, workers: int) -> dict:
+    """Run one engine or Dagster variant in a child process against its own Milvus Lite server."""
+    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+
+    with MilvusLiteServer(work / f"milvus-{name}") as server:
+        milvus_cpu = cpu_of(server.pid)
+        child = subprocess.run([sys.executable, "-m", "benchmarks.real_length", "--variant", name,
+                                "--dbs", json.dumps({k: str(v) for k, v in dbs.items()}), "--uri", server.uri,
+                                "--work", str(work), "--workers", str(workers)],
+                               capture_output=True, text=True, check=False)
+        if child.returncode != 0:
+            raise SystemExit(f"variant {name} failed:\n{child.stderr[-3000:]}")
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        result["milvus_cpu_seconds"] = cpu_of(server.pid) - milvus_cpu
+        result["milvus_peak_rss_mb"] = peak_rss_of(server.pid)
+    return result
+
+
+def _row(label: str, r: dict, minutes: float, tracks: int, bliss: dict | None) -> str:
+    """Wall-clock figures, and CPU seconds per audio minute (what a busy shared machine distorts least)."""
+    cpu = r["cpu_seconds"] + r.get("milvus_cpu_seconds", 0.0)
+    ratio = f"{bliss['seconds'] / r['seconds']:6.2f}x" if bliss else "      -"
+    bliss_cpu = bliss["cpu_seconds"] + bliss.get("milvus_cpu_seconds", 0.0) if bliss else 0.0
+    cpu_ratio = f"{bliss_cpu / cpu:6.2f}x" if bliss and cpu > 0 else "      -"
+    return (f"  {label:<24}{r['seconds']:8.1f}{tracks / r['seconds']:9.2f}{minutes / r['seconds']:12.2f}"
+            f"{cpu / r['seconds']:7.2f}{ratio:>10}{cpu / minutes:13.2f}{cpu_ratio:>10}")
+
+
+def report(results: dict, corpus: list[CorpusFile]) -> list[str]:
+    minutes = {name: sum(f.duration_seconds for f in corpus if f.format == name) / 60 for name in FORMATS}
+    counts = {name: sum(1 for f in corpus if f.format == name) for name in FORMATS}
+    minutes["all"], counts["all"] = sum(minutes.values()), len(corpus)
+    bliss = results["bliss"]["formats"]
+    bliss_all = {"seconds": sum(b["seconds"] for b in bliss.values()),
+                 "cpu_seconds": sum(b["cpu_seconds"] for b in bliss.values())}
+    lines = [f"{counts['all']} files, {minutes['all']:.0f} audio minutes; vs bliss = bliss's seconds (or CPU "
+             "seconds) / ours: above 1 is faster than bliss",
+             f"  {'what':<24}{'seconds':>8}{'tracks/s':>9}{'audio-min/s':>12}{'cores':>7}{'vs bliss':>10}"
+             f"{'CPU s/min':>13}{'vs bliss':>10}"]
+    for name in FORMATS:
+        if name not in bliss:
+            continue
+        lines.append(_row(f"{name} dsp engine", results["formats"]["formats"][name], minutes[name], counts[name], bliss[name]))
+        lines.append(_row(f"{name} bliss", bliss[name], minutes[name], counts[name], None))
+    if "dagster" in results:
+        lines.append(_row("all: dsp job (Dagster)", results["dagster"], minutes["all"], counts["all"], bliss_all))
+    lines += [_row("all: dsp engine alone", results["engine"], minutes["all"], counts["all"], bliss_all),
+              _row("all: bliss (per format)", bliss_all, minutes["all"], counts["all"], None)]
+    stages = results["engine"]["stages"]
+    if "dagster" in results:
+        d, e = results["dagster"]["seconds"], results["engine"]["seconds"]
+        lines += ["", f"Dagster bookkeeping: {d - e:.1f} s = {(d - e) / d * 100:.1f}% of the Dagster run"]
+    else:
+        lines += ["", "Dagster bookkeeping: not measured in the quick form (see the pipeline benchmark)"]
+    lines += [
+              "engine stages (s): " + ", ".join(f"{k} {stages[k]:.1f}" for k in STAGES)
+              + f"  (decode includes resampling; summed over {results['workers']} decode thread(s))",
+              "per-format stages (s): " + "; ".join(
+                  f"{n} decode {r['stages']['decode']:.1f} model {r['stages']['model']:.1f}"
+                  for n, r in results["formats"]["formats"].items()),
+              f"peak RSS: Dagster {results.get('dagster', {}).get('peak_rss_mb', float('nan')):.0f} MiB, engine "
+              f"{results['engine']['peak_rss_mb']:.0f} MiB, bliss worker {results['bliss']['peak_rss_mb']:.0f} MiB, "
+              f"Milvus Lite {results['engine'].get('milvus_peak_rss_mb') or 0:.0f} MiB"]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real-per-format", type=int, default=8, help="real recordings per format")
+    parser.add_argument("--quick", action="store_true", help="generated audio, seconds long (the test suite's form)")
+    parser.add_argument("--recordings", type=Path, default=None, help="recordings cache (default: recordings.py's)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode threads / bliss processes")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--dbs", help=argparse.SUPPRESS)
+    parser.add_argument("--uri", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
+    if args.variant:
+        import dagster as dg
+
+        dg.get_dagster_logger().setLevel("ERROR")
+        dbs = {k: Path(v) for k, v in json.loads(args.dbs).items()}
+        variant = {"dagster": dagster_variant, "engine": engine_variant, "formats": formats_variant}[args.variant]
+        result = variant(dbs, args.uri, args.work, args.workers)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory(prefix="navembed-real-") as tmp:
+        work = Path(tmp)
+        if args.quick:
+            corpus = generated_corpus(work / "music", per_format=1, seconds=6.0)
+        else:
+            from benchmarks.recordings import DEFAULT_CACHE
+
+            corpus = real_corpus(args.recordings or DEFAULT_CACHE, per_format=args.real_per_format)
+        dbs = {"all": write_library(corpus, work / "all.db")}
+        for name in FORMATS:
+            dbs[name] = write_library([f for f in corpus if f.format == name], work / f"{name}.db")
+        print(f"{len(corpus)} files, {sum(f.duration_seconds for f in corpus) / 60:.0f} audio minutes, "
+              f"{args.workers} workers", flush=True)
+        results: dict = {"workers": args.workers}
+        # The quick form leaves Dagster out: the pipeline benchmark's quick form already runs it.
+        for name in ("engine", "formats") if args.quick else ("engine", "dagster", "formats"):
+            results[name] = run_variant(name, dbs, work, args.workers)
+            print(f"  {name} done", flush=True)
+        results["bliss"] = bliss_variant(corpus, args.workers)
+        print("  bliss done", flush=True)
+    lines = report(results, corpus)
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"files": len(corpus), "quick": args.quick, "results": results,
+                                         "report": lines}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Artists as sound: one vector per Navidrome artist (per model), similar artists, representative songs.
+
+An artist's vector in a model is the normalised mean of its tracks' vectors (each track's segments
+averaged first), so an artist with many tracks is the centre of its sound. Two artists are as
+alike as their vectors' cosine, mixed over models by weight. For a pair (A, B) the representative
+songs are A's tracks nearest B's centre and B's tracks nearest A's centre: the songs through which
+the two artists meet, which is what artist radio interleaves.
+
+Artists are keyed by Navidrome's ``media_file.artist_id``; only tracks with vectors count.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.recommend.vectors import FieldVectors
+
+REPRESENTATIVES = 5  # songs per side of a component match
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Artist:
+    id: str
+    name: str
+    track_ids: tuple[str, ...]  # tracks with vectors in at least one model
+
+
+@dataclass(frozen=True)
+class ArtistMatch:
+    """A similar artist and the songs through which it meets the asked-for one."""
+
+    artist: Artist
+    similarity: float  # cosine of the artists' vectors, mixed over models
+    own_songs: tuple[str, ...]  # the asked-for artist's tracks nearest the other's centre
+    their_songs: tuple[str, ...]  # the other artist's tracks nearest the asked-for artist's centre
+
+
+class ArtistIndex:
+    """Artist vectors of the models in ``fields`` (weights by model), built once from the library's tracks."""
+
+    def __init__(self, tracks: Iterable[Track], fields: Mapping[str, FieldVectors],
+                 weights: Mapping[str, float]) -> None:
+        self.fields = dict(fields)
+        self.weights = {m: float(weights.get(m, 1.0)) for m in self.fields}
+        members: dict[str, list[str]] = defaultdict(list)
+        names: dict[str, str] = {}
+        for track in tracks:
+            if track.artist_id and any(f.vectors_of(track.id) is not None for f in self.fields.values()):
+                members[track.artist_id].append(track.id)
+                names.setdefault(track.artist_id, track.artist)
+        self.artists = {a: Artist(a, names[a], tuple(sorted(ids))) for a, ids in sorted(members.items())}
+        self._order = list(self.artists)
+        self._by_name = {a.name.strip().casefold(): a for a in self.artists.values()}
+        self._centres = {m: self._centres_of(f) for m, f in self.fields.items()}
+
+    def __len__(self) -> int:
+        return len(self.artists)
+
+    def find(self, key: str) -> Artist | None:
+        """The artist with Navidrome id ``key``, else the one named ``key`` (case-insensitive)."""
+        return self.artists.get(key) or self._by_name.get(key.strip().casefold())
+
+    def similar(self, artist: Artist, count: int, *, representatives: int = REPRESENTATIVES) -> list[ArtistMatch]:
+        """Up to ``count`` other artists, most alike first, with their representative songs."""
+        if count <= 0 or len(self._order) < 2:
+            return []
+        index = self._order.index(artist.id)
+        scores = self._alike(index)
+        scores[index] = -np.inf
+        ranked = [i for i in np.argsort(-scores, kind="stable")[:count] if np.isfinite(scores[i])]
+        return [self._match(index, i, float(scores[i]), representatives) for i in ranked]
+
+    def _match(self, own: int, other: int, score: float, count: int) -> ArtistMatch:
+        first, second = self.artists[self._order[own]], self.artists[self._order[other]]
+        return ArtistMatch(second, score, self._nearest(first, other, count), self._nearest(second, own, count))
+
+    def _nearest(self, artist: Artist, towards: int, count: int) -> tuple[str, ...]:
+        """``artist``'s tracks nearest the centre of artist number ``towards``."""
+        total = np.zeros(len(artist.track_ids))
+        weight = np.zeros(len(artist.track_ids))
+        for model, field in self.fields.items():
+            centre = self._centres[model][towards]
+            if not np.any(centre):
+                continue
+            rows = [field.vectors_of(t) for t in artist.track_ids]
+            present = np.asarray([r is not None for r in rows])
+            cosine = np.asarray([float(np.max(r @ centre)) if r is not None else 0.0 for r in rows])
+            total += self.weights[model] * cosine * present
+            weight += self.weights[model] * present
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.where(weight > 0, total / weight, -np.inf)
+        order = np.argsort(-score, kind="stable")[:count]
+        return tuple(artist.track_ids[i] for i in order if np.isfinite(score[i]))
+
+    def _alike(self, index: int) -> np.ndarray:
+        """Every artist's cosine to artist ``index``, mixed over the models that have both."""
+        total = np.zeros(len(self._order))
+        weight = np.zeros(len(self._order))
+        for model, centres in self._centres.items():
+            present = np.any(centres != 0, axis=1) & bool(np.any(centres[index]))
+            total += self.weights[model] * np.where(present, centres @ centres[index], 0.0)
+            weight += self.weights[model] * present
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight > 0, total / weight, -np.inf)
+
+    def _centres_of(self, field: FieldVectors) -> np.ndarray:
+        """(artists, dim) normalised mean track vector per artist; a zero row where it has none here."""
+        centres = np.zeros((len(self._order), field.dimension), dtype=np.float32)
+        for i, artist_id in enumerate(self._order):
+            rows = [v.mean(axis=0) for t in self.artists[artist_id].track_ids
+                    if (v := field.vectors_of(t)) is not None]
+            if rows:
+                centre = np.mean(rows, axis=0)
+                centres[i] = centre / max(float(np.linalg.norm(centre)), _EPS)
+        return centres
+
+
+def identity(fields: Sequence[FieldVectors]) -> tuple[int, ...]:
+    """Which field copies an index was built from: a reload of any makes a new tuple."""
+    return tuple(id(f) for f in fields)

@@ -1,0 +1,194 @@
+"""What a music server asks of navembed: similar tracks, a path, similar artists — with calibrated numbers.
+
+``SonicService`` serves the Navidrome plugin contract (``/api/similar_tracks``, ``/api/find_path``,
+``/api/similar_artists``) and the OpenSubsonic ``sonicSimilarity`` routes on top of the ``Recommender``:
+
+- similarity is the library-calibrated one (``Recommender.sonic_similarity``): 0 = as alike as a
+  typical unrelated pair of this library, 1 = the same recording; results are most similar first.
+- ``eliminate_duplicates``: never two copies of one recording, nor a copy of the seed. Copies are
+  known by acoustic fingerprint (``recording_groups``, e.g. ``FingerprintStore.recording_groups``);
+  tracks without a fingerprint group fall back to the same normalised artist + title, or vectors
+  that are near-identical in every model (cosine >= ``VECTOR_COPY_COSINE``).
+- ``within_radius`` (the plugin's ``radius_similarity``): only tracks inside the seed's radius,
+  calibrated similarity >= ``RADIUS_SIMILARITY``, so a mix is never padded with unrelated songs
+  (the list may be shorter than asked; Navidrome tops short lists up from its other agents).
+"""
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.recommend.artists import ArtistIndex, ArtistMatch, identity
+from navembed_pipeline.lib.recommend.engine import Recommender
+from navembed_pipeline.lib.recommend.errors import InvalidRequestError, RecommendError, UnknownTrackError
+from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS, PathSpec, PlaylistRules, RecommendRequest
+
+LOGGER = logging.getLogger("navembed.recommend")
+RADIUS_SIMILARITY = 0.5  # halfway between a typical unrelated pair (0) and the same recording (1)
+VECTOR_COPY_COSINE = 0.995  # without fingerprints: this close in every model is one recording
+MAX_PATH = MAX_STEPS + 2
+RecordingGroups = Callable[[Sequence[str]], Mapping[str, str]]  # track id → recording key (known ones)
+TrackSource = Callable[[], Iterable[Track]]
+
+
+class UnknownArtistError(RecommendError):
+    """No artist with that Navidrome id or name has tracks with vectors."""
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    track: Track
+    similarity: float  # calibrated 0..1 to the reference track
+
+
+class SonicService:
+    """Neighbours, paths and artists for music servers, over one ``Recommender``."""
+
+    def __init__(self, engine: Recommender, tracks: TrackSource, *,
+                 recording_groups: RecordingGroups | None = None) -> None:
+        self.engine = engine
+        self._tracks = tracks
+        self._groups = recording_groups
+        self._artists: tuple[tuple[int, ...], ArtistIndex] | None = None
+        self._artist_lock = threading.Lock()
+        self._rebuilding = False
+
+    # ----- tracks ------------------------------------------------------------------------------
+    def similar_tracks(self, track_id: str, count: int, *, eliminate_duplicates: bool = True,
+                       within_radius: bool = False) -> list[Neighbour]:
+        """Up to ``count`` tracks like ``track_id``, most similar first, never the seed itself."""
+        self._require([track_id])
+        count = min(max(count, 0), MAX_SIZE)
+        fetch = min(MAX_SIZE, 2 * count + 10)  # room for dropped copies and the radius
+        playlist = self.engine.recommend(RecommendRequest(
+            mode="similar", seeds=(track_id,), rules=PlaylistRules(size=fetch, collapse_duplicates=False)))
+        ids = [t.id for t in playlist.tracks]
+        similarity = self.engine.sonic_similarity(track_id, ids, models=playlist.models)
+        ids.sort(key=lambda t: -similarity[t])  # stable: equal numbers keep the engine's order
+        if within_radius:
+            ids = [t for t in ids if similarity[t] >= RADIUS_SIMILARITY]
+        if eliminate_duplicates:
+            ids = self._distinct_recordings(track_id, ids, playlist.models)
+        known = self.engine.catalog(ids[:count])
+        return [Neighbour(known[t], similarity[t]) for t in ids[:count] if t in known]
+
+    def path(self, start: str, end: str, count: int) -> list[Neighbour]:
+        """At most ``count`` songs: ``start``, tracks each nearer ``end``, then ``end`` (``count`` 1: the
+        start alone); each with its similarity to ``start``."""
+        if start == end:
+            raise InvalidRequestError("a path needs two different tracks")
+        if count < 1:
+            raise InvalidRequestError("count must be at least 1")
+        known = self._require([start, end])
+        steps = min(count, MAX_PATH) - 2
+        if steps <= 0:
+            ids, models = [start, end][:count], ()
+        else:
+            playlist = self.engine.recommend(RecommendRequest(mode="path", path=PathSpec(start, end, steps)))
+            ids, models = [t.id for t in playlist.tracks], playlist.models
+            known = self.engine.catalog(ids)
+        similarity = self.engine.sonic_similarity(start, ids, models=models)
+        return [Neighbour(known[t], similarity[t]) for t in ids if t in known]
+
+    def _require(self, ids: Sequence[str]) -> Mapping[str, Track]:
+        """The library's tracks ``ids``; an unknown one is refused before any vector is looked at."""
+        known = self.engine.catalog(ids)
+        if missing := [t for t in ids if t not in known]:
+            raise UnknownTrackError(f"unknown track id(s): {', '.join(missing)} (not in the library)")
+        return known
+
+    def _distinct_recordings(self, seed: str, ids: list[str], models: Sequence[str]) -> list[str]:
+        """``ids`` without copies of the seed or of an earlier track (see the module docstring)."""
+        keys = self._recording_keys([seed, *ids])
+        close = _near_identical(self.engine, models, [seed, *ids])
+        kept: list[int] = [0]
+        seen = {keys[seed]}
+        for i, track_id in enumerate(ids, start=1):
+            if keys[track_id] in seen or close[i, kept].any():
+                continue
+            seen.add(keys[track_id])
+            kept.append(i)
+        return [ids[i - 1] for i in kept[1:]]
+
+    def _recording_keys(self, ids: Sequence[str]) -> dict[str, str]:
+        groups: Mapping[str, str] = {}
+        if self._groups is not None:
+            try:
+                groups = self._groups(ids)
+            except Exception:  # noqa: BLE001 - a broken fingerprint store must not break mixes
+                LOGGER.warning("recording groups unavailable; falling back to artist + title", exc_info=True)
+        tracks = self.engine.catalog([t for t in ids if t not in groups])
+        return {t: f"fp:{groups[t]}" if t in groups else
+                (f"meta:{_normal(tracks[t].artist)}\x1f{_normal(tracks[t].title)}" if t in tracks else f"id:{t}")
+                for t in ids}
+
+    # ----- artists -----------------------------------------------------------------------------
+    def similar_artists(self, key: str, count: int) -> tuple[str, list[ArtistMatch]]:
+        """The artist's id and up to ``count`` similar artists with their representative songs."""
+        index = self.artists()
+        artist = index.find(key)
+        if artist is None:
+            raise UnknownArtistError(f"unknown artist {key!r}: no artist with this id or name has analysed tracks")
+        return artist.id, index.similar(artist, min(max(count, 0), MAX_SIZE))
+
+    def artists(self) -> ArtistIndex:
+        """The artist index of the current vectors: rebuilt when they reload (in the background once
+        one exists, so a request never waits for a rebuild)."""
+        fields = self._fields()
+        current = identity(list(fields.values()))
+        with self._artist_lock:
+            built = self._artists
+            if built is not None and (built[0] == current or self._rebuilding):
+                return built[1]
+            if built is not None:
+                self._rebuilding = True
+                threading.Thread(target=self._rebuild, args=(fields, current), daemon=True,
+                                 name="navembed-artists").start()
+                return built[1]
+        return self._rebuild(fields, current)
+
+    def _rebuild(self, fields: Mapping, current: tuple[int, ...]) -> ArtistIndex:
+        try:
+            index = ArtistIndex(self._tracks(), fields, {m: 1.0 for m in fields})
+            with self._artist_lock:
+                self._artists = (current, index)
+            return index
+        finally:
+            with self._artist_lock:
+                self._rebuilding = False
+
+    def _fields(self) -> dict:
+        vectors = self.engine.vectors
+        return {m: f for m in self.engine.default_models if len(f := vectors.field(m)) > 0}
+
+
+def _normal(text: str) -> str:
+    """Case, accents, punctuation and spacing folded: 'Morning Keys!' == 'morning  keys'."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode() or text
+    return " ".join(re.sub(r"[^\w]+", " ", folded.casefold()).split())
+
+
+def _near_identical(engine: Recommender, models: Sequence[str], ids: Sequence[str]) -> np.ndarray:
+    """(n, n) True where two tracks' vectors are near-identical in every model that has both."""
+    close = np.ones((len(ids), len(ids)), dtype=bool)
+    compared = np.zeros((len(ids), len(ids)), dtype=bool)
+    for model in models:
+        field = engine.vectors.field(model)
+        rows = [field.vectors_of(t) for t in ids]
+        present = np.asarray([r is not None for r in rows])
+        if not present.any():
+            continue
+        dim = field.dimension
+        means = np.stack([r.mean(axis=0) if r is not None else np.zeros(dim, np.float32) for r in rows])
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        both = present[:, None] & present[None, :]
+        close &= ~both | (means @ means.T >= VECTOR_COPY_COSINE)
+        compared |= both
+    np.fill_diagonal(compared, False)
+    return close & compared

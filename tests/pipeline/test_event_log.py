@@ -1,0 +1,66 @@
+"""The batching SQLite event log stores exactly what Dagster's own stores, a batch in one go."""
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, DagsterEventType, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+from navembed_pipeline.event_log import BatchingSqliteEventLogStorage
+from navembed_pipeline.instance import open_instance
+
+KEY = dg.AssetKey("dsp_embeddings")
+BUCKETS = [f"{i:02x}" for i in range(12)]
+
+
+def _entry(event: DagsterEvent, run_id: str) -> EventLogEntry:
+    return EventLogEntry(error_info=None, level=10, user_message="", run_id=run_id, timestamp=time.time(),
+                         step_key="step", job_name="job", dagster_event=event)
+
+
+def _planned(run_id: str) -> list[EventLogEntry]:
+    return [_entry(DagsterEvent.build_asset_materialization_planned_event(
+        "job", "step", AssetMaterializationPlannedData(KEY, partition=bucket)), run_id) for bucket in BUCKETS]
+
+
+def _materialized(run_id: str, buckets: list[str]) -> list[EventLogEntry]:
+    return [_entry(DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="job",
+                                event_specific_data=StepMaterializationData(
+                                    dg.AssetMaterialization(KEY, partition=bucket, metadata={"embedded": 3}))), run_id)
+            for bucket in buckets]
+
+
+def _what_is_stored(storage: SqliteEventLogStorage) -> tuple:
+    planned = storage.get_event_records(dg.EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION_PLANNED, KEY))
+    return (len(storage.get_records_for_run("r1").records), sorted(storage.get_materialized_partitions(KEY)),
+            sorted(r.partition_key for r in planned),
+            [r.asset_materialization.metadata["embedded"].value for r in storage.fetch_materializations(KEY, limit=99).records])
+
+
+def test_a_batch_of_planned_events_is_stored_as_dagster_stores_them_one_by_one(tmp_path) -> None:
+    stored = {}
+    for name, cls in (("dagster", SqliteEventLogStorage), ("batching", BatchingSqliteEventLogStorage)):
+        storage = cls(str(tmp_path / name))
+        storage.store_event_batch(_planned("r1"))
+        for event in _materialized("r1", BUCKETS[:5]):
+            storage.store_event(event)
+        stored[name] = _what_is_stored(storage)
+        storage.dispose()
+    assert stored["batching"] == stored["dagster"]
+    assert stored["batching"][1] == BUCKETS[:5] and stored["batching"][2] == BUCKETS
+
+
+def test_navembeds_instance_uses_the_batching_event_log_with_batches_on(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", os.environ.get("DAGSTER_HOME", ""))  # restored after the test
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")
+    instance = open_instance(tmp_path / "dagster")
+    try:
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        assert int(os.environ["DAGSTER_EVENT_BATCH_SIZE"]) >= len(BUCKETS)
+        # where Dagster's own SQLite event log keeps it: existing run history stays readable
+        assert Path(instance.event_log_storage._base_dir) == (tmp_path / "dagster").resolve() / "history" / "runs"
+    finally:
+        instance.dispose()
