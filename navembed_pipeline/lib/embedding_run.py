@@ -374,7 +374,7 @@ class _Tally:
         if remaining <= 0:
             eta: float | None = 0.0
         elif rate > 0 and self.embedded + self.failed >= MIN_TRACKS_FOR_ETA:
-            eta = round(remaining / rate, 1)
+            eta = max(0.1, round(remaining / rate, 1))  # tracks remain: never report 0
         else:
             eta = None
         return Progress(self.model, self.total, processed, self.embedded, self.written, self.skipped, self.failed,

@@ -16,7 +16,7 @@ from tests.lib.models.tiny_muq import build_tiny_muq
 
 def run_demo(root, capsys) -> tuple[int, str, str]:
     ports = [free_port(), free_port()]
-    code = main(["demo", "--dir", str(root), "--seconds", "3",
+    code = main(["demo", "--dir", str(root), "--seconds", "8",
                  "--dagster-port", str(ports[0]), "--api-port", str(ports[1])])
     captured = capsys.readouterr()
     assert not any(port_in_use("127.0.0.1", port) for port in ports)  # the stack was stopped
@@ -57,8 +57,8 @@ def test_demo_fails_loudly_when_the_stack_cannot_start(tmp_path, capsys) -> None
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["demo", "--dir", str(tmp_path / "demo"), "--seconds", "1", "--dagster-port", str(port),
-                     "--api-port", str(free_port())])
+        # the API's TCP port: the Dagster webserver listens on a private Unix socket behind the API
+        code = main(["demo", "--dir", str(tmp_path / "demo"), "--seconds", "1", "--api-port", str(port)])
     err = capsys.readouterr().err
     assert code == 1 and f"port {port} on 127.0.0.1 is already in use" in err
 
