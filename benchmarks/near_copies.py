@@ -6,7 +6,6 @@ the same path as a user's file. ``VARIANTS`` names them; ``derive`` writes one.
 
 from pathlib import Path
 
-import av
 import numpy as np
 
 from navembed_pipeline.lib.audio import load_audio
@@ -31,7 +30,7 @@ def derive(source: Path, variant: str, out_dir: Path, *, max_seconds: float | No
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = _Stem(out_dir / f"{source.stem}.{variant}")
     if variant == "mp3_96k":
-        return write_mp3(stem.with_suffix(".mp3"), wave, SOURCE_RATE, bit_rate=96_000)
+        return write_audio(stem.with_suffix(".mp3"), wave, SOURCE_RATE, bit_rate=96_000)
     if variant == "trim_3s":
         return write_audio(stem.with_suffix(".ogg"), wave[3 * SOURCE_RATE:], SOURCE_RATE)
     if variant == "trim_10s":
@@ -44,8 +43,8 @@ def derive(source: Path, variant: str, out_dir: Path, *, max_seconds: float | No
     if variant == "resample_22k":
         return write_audio(stem.with_suffix(".flac"), load_audio(source, 22050, duration_seconds=max_seconds), 22050)
     if variant == "trim_end_10s":
-        return write_mp3(stem.with_suffix(".mp3"), wave[: max(len(wave) - 10 * SOURCE_RATE, SOURCE_RATE)],
-                         SOURCE_RATE, bit_rate=128_000)
+        return write_audio(stem.with_suffix(".mp3"), wave[: max(len(wave) - 10 * SOURCE_RATE, SOURCE_RATE)],
+                           SOURCE_RATE, bit_rate=128_000)
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
@@ -55,18 +54,3 @@ class _Stem(type(Path())):
 
     def with_suffix(self, suffix: str) -> Path:
         return Path(f"{self}{suffix}")
-
-
-def write_mp3(path: Path, wave: np.ndarray, sample_rate: int, *, bit_rate: int) -> Path:
-    """Mono MP3 at a fixed bit rate (LAME through PyAV)."""
-    frame = av.AudioFrame.from_ndarray(np.clip(wave, -1, 1).astype(np.float32).reshape(1, -1), format="flt",
-                                       layout="mono")
-    frame.sample_rate = sample_rate
-    with av.open(str(path), "w", format="mp3") as out:
-        stream = out.add_stream("libmp3lame", rate=sample_rate, layout="mono")
-        stream.bit_rate = bit_rate
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
