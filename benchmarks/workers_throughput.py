@@ -26,21 +26,9 @@ WORKERS = (1, 2)
 
 def generated_library(root: Path, *, tracks: int, seconds: float) -> tuple[Path, float]:
     """``tracks`` generated WAV files and their navidrome.db; (db path, seconds of audio)."""
-    from navembed_pipeline.lib.encode import write_audio
-    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
-    from navembed_pipeline.lib.synth import STYLES, render
+    from tests.pipeline.helpers import write_bulk_library  # the same library the pipeline benchmark uses
 
-    music, fixtures = root / "music", []
-    for i in range(tracks):
-        style = STYLES[i % len(STYLES)]
-        relative = f"{style}/{i:04d}.wav"
-        (music / relative).parent.mkdir(parents=True, exist_ok=True)
-        write_audio(music / relative, render(style, seconds=seconds, sample_rate=22050, seed=i), 22050)
-        fixtures.append(FixtureTrack(path=relative, title=f"{style} {i}", artist="Generated", album=style,
-                                     duration=seconds))
-    db = root / "navidrome.db"
-    create_navidrome_db(db, libraries=[FixtureLibrary(1, "Generated", str(music))], tracks=fixtures)
-    return db, tracks * seconds
+    return write_bulk_library(root, tracks=tracks, seconds=seconds).db_path, tracks * seconds
 
 
 def real_library(root: Path, cache: Path, *, limit: int) -> tuple[Path, float]:
