@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.quality_measures import TOP_K, cosine_precision_at_k
 from navembed_pipeline.lib.calibration import LibraryStats, ScoreCalibration
 
 MIN_SECONDS = 20.0
-TOP_K = 5
 
 
 def models() -> dict[str, object]:
@@ -66,14 +66,6 @@ def vectors(model, files: list[Path], cache: Path | None) -> np.ndarray:
     return rows
 
 
-def precision_at_k(rows: np.ndarray, albums: np.ndarray, k: int = TOP_K) -> float:
-    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-    scores = rows @ rows.T
-    np.fill_diagonal(scores, -np.inf)
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return float((albums[top] == albums[:, None]).mean())
-
-
 def measure(rows: np.ndarray, albums: np.ndarray) -> dict[str, float]:
     unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     calibration = ScoreCalibration.fit(unit)
@@ -86,8 +78,8 @@ def measure(rows: np.ndarray, albums: np.ndarray) -> dict[str, float]:
     k = min(TOP_K, len(unit) - 1)
     return {
         "tracks": len(unit),
-        "precision_at_5": round(precision_at_k(rows, albums), 4),
-        "precision_at_5_standardised": round(precision_at_k(LibraryStats.fit(rows).apply(rows), albums), 4),
+        "precision_at_5": round(cosine_precision_at_k(rows, albums), 4),
+        "precision_at_5_standardised": round(cosine_precision_at_k(LibraryStats.fit(rows).apply(rows), albums), 4),
         "random_pair_mean": round(float(calibration.similarity(pairs).mean()), 3),
         "random_pair_mean_old": round(float(((1 + pairs) / 2).mean()), 3),
         "same_album_mean": round(float(calibration.similarity(pairs[same]).mean()), 3) if same.any() else None,

@@ -12,8 +12,9 @@ Chromaprint), in one table:
 - duplicate precision / recall and distinct songs refused, at the settings the upload path ships
   (Chromaprint: ``fingerprints.is_duplicate``; embeddings: the upload's similarity threshold);
 - ROC AUC of near-copy pairs (copy, its original) against pairs of different recordings;
-- same-album precision@5 over all recordings (albums = Debian packages): of each recording's five
-  nearest other recordings, the share from its own album.
+- same-album precision@5 over all recordings (albums: see ``recordings.py``): of each recording's
+  five nearest other recordings, the share from its own album; and the same among the *held-out*
+  albums only (those dsp v2's reference and weights were not measured on).
 
 ``--quick`` runs the same code in seconds on generated audio (styles as albums), without downloads.
 Computed vectors and fingerprints are cached per file under ``--cache`` (reruns are fast).
@@ -32,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import near_copies
-from benchmarks.quality_methods import Methods
-from benchmarks.recordings import DEFAULT_CACHE, real_recordings
+from benchmarks.quality_measures import TOP_K, album_shares, paired_difference, precision_at_k, roc_auc
+from benchmarks.quality_methods import Methods, fit_dsp_reference
+from benchmarks.recordings import DEFAULT_CACHE, HELD_OUT, real_recordings
 
 LIBRARY_SECONDS = (180.0, 420.0)
 MIN_SECONDS = 30.0
-TOP_K = 5
 COPY_VARIANTS = ("mp3_96k", "trim_3s", "trim_10s", "gain_-6db", "resample_22k", "silence_5s")
 COLUMNS = ("dsp_v1", "dsp_v2", "dsp_v2_stats", "bliss", "chromaprint")
 
@@ -51,6 +52,7 @@ class Item:
     source: int | None = None
     variant: str = ""
     original: Path | None = None  # set while a copy is not derived yet (see ``materialise``)
+    held_out: bool = False  # an album dsp v2 was not tuned on (``recordings.HELD_OUT``)
 
 
 def real_material(recordings_dir: Path, cache: Path, *, per_album: int) -> tuple[list[Item], list[Item]]:
@@ -66,7 +68,7 @@ def real_material(recordings_dir: Path, cache: Path, *, per_album: int) -> tuple
             library.append(r)
             taken[r.album] = taken.get(r.album, 0) + 1
     others = [r for r in found if r not in library]
-    recordings = [Item(r.path, r.album) for r in library + others]
+    recordings = [Item(r.path, r.album, held_out=r.package in HELD_OUT) for r in library + others]
     copies = []
     for index, r in enumerate(library):
         out_dir = cache / "copies" / hashlib.sha1(str(r.path.resolve()).encode()).hexdigest()[:12]
@@ -84,7 +86,7 @@ def materialise(item: Item) -> Item:
     else:  # written aside, then moved: an interrupted run leaves no truncated copy behind
         written = near_copies.derive(item.original, item.variant, item.path / f"partial-{os.getpid()}")
         path = written.replace(item.path / written.name)
-    return Item(path, item.album, item.source, item.variant)
+    return Item(path, item.album, item.source, item.variant, held_out=item.held_out)
 
 
 def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
@@ -99,32 +101,6 @@ def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
     copies = [Item(near_copies.derive(r.path, variant, work / "copies"), r.album, i, variant)
               for i, r in enumerate(library) for variant in ("mp3_96k", "gain_-6db")]
     return ordered, copies, len(library)
-
-
-def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """P(positive score > negative score), ties counted half (Mann-Whitney)."""
-    scores = np.concatenate([positives, negatives])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks of ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    n_pos, n_neg = len(positives), len(negatives)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def precision_at_k(scores: np.ndarray, albums: list[str], k: int = TOP_K) -> float:
-    """Mean share of each row's ``k`` best other items (by score) that share its album."""
-    shares = []
-    for i, row in enumerate(scores):
-        order = [j for j in np.argsort(-row, kind="stable") if j != i][:k]
-        shares.append(np.mean([albums[j] == albums[i] for j in order]))
-    return float(np.mean(shares))
 
 
 def scorers(computed: dict[Path, dict[str, np.ndarray]], library: list[Path]) -> dict:
@@ -234,7 +210,8 @@ def evaluate(recordings: list[Item], copies: list[Item], n_library: int, methods
     recordings, copies = usable(recordings), [c for c in usable(copies) if c.source is not None]
     threshold, threshold_source = shipped_embedding_threshold()
     paths, albums = [r.path for r in recordings], [r.album for r in recordings]
-    results = {}
+    held = [i for i, r in enumerate(recordings) if r.held_out]  # ranked among themselves only
+    results, shares = {}, {}
     for column in COLUMNS:
         represent, score = scorers(computed, paths)[column]
         reps = represent(paths)
@@ -242,16 +219,20 @@ def evaluate(recordings: list[Item], copies: list[Item], n_library: int, methods
         different = pairwise[np.triu_indices(len(paths), k=1)]
         near = np.array([score(represent([c.path]), represent([recordings[c.source].path]))[0, 0] for c in copies])
         represent_dup, score_dup = scorers(computed, paths[:n_library])[column]
+        shares[column] = album_shares(pairwise, albums)
         results[column] = {
             "roc_auc": roc_auc(near, different),
             "precision_at_5": precision_at_k(pairwise, albums),
+            "precision_at_5_held_out": precision_at_k(pairwise[np.ix_(held, held)], [albums[i] for i in held])
+            if len(held) > TOP_K else None,
             "near_copy_min": float(near.min()), "different_max": float(different.max()),
             "duplicates": duplicates(column, represent_dup, score_dup, recordings, copies, n_library, threshold),
         }
     return {"recordings": len(recordings), "library": n_library, "copies": len(copies),
             "albums": sorted(set(albums)), "variants": sorted({c.variant for c in copies}),
             "embedding_threshold": threshold, "threshold_source": threshold_source,
-            "failures": failures, "seconds": round(time.perf_counter() - started, 1), "results": results}
+            "failures": failures, "seconds": round(time.perf_counter() - started, 1), "results": results,
+            "dsp_v2_minus": {other: paired_difference(shares["dsp_v2"], shares[other]) for other in ("dsp_v1", "bliss")}}
 
 
 def table(report: dict) -> list[str]:
@@ -267,27 +248,18 @@ def table(report: dict) -> list[str]:
         f"{r['duplicates']['distinct_refused']}/{r['duplicates']['distinct']}",
         "ROC AUC near-copy vs distinct": lambda r: f"{r['roc_auc']:.4f}",
         "same-album precision@5": lambda r: f"{r['precision_at_5']:.3f}",
+        "  held-out albums only": lambda r: r.get("precision_at_5_held_out") and f"{r['precision_at_5_held_out']:.3f}",
         "min near-copy / max distinct": lambda r: f"{r['near_copy_min']:.3f}/{r['different_max']:.3f}",
     }
     for label, cell in rows.items():
         lines.append(f"  {label:<30}" + "".join(f"{cell(report['results'][c]) or '-':>14}" for c in COLUMNS))
+    for other, (mean, low, high) in report.get("dsp_v2_minus", {}).items():
+        lines.append(f"  precision@5 dsp_v2 - {other}: {mean:+.3f} (95% bootstrap interval over the "
+                     f"{report['recordings']} queries {low:+.3f} .. {high:+.3f})")
     lines.append(f"  (duplicates at the shipped settings: Chromaprint fingerprints.is_duplicate; embeddings "
                  f"cosine >= {report['embedding_threshold']:g} from {report['threshold_source']}; bliss: "
                  "euclidean distance, no duplicate setting)")
     return lines
-
-
-def fit_dsp_reference(recordings: list[Item], methods: Methods) -> None:
-    """Write ``dsp_reference.json`` from the raw dsp v2 vectors of ``recordings``."""
-    from navembed_pipeline.lib.models.dsp import centred_mask
-    from navembed_pipeline.lib.models.dsp_reference import fit_reference, reference, save_reference
-
-    raw = [methods.compute(r.path).values.get("dsp_v2_raw") for r in recordings]
-    raw = np.stack([v for v in raw if v is not None])
-    save_reference(fit_reference(raw, centred=centred_mask(), source=f"{len(raw)} recordings of benchmarks/recordings.py "
-                                              f"({', '.join(sorted({r.album for r in recordings}))})"))
-    reference.cache_clear()
-    print(f"dsp v2 reference refitted on {len(raw)} recordings", flush=True)
 
 
 def main() -> int:
@@ -298,7 +270,7 @@ def main() -> int:
                         help="where near-copies and computed vectors are kept between runs")
     parser.add_argument("--per-album", type=int, default=6, help="library recordings (with copies) per album")
     parser.add_argument("--fit-reference", action="store_true",
-                        help="refit dsp v2's reference centre/scale on these recordings (then bump dsp.VERSION)")
+                        help="refit dsp v2's reference centre/scale on the tuning albums (then bump dsp.VERSION)")
     parser.add_argument("--jobs", type=int, default=1, help="processes that derive and analyse files")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
@@ -313,7 +285,7 @@ def main() -> int:
             prefill(recordings + copies, cache, args.jobs)
         methods = Methods(cache)
         if args.fit_reference:
-            fit_dsp_reference(recordings, methods)
+            fit_dsp_reference([r for r in recordings if not r.held_out], methods)  # never the held-out albums
         try:
             report = evaluate(recordings, copies, n_library, methods) | {"quick": args.quick}
         finally:

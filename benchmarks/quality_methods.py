@@ -156,3 +156,16 @@ def _bliss(path: Path) -> np.ndarray:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise RuntimeError(f"bliss-audio failed: {exc}") from None
+
+
+def fit_dsp_reference(recordings: Sequence, methods: Methods) -> None:
+    """Write ``dsp_reference.json`` from the raw dsp v2 vectors of ``recordings``."""
+    from navembed_pipeline.lib.models.dsp import centred_mask
+    from navembed_pipeline.lib.models.dsp_reference import fit_reference, reference, save_reference
+
+    raw = [methods.compute(r.path).values.get("dsp_v2_raw") for r in recordings]
+    raw = np.stack([v for v in raw if v is not None])
+    save_reference(fit_reference(raw, centred=centred_mask(), source=f"{len(raw)} recordings of benchmarks/recordings.py "
+                                              f"({', '.join(sorted({r.album for r in recordings}))})"))
+    reference.cache_clear()
+    print(f"dsp v2 reference refitted on {len(raw)} recordings", flush=True)
