@@ -10,6 +10,7 @@ from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
 from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
+from navembed_pipeline.lib.run_ahead import run_ahead
 from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
@@ -155,8 +156,12 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     checks = EmbeddingChecks(context, asset_key=context.asset_key, model_name=model_name, model_version=model.version,
                              declared=model.vector_fields, store=store, tracks_by_bucket=grouped, collection=staging)
     checks.prefetch()
-    for report in run.run(grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
-                          on_plan=lambda plan: context.log.info(plan.line())):
+    # The engine runs ahead on its own thread: Dagster records a finished bucket (materialization,
+    # check evaluation) while the next buckets embed, instead of the model waiting for the event log.
+    reports = run_ahead(lambda stop: run.run(
+        grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
+        on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
+    for report in reports:
         counts = checks.after_bucket(report)
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
                                       metadata={**bucket_metadata(report), **counts, **model_metadata(model, store)})

@@ -139,11 +139,13 @@ class EmbeddingRun:
 
     def run(self, tracks_by_bucket: dict[str, list[Track]], *,
             on_progress: Callable[[Progress], None] = lambda _: None,
-            on_plan: Callable[[PlanSummary], None] = lambda _: None) -> Iterator[BucketReport]:
+            on_plan: Callable[[PlanSummary], None] = lambda _: None,
+            stop: threading.Event | None = None) -> Iterator[BucketReport]:
         """Process every bucket in key order, yielding one report per bucket as it finishes.
 
         ``on_progress`` is called from a heartbeat thread every ``progress_interval`` seconds while
-        the run works (even inside a long model call), and once more at the end.
+        the run works (even inside a long model call), and once more at the end. Once ``stop`` is set
+        the run writes what it has embedded and returns after the current batch.
         """
         opts = self.options
         began, cpu_began = time.perf_counter(), time.process_time()
@@ -167,6 +169,8 @@ class EmbeddingRun:
         with Heartbeat(tally, opts.progress_interval, on_progress), self._model_threads():
             buffer = WriteBuffer()
             for batch in decoder.batches(plan.queue):
+                if stop is not None and stop.is_set():
+                    break
                 tally.current = batch[0][1].track.display_name
                 for bucket, _ in batch:
                     if states[bucket].begun is None:

@@ -169,3 +169,18 @@ def test_the_run_gives_dsp_one_torch_thread_and_restores_the_count_and_reports_u
     finally:
         torch.set_num_threads(before)
         model.shutdown()
+
+
+def test_a_stopped_run_writes_what_it_embedded_and_returns(tmp_path, vector_store, dsp) -> None:
+    from navembed_pipeline.lib.run_ahead import run_ahead
+
+    tracks = write_library(tmp_path, [GOOD_SECONDS] * 8)
+    run = EmbeddingRun(model=dsp, store=vector_store,
+                       options=RunOptions(decode_workers=1, batch_tracks=1, write_batch_tracks=1))
+    seen: list[Progress] = []
+    reports = run_ahead(lambda stop: run.run(group_by_bucket(tracks), on_progress=seen.append, stop=stop))
+    first = next(reports)
+    reports.close()  # the consumer gives up (a cancelled Dagster step): the engine stops after its batch
+    assert first.embedded == 1
+    assert 1 <= seen[-1].written < 8  # stopped early, nothing embedded left unwritten
+    assert seen[-1].written == seen[-1].embedded == vector_store.count("dsp")
