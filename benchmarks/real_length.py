@@ -135,6 +135,34 @@ def bliss_variant(corpus: list[CorpusFile], workers: int) -> dict:
     return {"formats": per_format, "peak_rss_mb": peak_rss}  # of one worker process
 
 
+def repeated(corpus: list[CorpusFile], folder: Path, times: int) -> list[CorpusFile]:
+    """``corpus`` listed ``times`` times: symbolic links under distinct names (distinct tracks, no copies)."""
+    out = []
+    for k in range(times):
+        for f in corpus:
+            link = folder / f.format / f"{f.title} #{k}{f.path.suffix}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f.path)
+            out.append(CorpusFile(link, f.format, f"{f.title} #{k}", f.album, f.duration_seconds))
+    return out
+
+
+def overhead_run(corpus: list[CorpusFile], work: Path, workers: int, times: int) -> list[str]:
+    """Dagster bookkeeping on a run long enough for its per-run share to show: the corpus ``times`` over."""
+    long = repeated(corpus, work / "repeated", times)
+    dbs = {"all": write_library(long, work / "long.db")}
+    minutes = sum(f.duration_seconds for f in long) / 60
+    print(f"overhead run: {len(long)} tracks, {minutes:.0f} audio minutes", flush=True)
+    results = {}
+    for name in ("engine", "dagster"):
+        (work / f"long-{name}").mkdir()
+        results[name] = run_variant(name, dbs, work / f"long-{name}", workers)
+    return [f"Long run ({len(long)} tracks = the files above {times}× under distinct names, {minutes:.0f} audio "
+            f"minutes): engine {results['engine']['seconds']:.1f} s, Dagster {results['dagster']['seconds']:.1f} s",
+            *bookkeeping_lines(results["dagster"], results["engine"], minutes),
+            "engine utilisation: " + utilisation_line(results["engine"])]
+
+
 def cpu_of(pid: int | None) -> float:
     """CPU seconds (user + system) a live process has used so far."""
     try:
@@ -243,6 +271,8 @@ def main() -> None:
     parser.add_argument("--recordings", type=Path, default=None, help="recordings cache (default: recordings.py's)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode threads / bliss processes")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--overhead-repeat", type=int, default=0,
+                        help="also measure Dagster's share on a run of every file this many times over")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # child process
     parser.add_argument("--dbs", help=argparse.SUPPRESS)
     parser.add_argument("--uri", help=argparse.SUPPRESS)
@@ -278,8 +308,12 @@ def main() -> None:
             print(f"  {name} done", flush=True)
         results["bliss"] = bliss_variant(corpus, args.workers)
         print("  bliss done", flush=True)
-    lines = report(results, corpus)
-    print("\n".join(lines))
+        lines = report(results, corpus)
+        print("\n".join(lines), flush=True)
+        if args.overhead_repeat > 1:
+            long_lines = overhead_run(corpus, work, args.workers, args.overhead_repeat)
+            print("\n".join(long_lines))
+            lines += ["", *long_lines]
     if args.json:
         args.json.write_text(json.dumps({"files": len(corpus), "quick": args.quick, "results": results,
                                          "report": lines}, indent=2))
