@@ -5,7 +5,8 @@ Opus, FLAC and AAC at 44.1/48 kHz stereo (``benchmarks/real_corpus.py``). Measur
 each in its own process (its peak RSS and CPU time are its own) against its own Milvus Lite server:
 
 1. ``dagster``  the dsp job through Dagster (in-process ``reembed_job`` on a real instance, all files);
-2. ``engine``   the same engine without Dagster (``EmbeddingRun`` on all files) → Dagster overhead;
+2. ``engine``   the same engine without Dagster (``EmbeddingRun`` on all files, fingerprinting as the
+                job does) → Dagster overhead;
 3. ``formats``  the engine once per format → per-format throughput and per-stage seconds;
 4. ``bliss``    bliss-audio (``Song(path).analysis``) on the same files, one process per core as
                 blissify runs it; a file bliss panics on counts as failed, not as done.
@@ -64,12 +65,17 @@ def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) ->
 
 
 def _engine(db: Path, store, model, workers: int) -> dict:
+    """The engine as the job runs it: Chromaprint fingerprints from the decoded audio included."""
     from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.fingerprint_store import FingerprintStore
     from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
 
     cpu, started = _cpu_seconds(), time.perf_counter()
     grouped = group_by_bucket(list(NavidromeLibrary(db).tracks()))
-    run = EmbeddingRun(model=model, store=store, options=RunOptions(decode_workers=workers))
+    fingerprinter = TrackFingerprinter(FingerprintStore(db.with_name(f"{db.stem}-fingerprints.sqlite")))
+    run = EmbeddingRun(model=model, store=store, options=RunOptions(decode_workers=workers),
+                       fingerprinter=fingerprinter)
     reports = list(run.run(grouped))
     use = run.utilisation
     return {"seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu,
