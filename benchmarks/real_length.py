@@ -5,7 +5,8 @@ Opus, FLAC and AAC at 44.1/48 kHz stereo (``benchmarks/real_corpus.py``). Measur
 each in its own process (its peak RSS and CPU time are its own) against its own Milvus Lite server:
 
 1. ``dagster``  the dsp job through Dagster (in-process ``reembed_job`` on a real instance, all files);
-2. ``engine``   the same engine without Dagster (``EmbeddingRun`` on all files) → Dagster overhead;
+2. ``engine``   the same engine without Dagster (``EmbeddingRun`` on all files, fingerprinting as the
+                job does) → Dagster overhead;
 3. ``formats``  the engine once per format → per-format throughput and per-stage seconds;
 4. ``bliss``    bliss-audio (``Song(path).analysis``) on the same files, one process per core as
                 blissify runs it; a file bliss panics on counts as failed, not as done.
@@ -64,16 +65,24 @@ def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) ->
 
 
 def _engine(db: Path, store, model, workers: int) -> dict:
+    """The engine as the job runs it: Chromaprint fingerprints from the decoded audio included."""
     from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.fingerprint_store import FingerprintStore
     from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
 
     cpu, started = _cpu_seconds(), time.perf_counter()
     grouped = group_by_bucket(list(NavidromeLibrary(db).tracks()))
-    run = EmbeddingRun(model=model, store=store, options=RunOptions(decode_workers=workers))
+    fingerprinter = TrackFingerprinter(FingerprintStore(db.with_name(f"{db.stem}-fingerprints.sqlite")))
+    run = EmbeddingRun(model=model, store=store, options=RunOptions(decode_workers=workers),
+                       fingerprinter=fingerprinter)
     reports = list(run.run(grouped))
+    use = run.utilisation
     return {"seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu,
             "embedded": sum(r.embedded for r in reports), "failed": sum(r.failed for r in reports),
-            "stages": run.stage_seconds}
+            "stages": run.stage_seconds,
+            "utilisation": {"decode_busy": use.decode_busy, "model_busy": use.model_busy,
+                            "cores_busy": use.cores_busy, "wall_seconds": use.wall_seconds}}
 
 
 def engine_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
@@ -130,6 +139,34 @@ def bliss_variant(corpus: list[CorpusFile], workers: int) -> dict:
                             "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
                             "errors": errors[:3]}
     return {"formats": per_format, "peak_rss_mb": peak_rss}  # of one worker process
+
+
+def repeated(corpus: list[CorpusFile], folder: Path, times: int) -> list[CorpusFile]:
+    """``corpus`` listed ``times`` times: symbolic links under distinct names (distinct tracks, no copies)."""
+    out = []
+    for k in range(times):
+        for f in corpus:
+            link = folder / f.format / f"{f.title} #{k}{f.path.suffix}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f.path)
+            out.append(CorpusFile(link, f.format, f"{f.title} #{k}", f.album, f.duration_seconds))
+    return out
+
+
+def overhead_run(corpus: list[CorpusFile], work: Path, workers: int, times: int) -> list[str]:
+    """Dagster bookkeeping on a run long enough for its per-run share to show: the corpus ``times`` over."""
+    long = repeated(corpus, work / "repeated", times)
+    dbs = {"all": write_library(long, work / "long.db")}
+    minutes = sum(f.duration_seconds for f in long) / 60
+    print(f"overhead run: {len(long)} tracks, {minutes:.0f} audio minutes", flush=True)
+    results = {}
+    for name in ("engine", "dagster"):
+        (work / f"long-{name}").mkdir()
+        results[name] = run_variant(name, dbs, work / f"long-{name}", workers)
+    return [f"Long run ({len(long)} tracks = the files above {times}× under distinct names, {minutes:.0f} audio "
+            f"minutes): engine {results['engine']['seconds']:.1f} s, Dagster {results['dagster']['seconds']:.1f} s",
+            *bookkeeping_lines(results["dagster"], results["engine"], minutes),
+            "engine utilisation: " + utilisation_line(results["engine"])]
 
 
 def cpu_of(pid: int | None) -> float:
@@ -191,19 +228,46 @@ def report(results: dict, corpus: list[CorpusFile]) -> list[str]:
               _row("all: bliss (per format)", bliss_all, minutes["all"], counts["all"], None)]
     stages = results["engine"]["stages"]
     if "dagster" in results:
-        d, e = results["dagster"]["seconds"], results["engine"]["seconds"]
-        lines += ["", f"Dagster bookkeeping: {d - e:.1f} s = {(d - e) / d * 100:.1f}% of the Dagster run"]
+        lines += ["", *bookkeeping_lines(results["dagster"], results["engine"], minutes["all"])]
     else:
         lines += ["", "Dagster bookkeeping: not measured in the quick form (see the pipeline benchmark)"]
     lines += [
               "engine stages (s): " + ", ".join(f"{k} {stages[k]:.1f}" for k in STAGES)
               + f"  (decode includes resampling; summed over {results['workers']} decode thread(s))",
+              "engine utilisation: " + utilisation_line(results["engine"]),
               "per-format stages (s): " + "; ".join(
                   f"{n} decode {r['stages']['decode']:.1f} model {r['stages']['model']:.1f}"
                   for n, r in results["formats"]["formats"].items()),
               f"peak RSS: Dagster {results.get('dagster', {}).get('peak_rss_mb', float('nan')):.0f} MiB, engine "
               f"{results['engine']['peak_rss_mb']:.0f} MiB, bliss worker {results['bliss']['peak_rss_mb']:.0f} MiB, "
               f"Milvus Lite {results['engine'].get('milvus_peak_rss_mb') or 0:.0f} MiB"]
+    return lines
+
+
+def utilisation_line(engine: dict) -> str:
+    use = engine.get("utilisation")
+    if not use:
+        return "-"
+    return (f"decode threads {use['decode_busy']:.0%} busy, embedding thread {use['model_busy']:.0%} busy, "
+            f"{use['cores_busy']:.2f} cores busy over the run's {use['wall_seconds']:.1f} s")
+
+
+def bookkeeping_lines(dagster: dict, engine: dict, audio_minutes: float) -> list[str]:
+    """Dagster's share of the run, wall and CPU, and the run length at which it falls to 2 %.
+
+    Most of the bookkeeping is per run and per bucket (256 materializations and check evaluations, the
+    run's start), but not all: progress lines (one a second) and the checks' re-reads of changed buckets
+    grow with the run. The break-even line treats the whole measured overhead as fixed, so it is a lower
+    bound; ``--overhead-repeat`` measures a long run instead of extrapolating.
+    """
+    d, e = dagster["seconds"], engine["seconds"]
+    overhead, cpu = d - e, dagster["cpu_seconds"] - engine["cpu_seconds"]
+    lines = [f"Dagster bookkeeping: {overhead:.1f} s = {overhead / d * 100:.1f}% of the Dagster run "
+             f"({cpu:.1f} CPU s = {cpu / dagster['cpu_seconds'] * 100:.1f}% of its CPU time)"]
+    if overhead / d > 0.02 and e > 0:
+        needed = overhead / 0.02 - overhead  # engine seconds at which the same overhead is 2 % of the run
+        lines.append(f"  at 2 % from a run of {needed:.0f} engine seconds on: about {needed * audio_minutes / e:.0f} "
+                     "audio minutes at this run's rate (if it were all fixed: a lower bound)")
     return lines
 
 
@@ -214,6 +278,8 @@ def main() -> None:
     parser.add_argument("--recordings", type=Path, default=None, help="recordings cache (default: recordings.py's)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode threads / bliss processes")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--overhead-repeat", type=int, default=0,
+                        help="also measure Dagster's share on a run of every file this many times over")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # child process
     parser.add_argument("--dbs", help=argparse.SUPPRESS)
     parser.add_argument("--uri", help=argparse.SUPPRESS)
@@ -249,8 +315,12 @@ def main() -> None:
             print(f"  {name} done", flush=True)
         results["bliss"] = bliss_variant(corpus, args.workers)
         print("  bliss done", flush=True)
-    lines = report(results, corpus)
-    print("\n".join(lines))
+        lines = report(results, corpus)
+        print("\n".join(lines), flush=True)
+        if args.overhead_repeat > 1:
+            long_lines = overhead_run(corpus, work, args.workers, args.overhead_repeat)
+            print("\n".join(long_lines))
+            lines += ["", *long_lines]
     if args.json:
         args.json.write_text(json.dumps({"files": len(corpus), "quick": args.quick, "results": results,
                                          "report": lines}, indent=2))

@@ -1,16 +1,16 @@
 """Assets: the Navidrome snapshot and one bucket-partitioned embedding asset per model."""
 
 import os
-import time
 import warnings
 
 import dagster as dg
 import pandas as pd
 
 from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
-from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, group_by_bucket
+from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
+from navembed_pipeline.lib.run_ahead import run_ahead
 from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
@@ -66,20 +66,13 @@ def library_tracks(context: dg.AssetExecutionContext, navidrome: NavidromeResour
 
 
 def format_stages(model_name: str, seconds: dict[str, float], *, decode_workers: int,
-                  wall_seconds: float | None = None) -> str:
-    """Where the run's time went, one log line (decode overlaps the rest on its worker threads).
-
-    With ``wall_seconds``: how busy each stage kept its threads (decode: worker-seconds over the
-    workers' wall time; the model thread: model + enrich + write over wall time).
-    """
+                  utilisation: Utilisation | None = None) -> str:
+    """Where the run's time went, one log line (decode overlaps the rest on its worker threads),
+    and with ``utilisation`` how busy each stage kept its threads and the cores."""
     line = (f"{model_name} stage seconds: plan {seconds['plan']:.1f}, decode {seconds['decode']:.1f} on "
             f"{decode_workers} worker thread(s) (embedding waited {seconds['decode_wait']:.1f} for audio), "
             f"model {seconds['model']:.1f}, enrich {seconds['enrich']:.1f}, write {seconds['write']:.1f}")
-    if wall_seconds:
-        engine = seconds["model"] + seconds["enrich"] + seconds["write"]
-        line += (f"; utilisation over {wall_seconds:.1f} s: decode threads "
-                 f"{seconds['decode'] / (wall_seconds * decode_workers):.0%}, model thread {engine / wall_seconds:.0%}")
-    return line
+    return line + (f"; {utilisation.line()}" if utilisation else "")
 
 
 def bucket_metadata(report: BucketReport) -> dict[str, object]:
@@ -163,15 +156,18 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     checks = EmbeddingChecks(context, asset_key=context.asset_key, model_name=model_name, model_version=model.version,
                              declared=model.vector_fields, store=store, tracks_by_bucket=grouped, collection=staging)
     checks.prefetch()
-    began = time.perf_counter()
-    for report in run.run(grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
-                          on_plan=lambda plan: context.log.info(plan.line())):
+    # The engine runs ahead on its own thread: Dagster records a finished bucket (materialization,
+    # check evaluation) while the next buckets embed, instead of the model waiting for the event log.
+    reports = run_ahead(lambda stop: run.run(
+        grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
+        on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
+    for report in reports:
         counts = checks.after_bucket(report)
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
                                       metadata={**bucket_metadata(report), **counts, **model_metadata(model, store)})
         yield from checks.evaluate_done(report)
     context.log.info(format_stages(model_name, run.stage_seconds, decode_workers=options.decode_workers,
-                                   wall_seconds=time.perf_counter() - began))
+                                   utilisation=run.utilisation))
     if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once
         done = fingerprinter.backfill([t for tracks in grouped.values() for t in tracks])
         if done:

@@ -121,10 +121,10 @@ def test_fewer_failures_in_a_row_than_the_limit_keep_the_run_going(tmp_path, vec
 
 
 def test_the_rate_leaves_out_the_models_load_time_and_the_eta_waits_for_a_few_tracks() -> None:
-    from navembed_pipeline.lib.embedding_run import _Tally
+    from navembed_pipeline.lib.run_progress import Tally
 
     now = [0.0]
-    tally = _Tally("muq", total=100, skipped=0, started=0.0, clock=lambda: now[0])
+    tally = Tally("muq", total=100, skipped=0, started=0.0, clock=lambda: now[0])
     assert tally.snapshot().eta_seconds is None and tally.snapshot().tracks_per_second == 0.0
     now[0] = 60.0  # the first batch took a minute: the model loaded first
     tally.count([False, False])
@@ -133,3 +133,54 @@ def test_the_rate_leaves_out_the_models_load_time_and_the_eta_waits_for_a_few_tr
     tally.count([False, True, False, False])  # 4 more tracks in 4 s: 1 track/s from here on
     snap = tally.snapshot()
     assert (snap.processed, snap.failed, snap.tracks_per_second, snap.eta_seconds) == (6, 1, 1.0, 94.0)
+
+
+class CountsTorchThreads(DspModel):
+    """The real dsp model, noting how many CPU threads torch had while it embedded."""
+
+    seen: list[int]
+
+    def embed(self, waves, *args, **kwargs):  # type: ignore[override]
+        import torch
+
+        self.seen.append(torch.get_num_threads())
+        return super().embed(waves, *args, **kwargs)
+
+
+def test_the_run_gives_dsp_one_torch_thread_and_restores_the_count_and_reports_utilisation(
+        tmp_path, vector_store) -> None:
+    import torch
+
+    model = CountsTorchThreads(ModelOptions(device="cpu"))
+    model.seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = EmbeddingRun(model=model, store=vector_store, options=RunOptions(decode_workers=2, batch_tracks=2))
+        reports = list(run.run(group_by_bucket(write_library(tmp_path, [GOOD_SECONDS] * 4))))
+        assert sum(r.embedded for r in reports) == 4
+        assert model.seen and set(model.seen) == {1}  # DspModel.cpu_threads, only while the run works
+        assert torch.get_num_threads() == 2
+        use = run.utilisation
+        assert use is not None and use.decode_workers == 2 and use.wall_seconds > 0
+        assert use.decode_cpu_seconds > 0 and use.model_cpu_seconds > 0 and use.cpu_seconds > 0
+        assert 0 < use.decode_busy <= 1.0 and 0 < use.model_busy <= 1.0
+        assert "decode threads" in use.line() and "cores busy" in use.line()
+    finally:
+        torch.set_num_threads(before)
+        model.shutdown()
+
+
+def test_a_stopped_run_writes_what_it_embedded_and_returns(tmp_path, vector_store, dsp) -> None:
+    from navembed_pipeline.lib.run_ahead import run_ahead
+
+    tracks = write_library(tmp_path, [GOOD_SECONDS] * 8)
+    run = EmbeddingRun(model=dsp, store=vector_store,
+                       options=RunOptions(decode_workers=1, batch_tracks=1, write_batch_tracks=1))
+    seen: list[Progress] = []
+    reports = run_ahead(lambda stop: run.run(group_by_bucket(tracks), on_progress=seen.append, stop=stop))
+    first = next(reports)
+    reports.close()  # the consumer gives up (a cancelled Dagster step): the engine stops after its batch
+    assert first.embedded == 1
+    assert 1 <= seen[-1].written < 8  # stopped early, nothing embedded left unwritten
+    assert seen[-1].written == seen[-1].embedded == vector_store.count("dsp")

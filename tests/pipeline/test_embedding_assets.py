@@ -89,6 +89,7 @@ def test_the_run_logs_where_its_time_went_and_a_skipping_run_spends_none_on_the_
     result = embed(sample_library, milvus_uri, instance)
     line = [r.user_message for r in instance.all_logs(result.run_id) if "stage seconds" in r.user_message]
     assert len(line) == 1 and line[0].startswith("dsp stage seconds: plan ") and "write " in line[0]
+    assert "utilisation over" in line[0] and "cores busy" in line[0]
 
     tracks = group_by_bucket(list(NavidromeLibrary(sample_library.db_path).tracks()))
     model = create_model("dsp", ModelOptions(device="cpu"))

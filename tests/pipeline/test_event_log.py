@@ -64,3 +64,33 @@ def test_navembeds_instance_uses_the_batching_event_log_with_batches_on(tmp_path
         assert Path(instance.event_log_storage._base_dir) == (tmp_path / "dagster").resolve() / "history" / "runs"
     finally:
         instance.dispose()
+
+
+def test_a_watcher_in_another_process_sees_events_as_the_run_writes_them(tmp_path) -> None:
+    """Commits skip file syncs and keep their connection open, yet another reader (the webserver) sees
+    each event at once, and Dagster's live watch of the run (file modifications) fires within a second."""
+    import threading
+
+    writer = BatchingSqliteEventLogStorage(str(tmp_path / "runs"))
+    reader = SqliteEventLogStorage(str(tmp_path / "runs"))  # Dagster's own, as the webserver reads
+    seen: list[str] = []
+    arrived = threading.Event()
+
+    def on_event(entry: EventLogEntry, _cursor: str) -> None:
+        seen.append(entry.dagster_event.event_specific_data.materialization.partition)
+        if len(seen) >= 3:
+            arrived.set()
+
+    try:
+        writer.store_event(_materialized("r1", BUCKETS[:1])[0])  # creates the run's file
+        reader.watch("r1", None, on_event)
+        for event in _materialized("r1", BUCKETS[1:3]):
+            writer.store_event(event)
+            assert len(reader.get_records_for_run("r1").records) == BUCKETS.index(
+                event.dagster_event.event_specific_data.materialization.partition) + 1
+        assert arrived.wait(10), f"the live watch saw {seen}"
+        assert seen == BUCKETS[:3]
+    finally:
+        reader.end_watch("r1", on_event)
+        reader.dispose()
+        writer.dispose()

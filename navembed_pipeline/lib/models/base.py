@@ -76,6 +76,8 @@ class EmbeddingModel(ABC):
     licence: ClassVar[str]
     weights_repos: ClassVar[tuple[str, ...]] = ()
     min_window_samples: ClassVar[int] = 1
+    # torch CPU threads while the engine runs it (None: torch's default, every core); see EmbeddingRun
+    cpu_threads: ClassVar[int | None] = None
 
     def __init__(self, options: ModelOptions | None = None, *,
                  unload_check_seconds: float = UNLOAD_CHECK_SECONDS,

@@ -123,6 +123,7 @@ class DspModel(EmbeddingModel):
     licence = "MIT (navembed's own code; no weights)"
     weights_repos = ()
     min_window_samples = N_FFT
+    cpu_threads = 1  # small ops: one torch thread, the other cores decode (embedding_run._model_threads)
 
     @property
     def dimension(self) -> int:
