@@ -36,7 +36,7 @@ STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
 
 def write_library(corpus: list[CorpusFile], db: Path) -> Path:
     """A Navidrome database listing ``corpus`` (one library rooted at the files' common folder)."""
-    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+    from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 
     root = Path(os.path.commonpath([f.path.parent for f in corpus]))
     tracks = [FixtureTrack(path=f.path.relative_to(root).as_posix(), title=f"{f.title} ({f.format})",

@@ -34,7 +34,7 @@ def generated_library(root: Path, *, tracks: int, seconds: float) -> tuple[Path,
 def real_library(root: Path, cache: Path, *, limit: int) -> tuple[Path, float]:
     """A navidrome.db over real recordings (the files stay in the cache); (db path, seconds of audio)."""
     from benchmarks.recordings import real_recordings
-    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+    from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 
     recordings = real_recordings(cache, min_seconds=60.0)[:limit or None]
     fixtures = [FixtureTrack(path=r.path.relative_to(cache).as_posix(), title=r.title, artist=r.album,

@@ -103,7 +103,7 @@ def _register_sample_library(commands: argparse._SubParsersAction) -> None:
 
 
 def _sample_library(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.sample_library import write_sample_library
+    from navembed_pipeline.sample_data.sample_library import write_sample_library
 
     summary = write_sample_library(args.dir, seconds=args.seconds)
     print(f"sample library in {summary.root}: {summary.track_count} tracks "

@@ -23,9 +23,9 @@ from navembed_pipeline.lib.failure_log import FailureLog
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.fingerprints import DUPLICATE_SCORE
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.navidrome_fixture import FixtureTrack, add_tracks
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks
 from navembed_pipeline.lib.store import VectorRow, VectorStore
-from navembed_pipeline.lib.synth import render_song
+from navembed_pipeline.sample_data.synth import render_song
 from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
 from navembed_pipeline.lib.upload_ids import upload_id
 from navembed_pipeline.lib.upload_store import UploadStore, upload_collection

@@ -57,7 +57,7 @@ def test_a_second_run_embeds_nothing(sample_library, vector_store, milvus_uri, i
 def test_library_snapshot_counts_new_changed_and_missing_tracks(sample_library, vector_store, milvus_uri,
                                                                  instance) -> None:
     from navembed_pipeline.assets import library_tracks
-    from navembed_pipeline.lib.navidrome_fixture import mark_missing
+    from navembed_pipeline.sample_data.navidrome_fixture import mark_missing
     from tests.pipeline.helpers import pipeline_resources
 
     def snapshot():

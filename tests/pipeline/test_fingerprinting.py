@@ -11,8 +11,8 @@ from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.jobs import embed_run_config
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.navidrome_fixture import touch_track
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.navidrome_fixture import touch_track
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import VectorStoreResource
