@@ -52,7 +52,7 @@ def _cpu_seconds() -> float:
 
 def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
     from navembed_pipeline.lib.settings import Settings
-    from navembed_pipeline.local_run import run_reembed
+    from navembed_pipeline.cli.local_run import run_reembed
 
     settings = Settings(data_dir=work / "dagster-data", navidrome_db=dbs["all"], milvus_uri=uri, models="dsp",
                         models_device="cpu", decode_workers=workers)

@@ -104,6 +104,12 @@ def test_api_imports_lib_not_dagster_or_the_layers_above() -> None:
     assert violations(files, {"lib", "api", "third-party"}) == []
 
 
+def test_dagster_layer_does_not_reach_up() -> None:
+    files = dagster_layer_files()
+    assert {p.name for p in files} >= {"assets.py", "definitions.py", "jobs.py", "sensors.py"}
+    assert violations(files, {"lib", "dagster", "dagster-layer", "pipeline-package", "third-party"}) == []
+
+
 @pytest.mark.parametrize("module", ["dagster", "dagster_webserver.cli", "navembed_api.main",
                                     "navembed_pipeline.sample_data.synth", "navembed_pipeline.assets",
                                     "navembed_pipeline.cli.main"])
