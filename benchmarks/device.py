@@ -59,7 +59,7 @@ def model_alone(name: str, models_dir: Path, args: argparse.Namespace) -> dict:
 
 def engine(name: str, models_dir: Path, db: Path, work: Path, args: argparse.Namespace) -> dict:
     from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
     from navembed_pipeline.lib.navidrome import NavidromeLibrary

@@ -98,7 +98,7 @@ def seed_loop(db: Path, uri: str, work: Path) -> dict:
 
 def run_variant(name: str, db: Path, work: Path) -> dict:
     """Run one variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         child = subprocess.run([sys.executable, "-m", "benchmarks.pipeline_throughput", "--variant", name,

@@ -143,7 +143,7 @@ def cpu_of(pid: int | None) -> float:
 
 def run_variant(name: str, dbs: dict[str, Path], work: Path, workers: int) -> dict:
     """Run one engine or Dagster variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         milvus_cpu = cpu_of(server.pid)
