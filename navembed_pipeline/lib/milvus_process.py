@@ -35,6 +35,7 @@ from navembed_pipeline.lib.milvus_lite_main import (
     read_state,
     remove_state,
 )
+from navembed_pipeline.lib.pids import pid_alive
 
 __all__ = ["STATE_FILE", "MilvusLiteServer", "ensure_running", "private_socket", "running_uri", "stop_running"]
 
@@ -276,22 +277,7 @@ def _pid_alive(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None:  # our own child: a zombie still "exists" until reaped
         return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A dead process nobody reaped yet (orphans in a container whose PID 1 does not reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return pid_alive(pid)  # zombies too: orphans in a container whose PID 1 does not reap
 
 
 def _answers(uri: str) -> bool:
