@@ -32,9 +32,14 @@ class Browser:
             [executable, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}",
              "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port = self._debugging_port()
-        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json() if t["type"] == "page")
-        self._socket = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        try:
+            port = self._debugging_port()
+            targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+            page = next(t for t in targets if t["type"] == "page")
+            self._socket = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        except BaseException:
+            self._stop_chromium()
+            raise
         self._ids = itertools.count(1)
         self.call("Page.enable")
         self.call("Runtime.enable")
@@ -103,10 +108,13 @@ class Browser:
         try:
             self._socket.close()
         finally:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._profile.cleanup()
+            self._stop_chromium()
+
+    def _stop_chromium(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._profile.cleanup()

@@ -41,12 +41,14 @@ class ProxiedUi:
 
 
 @pytest.fixture(scope="module")
-def proxied(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedUi]:  # noqa: F811
+def proxied(chromium: str, tmp_path_factory: pytest.TempPathFactory,  # noqa: F811
+            milvus_uri: str) -> Iterator[ProxiedUi]:
     root = tmp_path_factory.mktemp("dagster-proxy")
     library = write_sample_library(root / "library", seconds=2)
+    # The session's Milvus Lite server: one the run below started would outlive the stack (it is shared).
     settings = ApiSettings(data_dir=root / "data", navidrome_db=library.db_path, music_root=library.root,
-                           models="dsp", admin_token=TOKEN, socket_path=None, api_port=free_port(),
-                           sensor_interval_seconds=3600)
+                           milvus_uri=milvus_uri, models="dsp", admin_token=TOKEN, socket_path=None,
+                           api_port=free_port(), sensor_interval_seconds=3600)
     with pytest.MonkeyPatch.context() as env:
         env.delenv("DAGSTER_HOME", raising=False)  # run_reembed exports the stack's; restored afterwards
         summary = run_reembed(settings, ["dsp"], show_progress=False)
