@@ -185,6 +185,7 @@ def test_vectors_written_before_a_server_restart_are_searchable_after_it(tmp_pat
 
 
 
+@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_a_new_connection_after_an_idle_one_is_not_refused_for_too_many_pings(tmp_path):
     """Idle connections must not get this process's next connection refused.
 
