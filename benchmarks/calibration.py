@@ -40,7 +40,7 @@ def material(args, work: Path) -> list[tuple[Path, str]]:
     """(file, album) pairs: real recordings, or generated songs with ``--quick``."""
     if args.quick:
         from navembed_pipeline.lib.encode import write_audio
-        from navembed_pipeline.lib.synth import render
+        from navembed_pipeline.sample_data.synth import render
 
         return [(write_audio(work / f"{style}{seed}.ogg", render(style, seconds=12, seed=seed), 44100), style)
                 for style in ("piano", "drums", "chords") for seed in (1, 2, 3)]

@@ -25,7 +25,7 @@ import torch
 
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.synth import render_song
+from navembed_pipeline.sample_data.synth import render_song
 
 DEEP = ("muq", "mert", "latent")
 

@@ -34,7 +34,7 @@ def sources(args: argparse.Namespace, work: Path) -> list[tuple[str, Path]]:
     """(title, file) of the distinct recordings."""
     if args.quick:
         from navembed_pipeline.lib.encode import write_audio
-        from navembed_pipeline.lib.synth import render
+        from navembed_pipeline.sample_data.synth import render
 
         return [(f"song{seed}", write_audio(work / f"song{seed}.flac",
                                             render("piano", seconds=30, sample_rate=44100, seed=seed), 44100))

@@ -28,7 +28,7 @@ STAGE_LABELS = {"plan": "plan (store reads)", "decode": "decode (worker-seconds)
 
 def dagster_run(db: Path, uri: str, work: Path) -> dict:
     from navembed_pipeline.lib.settings import Settings
-    from navembed_pipeline.local_run import run_reembed
+    from navembed_pipeline.cli.local_run import run_reembed
 
     settings = Settings(data_dir=work / "dagster-data", navidrome_db=db, milvus_uri=uri, models="dsp",
                         models_device="cpu", decode_workers=1)
@@ -98,7 +98,7 @@ def seed_loop(db: Path, uri: str, work: Path) -> dict:
 
 def run_variant(name: str, db: Path, work: Path) -> dict:
     """Run one variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         child = subprocess.run([sys.executable, "-m", "benchmarks.pipeline_throughput", "--variant", name,

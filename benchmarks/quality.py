@@ -92,7 +92,7 @@ def materialise(item: Item) -> Item:
 def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
     """Generated songs: three styles as albums, three songs each; copies of the first of each."""
     from navembed_pipeline.lib.encode import write_audio
-    from navembed_pipeline.lib.synth import render
+    from navembed_pipeline.sample_data.synth import render
 
     recordings = [Item(write_audio(work / f"{style}{seed}.ogg", render(style, seconds=24, seed=seed), 44100), style)
                   for style in ("piano", "drums", "chords") for seed in (1, 2, 3)]

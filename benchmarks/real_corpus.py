@@ -76,7 +76,7 @@ def generated_corpus(folder: Path, *, per_format: int, seconds: float,
                      formats: Sequence[str] = tuple(FORMATS)) -> list[CorpusFile]:
     """The quick form: generated stereo songs of ``seconds`` encoded into every format."""
     from navembed_pipeline.lib.encode import write_audio
-    from navembed_pipeline.lib.synth import render_song
+    from navembed_pipeline.sample_data.synth import render_song
 
     corpus = []
     for name in formats:

@@ -37,7 +37,7 @@ STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
 
 def write_library(corpus: list[CorpusFile], db: Path) -> Path:
     """A Navidrome database listing ``corpus`` (one library rooted at the files' common folder)."""
-    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+    from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 
     root = Path(os.path.commonpath([f.path.parent for f in corpus]))
     tracks = [FixtureTrack(path=f.path.relative_to(root).as_posix(), title=f"{f.title} ({f.format})",
@@ -53,7 +53,7 @@ def _cpu_seconds() -> float:
 
 def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
     from navembed_pipeline.lib.settings import Settings
-    from navembed_pipeline.local_run import run_reembed
+    from navembed_pipeline.cli.local_run import run_reembed
 
     settings = Settings(data_dir=work / "dagster-data", navidrome_db=dbs["all"], milvus_uri=uri, models="dsp",
                         models_device="cpu", decode_workers=workers)
@@ -180,7 +180,7 @@ def cpu_of(pid: int | None) -> float:
 
 def run_variant(name: str, dbs: dict[str, Path], work: Path, workers: int) -> dict:
     """Run one engine or Dagster variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         milvus_cpu = cpu_of(server.pid)

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from pymilvus import MilvusClient
 
-from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.recommend import (FieldVectors, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              VectorCache)
 from navembed_pipeline.lib.recommend.sonic import SonicService

@@ -1,6 +1,6 @@
 """Re-embed throughput with 1 and with 2 workers (`navembed reembed --workers N`), side by side, dsp.
 
-Both variants run the same coordinator (``navembed_pipeline.fanout``): N worker processes over
+Both variants run the same coordinator (``navembed_pipeline.cli.fanout``): N worker processes over
 disjoint bucket ranges, each a real Dagster run on its own instance, each against its own fresh
 Milvus Lite server (so neither skips the other's work). Wall time from the first worker's start to
 the last worker's end, so process start-up and model load count. It also checks what the speed-up
@@ -34,7 +34,7 @@ def generated_library(root: Path, *, tracks: int, seconds: float) -> tuple[Path,
 def real_library(root: Path, cache: Path, *, limit: int) -> tuple[Path, float]:
     """A navidrome.db over real recordings (the files stay in the cache); (db path, seconds of audio)."""
     from benchmarks.recordings import real_recordings
-    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+    from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 
     recordings = real_recordings(cache, min_seconds=60.0)[:limit or None]
     fixtures = [FixtureTrack(path=r.path.relative_to(cache).as_posix(), title=r.title, artist=r.album,
@@ -50,8 +50,8 @@ def measure(db: Path, work: Path, workers: int) -> dict:
     """One re-embed of the whole library with ``workers`` workers against a fresh store."""
     import dagster as dg
 
-    from navembed_pipeline.fanout import Fanout
-    from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+    from navembed_pipeline.cli.fanout import Fanout
+    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
     from navembed_pipeline.lib.navidrome import NavidromeLibrary
     from navembed_pipeline.lib.settings import Settings
     from navembed_pipeline.lib.store import VectorStore

@@ -19,7 +19,9 @@ TEMPLATE = resources.files("navembed_pipeline").joinpath("dagster.yaml")
 POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
 # dagster.yaml files earlier navembed versions wrote (SHA-256): replaced by the current one on start.
 EARLIER_TEMPLATES = frozenset({"0c5890f07fe00f1fbc3830f9d49e9be533a44598bf09393145b96ccabeb24d9e",
-                               "496a5c86441d9ecf0ddc39e8d6657f6ecffaf74d92aa0351d8edc15d509a74f9"})
+                               "496a5c86441d9ecf0ddc39e8d6657f6ecffaf74d92aa0351d8edc15d509a74f9",
+                               "9a6cc5bf9b81e9069b10083e3f9eb2d158d4fa6c6e76ec089d3c021eafa55bf5",
+                               "c7adb19c8300e0b29c78c31d8b012927d38b66aacbaf8d17546ca4d1d8a68d95"})
 SQLITE_ONLY_MARKER = "# --- SQLite only"
 # Dagster hands a run's per-partition "planned" events to the storage as one batch only when this is
 # set; our SQLite event log (event_log.py) then writes them in one transaction (256 buckets: ~17 s → ~2 s).

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.milvus_server import ensure_running
+from navembed_pipeline.lib.milvus_process import ensure_running
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.models.options import ModelOptions, model_extras

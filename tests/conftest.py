@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.sample_library import SampleLibrary, write_sample_library
+from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
 from tests.lib.milvus_fixture import milvus_server, milvus_uri, vector_store  # noqa: F401 - fixtures
 
 SAMPLE_SECONDS = 4.0
@@ -21,6 +21,7 @@ LANE_MARKERS = {
     "tests/api/test_plugin_e2e.py": "webserver",
     "tests/api/test_supervision.py": "webserver",
     "tests/pipeline/test_interruptions.py": "slow",  # kill -9 of a run in a child process, then a re-run
+    "tests/sample_data/test_recommend_sample_library.py": "slow",  # embeds a sample library first (~60 s here)
 }
 
 

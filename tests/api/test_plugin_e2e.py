@@ -26,7 +26,7 @@ import pytest
 
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
-from navembed_pipeline.lib.sample_library import write_sample_library
+from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.stack import free_port, settings_env
 from tests.lib.milvus_fixture import drop_everything
 from tests.pipeline.helpers import embed

@@ -14,9 +14,9 @@ from navembed_api.routes import plugin, recommend
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.fingerprints import fingerprint_pcm
-from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.recommend.sonic import SonicService
-from navembed_pipeline.lib.synth import render
+from navembed_pipeline.sample_data.synth import render
 from tests.api.app_fixtures import api_settings, running_app
 from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
 from tests.lib.recommend_helpers import field, recommender

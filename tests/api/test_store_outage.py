@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
 from tests.pipeline.helpers import embed
 

@@ -1,7 +1,8 @@
 """`navembed up` as a fault would meet it: side doors closed, and a Milvus killed mid-run recovered without a person.
 
 One real stack (Milvus Lite, Dagster webserver + daemon, the API) over a generated library big enough
-that a dsp re-embed is still running when Milvus is killed with SIGKILL.
+that a dsp re-embed is still running when Milvus, the run's worker process or the daemon is killed with
+SIGKILL.
 """
 
 import json
@@ -16,16 +17,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from navembed_api.settings import ApiSettings
+from navembed_pipeline.instance import environment, instance_env
 from navembed_pipeline.lib.failure_log import FailureLog
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.run_launcher import worker_started
 from navembed_pipeline.stack import Stack, free_port
 from tests.api.app_fixtures import ADMIN, TOKEN
 from tests.api.test_e2e import write_library
@@ -169,6 +173,12 @@ def test_milvus_killed_mid_run_is_restarted_and_the_run_completes_with_every_tra
     _wait("the re-run to complete", lambda: _progress(up, again.json()["run_id"])["status"] in (
         "completed", "completed_with_errors"), timeout=600)
 
+    _assert_every_track_stored(up)
+    print((up.stack.log_dir / "supervisor.log").read_text())  # the story, for a person reading the output
+
+
+def _assert_every_track_stored(up: Up) -> None:
+    """Every track of the library has dsp vectors, except the corrupt file, recorded as failed."""
     ids = {t.id for t in NavidromeLibrary(up.library.db_path).tracks()}
     store = VectorStore(up.stack.urls.milvus, failure_log=FailureLog(up.stack.settings.failures_db))
     try:
@@ -176,7 +186,6 @@ def test_milvus_killed_mid_run_is_restarted_and_the_run_completes_with_every_tra
     finally:
         store.close()
     assert stored | failed == ids and len(stored) == len(ids) - 1 and len(failed) == 1  # the corrupt file
-    print((up.stack.log_dir / "supervisor.log").read_text())  # the story, for a person reading the output
 
 
 def test_a_killed_dagster_webserver_is_restarted_and_the_ui_answers_again(up: Up) -> None:
@@ -187,3 +196,66 @@ def test_a_killed_dagster_webserver_is_restarted_and_the_ui_answers_again(up: Up
           and h["stack"]["dagster-webserver"]["restarts"] == 1, timeout=300)
     assert up.api.post("/dagster/graphql", json=VERSION_QUERY).json()["data"]["version"]
     assert "dagster-webserver exited with code -9" in (up.stack.log_dir / "supervisor.log").read_text()
+
+
+# ----- a run whose worker dies (on its own, or with the daemon that launched it) -------------------------
+RUN_STATUS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+RETRIES = """query Retries($id: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/parent_run_id", value: $id}]}) { ... on Runs { results { runId } } }
+}"""
+
+
+def _dagster(up: Up, query: str, **variables: str) -> dict:
+    return up.api.post("/dagster/graphql", json={"query": query, "variables": variables}).json()["data"]
+
+
+def _run_status(up: Up, run_id: str) -> str:
+    return _dagster(up, RUN_STATUS, id=run_id)["runOrError"]["status"]
+
+
+def _completed_run_after(up: Up, run_id: str) -> list[str]:
+    """Follow ``run_id`` through the runs Dagster re-launched after it failed, to one that succeeded."""
+    chain = [run_id]
+    while (status := _wait(f"run {chain[-1]} to end", lambda: (st := _run_status(up, chain[-1])) in (
+            "SUCCESS", "FAILURE", "CANCELED") and st, timeout=600)) == "FAILURE":
+        assert len(chain) <= 3, f"runs {chain} all failed"
+        retries = _wait(f"a re-launch of failed run {chain[-1]}",
+                        lambda: _dagster(up, RETRIES, id=chain[-1])["runsOrError"]["results"], timeout=180)
+        chain.append(retries[0]["runId"])
+    assert status == "SUCCESS", chain
+    return chain
+
+
+def _start_forced_run(up: Up) -> tuple[str, tuple[int, float]]:
+    """A full re-embed (every track, stored or not) caught while its worker process embeds; (run id, worker)."""
+    started = up.api.post("/batch/start", json={"models": ["dsp"], "force": True})
+    assert started.status_code == 200, started.text
+    run_id = started.json()["run_id"]
+    home = up.stack.settings.dagster_home
+    with environment(instance_env(home)), dg.DagsterInstance.from_config(str(home)) as instance:
+        worker = _wait("the run worker to start", lambda: worker_started(instance, run_id), poll=0.1)
+    _wait("the run to be mid-way", lambda: 0 < _progress(up, run_id).get("processed_tracks", 0) < up.size, poll=0.1)
+    return run_id, worker
+
+
+def test_a_killed_run_worker_is_noticed_and_its_run_relaunched_with_every_track(up: Up) -> None:
+    up.supervise()
+    run_id, (pid, _) = _start_forced_run(up)
+    os.kill(pid, signal.SIGKILL)
+    chain = _completed_run_after(up, run_id)
+    assert len(chain) >= 2 and _run_status(up, run_id) == "FAILURE"  # monitoring marked it; a retry finished
+    _assert_every_track_stored(up)
+
+
+def test_a_killed_daemon_is_restarted_and_the_run_it_launched_completes_with_every_track(up: Up) -> None:
+    up.supervise()
+    run_id, (pid, _) = _start_forced_run(up)
+    daemon = next(c for c in up.stack._children if c.name == "dagster-daemon")  # noqa: SLF001
+    restarts = _health(up)["stack"]["dagster-daemon"]["restarts"]
+    os.killpg(daemon.process.pid, signal.SIGKILL)  # the daemon and every process it started
+    _wait("the daemon to be restarted", lambda: _health(up)["stack"]["dagster-daemon"]["restarts"] == restarts + 1,
+          timeout=300)
+    assert "dagster-daemon exited with code -9" in (up.stack.log_dir / "supervisor.log").read_text()
+    chain = _completed_run_after(up, run_id)
+    print(f"worker {pid} of run {run_id}: runs {chain}")
+    _assert_every_track_stored(up)

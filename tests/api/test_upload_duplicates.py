@@ -23,27 +23,20 @@ from navembed_pipeline.lib.failure_log import FailureLog
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.fingerprints import DUPLICATE_SCORE
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.navidrome_fixture import FixtureTrack, add_tracks
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks
 from navembed_pipeline.lib.store import VectorRow, VectorStore
-from navembed_pipeline.lib.synth import render_song
+from navembed_pipeline.sample_data.synth import render_song
 from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
 from navembed_pipeline.lib.upload_ids import upload_id
 from navembed_pipeline.lib.upload_store import UploadStore, upload_collection
 from navembed_pipeline.sensors import build_library_change_sensor
-from tests.api.upload_fixtures import EmbeddedLibrary, ask, dsp_pool, embed_library, serving, upload_service
+from tests.api.upload_fixtures import EmbeddedLibrary, ask, embed_library, serving, upload_service
 from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri, session_failures_db  # noqa: F401
 from tests.pipeline.helpers import pipeline_resources
 
 SECONDS = 24
 ON = {"similaritySearchEnabled": True, "dedupThreshold": 0.85}
 UPLOADS = upload_collection("dsp")
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[ModelPool]:
-    pool = dsp_pool()
-    yield pool
-    pool.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +47,6 @@ def library(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str,  # noqa: 
     yield embed_library(tmp_path_factory.mktemp("dups"), store, models, seconds=SECONDS, fingerprint=True)
     store.close()
     drop_everything(milvus_uri)
-
-
-@pytest.fixture(scope="module")
-def service(library: EmbeddedLibrary, models: ModelPool) -> UploadService:
-    return upload_service(library, models)
 
 
 def morning(library: EmbeddedLibrary) -> np.ndarray:

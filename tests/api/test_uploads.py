@@ -16,20 +16,13 @@ from navembed_api.uploads import UploadRejected, UploadService, upload_id
 from navembed_pipeline.lib.encode import write_audio
 from navembed_pipeline.lib.errors import AudioDecodeError
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.synth import render
+from navembed_pipeline.sample_data.synth import render
 from navembed_pipeline.lib.upload_store import upload_collection
-from tests.api.upload_fixtures import SETTINGS_ON, EmbeddedLibrary, dsp_pool, embed_library, upload_service
+from tests.api.upload_fixtures import SETTINGS_ON, EmbeddedLibrary, embed_library, upload_service
 from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
 
 
 UPLOADS = upload_collection("dsp")  # the uploads' own collection
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[ModelPool]:
-    pool = dsp_pool()
-    yield pool
-    pool.close()
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +33,6 @@ def library(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str,  # noqa: 
     yield embed_library(tmp_path_factory.mktemp("uploads"), store, models)
     store.close()
     drop_everything(milvus_uri)
-
-
-@pytest.fixture(scope="module")
-def service(library: EmbeddedLibrary, models: ModelPool) -> UploadService:
-    return upload_service(library, models)
 
 
 def files_under(root: Path) -> set[Path]:

@@ -18,7 +18,7 @@ from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.sample_library import SampleLibrary, write_sample_library
+from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
 

@@ -12,7 +12,7 @@ import pytest
 from pymilvus import MilvusClient
 
 from navembed_pipeline.lib.failure_log import FAILURES_FILE, FailureLog
-from navembed_pipeline.lib.milvus_server import MilvusLiteServer
+from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.lib.store_client import GRPC_OPTIONS
 

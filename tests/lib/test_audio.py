@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib import synth
+from navembed_pipeline.sample_data import synth
 from navembed_pipeline.lib.audio import AudioInfo, decode_audio, load_audio, probe, sliding_windows
 from navembed_pipeline.lib.errors import AudioDecodeError
 

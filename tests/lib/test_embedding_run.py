@@ -17,9 +17,9 @@ from navembed_pipeline.lib.errors import ModelLoadError
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
-from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.runs import Progress
-from navembed_pipeline.lib.synth import STYLES, render
+from navembed_pipeline.sample_data.synth import STYLES, render
 
 RATE = 22_050
 GOOD_SECONDS = 3.0

@@ -9,7 +9,7 @@ from navembed_pipeline.lib.audio import load_audio
 from navembed_pipeline.lib.encode import write_audio
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.fingerprints import fingerprint_pcm
-from navembed_pipeline.lib.synth import render
+from navembed_pipeline.sample_data.synth import render
 
 RATE = 22050
 SECONDS = 30

@@ -17,7 +17,7 @@ from navembed_pipeline.lib.fingerprints import (
     seconds_of,
     to_blob,
 )
-from navembed_pipeline.lib.synth import _Groove, render_song
+from navembed_pipeline.sample_data.synth import _Groove, render_song
 
 RATE = 22050  # the dsp model's decode rate: fingerprints come from the pipeline's own waves
 SECONDS = 32

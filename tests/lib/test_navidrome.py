@@ -12,7 +12,7 @@ import pytest
 from navembed_pipeline.lib import navidrome
 from navembed_pipeline.lib.errors import LibraryError
 from navembed_pipeline.lib.navidrome import EPOCH, NavidromeLibrary, map_path, parse_timestamp
-from navembed_pipeline.lib.navidrome_fixture import (
+from navembed_pipeline.sample_data.navidrome_fixture import (
     FixtureLibrary,
     FixtureTrack,
     create_navidrome_db,

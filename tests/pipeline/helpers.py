@@ -4,7 +4,7 @@ import dagster as dg
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.jobs import embed_run_config
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 from tests.lib.milvus_fixture import session_failures_db
@@ -44,8 +44,8 @@ def write_bulk_library(root, *, tracks: int, seconds: float) -> SampleLibrary:
     from pathlib import Path
 
     from navembed_pipeline.lib.encode import write_audio
-    from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
-    from navembed_pipeline.lib.synth import STYLES, render
+    from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+    from navembed_pipeline.sample_data.synth import STYLES, render
 
     root = Path(root)
     music = root / "music"

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from navembed_pipeline.instance import open_instance
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from tests.pipeline.helpers import embed
 
 WRITE_BATCH = 4  # small writes, so a kill lands with most of the library still to do

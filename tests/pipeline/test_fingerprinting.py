@@ -11,8 +11,8 @@ from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.jobs import embed_run_config
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.navidrome_fixture import touch_track
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.navidrome_fixture import touch_track
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import VectorStoreResource
@@ -40,6 +40,7 @@ def computed_at(db: Path) -> dict[tuple[str, int], float]:
             "SELECT owner, segment, updated FROM prints")}
 
 
+@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_every_readable_track_is_fingerprinted_and_a_cue_album_per_segment(
         sample_library, vector_store, milvus_uri, instance, tmp_path) -> None:
     db = tmp_path / "fingerprints.sqlite"
@@ -53,6 +54,7 @@ def test_every_readable_track_is_fingerprinted_and_a_cue_album_per_segment(
                                                          "Various - Closing Pads"]
 
 
+@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_a_forced_re_embed_does_not_fingerprint_again_but_a_changed_file_is(
         sample_library, vector_store, milvus_uri, instance, tmp_path) -> None:
     db = tmp_path / "fingerprints.sqlite"

@@ -15,7 +15,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from navembed_pipeline.cli import build_parser
 from navembed_pipeline.definitions import build_definitions
-from navembed_pipeline.fanout_worker import plan_workers, run_config
+from navembed_pipeline.cli.fanout_worker import plan_workers, run_config
 from navembed_pipeline.instance import POSTGRES_URL_ENV, environment, instance_yaml, prepare_dagster_home
 from navembed_pipeline.lib.errors import ConfigError
 from navembed_pipeline.lib.runs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, REEMBED_JOB

@@ -21,7 +21,7 @@ import pytest
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.instance import POSTGRES_URL_ENV, environment, instance_env, instance_yaml
 from navembed_pipeline.lib.buckets import BUCKETS
-from navembed_pipeline.lib.sample_library import SampleLibrary
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.lib.workers import JOB_TAG
 from navembed_pipeline.stack import Stack, free_port
 from tests.api.app_fixtures import ADMIN, TOKEN

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline import supervisor as sup
+from navembed_pipeline.stack import supervisor as sup
 from navembed_pipeline.lib.stack_status import read_status
-from navembed_pipeline.supervisor import Part, Supervisor
+from navembed_pipeline.stack.supervisor import Part, Supervisor
 
 
 class Child:

@@ -25,7 +25,7 @@ QUERY = """
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory, milvus_uri):
-    from navembed_pipeline.lib.sample_library import write_sample_library
+    from navembed_pipeline.sample_data.sample_library import write_sample_library
 
     root = tmp_path_factory.mktemp("webserver")
     library = write_sample_library(root / "library", seconds=2)

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from navembed_pipeline.fanout import Fanout
+from navembed_pipeline.cli.fanout import Fanout
 from navembed_pipeline.lib.buckets import BUCKETS
 from navembed_pipeline.lib.errors import ConfigError
 from navembed_pipeline.lib.navidrome import NavidromeLibrary

@@ -16,7 +16,7 @@ from navembed_pipeline.lib.models.dsp_features import (
     pitch_filterbank,
 )
 from navembed_pipeline.lib.models.dsp_pooling import estimate_tempo
-from navembed_pipeline.lib.synth import render
+from navembed_pipeline.sample_data.synth import render
 
 SR = 44100
 
@@ -92,7 +92,7 @@ def test_version_two_is_stored_so_the_sensor_re_embeds(dsp: DspModel) -> None:
 
 
 def test_no_dimension_is_near_constant_across_varied_music(dsp: DspModel) -> None:
-    from navembed_pipeline.lib.synth import render_song
+    from navembed_pipeline.sample_data.synth import render_song
 
     waves = [render(style, seconds=8 + seed, sample_rate=dsp.sample_rate, seed=seed)
              for style in ("piano", "drums", "chords", "bass", "pad", "noise") for seed in (1, 2)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from navembed_pipeline.fanout_worker import WorkerSpec, worker_spec
+from navembed_pipeline.cli.fanout_worker import WorkerSpec, worker_spec
 from navembed_pipeline.instance import instance_env, open_instance
 from navembed_pipeline.lib.buckets import BUCKETS
 from navembed_pipeline.lib.runs import (PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, Progress,
@@ -86,7 +86,7 @@ class Fanout:
     def _spawn(self, index: int, first: str, last: str, *, resumes: str | None = None) -> WorkerRun:
         spec = worker_spec(self.models, job=self.job, index=index, count=self.count, first=first, last=last,
                            force=self.force, trigger=self.trigger, resumes=resumes)
-        process = subprocess.Popen([sys.executable, "-m", "navembed_pipeline.fanout_worker", spec.to_json()],
+        process = subprocess.Popen([sys.executable, "-m", "navembed_pipeline.cli.fanout_worker", spec.to_json()],
                                    env=self._env, stdin=subprocess.DEVNULL, start_new_session=True)
         run = WorkerRun(index, spec, process)
         self.runs.append(run)
@@ -199,7 +199,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
     env = {**os.environ, **settings_env(settings), **instance_env(settings.dagster_home, settings.postgres_url)}
     if not settings.milvus_uri:  # every worker must reach the same store: the Lite server's URI, started once
-        from navembed_pipeline.lib.milvus_server import ensure_running
+        from navembed_pipeline.lib.milvus_process import ensure_running
 
         env["NAVEMBED_MILVUS_URI"] = ensure_running(settings.milvus_data_dir)
     return env

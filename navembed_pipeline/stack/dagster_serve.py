@@ -1,4 +1,4 @@
-"""The Dagster webserver on a private unix socket: ``python -m navembed_pipeline.dagster_serve --uds PATH ...``.
+"""The Dagster webserver on a private unix socket: ``python -m navembed_pipeline.stack.dagster_serve --uds PATH ...``.
 
 Dagster's open-source webserver has no authentication, and ``dagster-webserver`` listens on TCP only
 (``--host``/``--port``): any local account reaching that port could launch and terminate runs. So
@@ -14,7 +14,7 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> None:
     """Run ``dagster-webserver <argv>`` with its uvicorn listening on ``--uds`` instead of a port."""
-    parser = argparse.ArgumentParser(prog="python -m navembed_pipeline.dagster_serve", add_help=False)
+    parser = argparse.ArgumentParser(prog="python -m navembed_pipeline.stack.dagster_serve", add_help=False)
     parser.add_argument("--uds", required=True, help="unix socket path (its directory should be owner-only)")
     args, webserver_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 

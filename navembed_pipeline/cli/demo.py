@@ -51,8 +51,8 @@ class DemoOptions:
 
 def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int:
     from navembed_api.settings import ApiSettings
-    from navembed_pipeline.cli_stack import sigterm_as_interrupt
-    from navembed_pipeline.lib.sample_library import write_sample_library
+    from navembed_pipeline.cli.stack_commands import sigterm_as_interrupt
+    from navembed_pipeline.sample_data.sample_library import write_sample_library
     from navembed_pipeline.stack import Stack
 
     root = options.root.resolve()

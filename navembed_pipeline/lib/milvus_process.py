@@ -1,9 +1,9 @@
 """The managed Milvus Lite server: one process per data directory, shared by URI.
 
 A Lite data directory can be opened by one process only, and Dagster runs every run in its own
-process next to the API. So navembed runs one Milvus Lite gRPC server per data directory (the
-process in ``milvus_serve``) and every component connects to it by URI, exactly as it would to
-Milvus standalone. Milvus Lite has no authentication, so by default it listens on an owner-only
+process next to the API. So navembed runs one Milvus Lite gRPC server per data directory (a child
+process whose entry point is ``milvus_lite_main``; this module starts, finds and stops it) and every
+component connects to it by URI, exactly as it would to Milvus standalone. Milvus Lite has no authentication, so by default it listens on an owner-only
 (0600) unix socket, ``milvus.sock`` in the data directory (``private_socket``): other local accounts
 cannot reach it. Loopback TCP (``127.0.0.1``, reachable by every local account) only when asked.
 
@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from navembed_pipeline.lib import milvus_serve
+from navembed_pipeline.lib import milvus_lite_main
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.milvus_serve import (
+from navembed_pipeline.lib.milvus_lite_main import (
     LOOPBACK,
     STATE_FILE,
     UNIX_PREFIX,
@@ -35,6 +35,7 @@ from navembed_pipeline.lib.milvus_serve import (
     read_state,
     remove_state,
 )
+from navembed_pipeline.lib.pids import pid_alive
 
 __all__ = ["STATE_FILE", "MilvusLiteServer", "ensure_running", "private_socket", "running_uri", "stop_running"]
 
@@ -196,7 +197,7 @@ def _spawn(
     remove_state(data_dir, None)
     log_path = data_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.exists() else 0
-    command = [sys.executable, "-m", milvus_serve.__name__, "--data-dir", str(data_dir),
+    command = [sys.executable, "-m", milvus_lite_main.__name__, "--data-dir", str(data_dir),
                "--host", host, "--port", str(port)]
     if owner_pid is not None:
         command += ["--owner-pid", str(owner_pid)]
@@ -276,22 +277,7 @@ def _pid_alive(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None:  # our own child: a zombie still "exists" until reaped
         return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A dead process nobody reaped yet (orphans in a container whose PID 1 does not reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return pid_alive(pid)  # zombies too: orphans in a container whose PID 1 does not reap
 
 
 def _answers(uri: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.navidrome_fixture import (
+from navembed_pipeline.sample_data.navidrome_fixture import (
     FixtureLibrary,
     FixtureTrack,
     add_tracks,

@@ -18,7 +18,7 @@ from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              UnknownTrackError, VectorCache)
-from navembed_pipeline.lib.sample_library import write_sample_library
+from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.lib.store import VectorStore
 from tests.lib.milvus_fixture import drop_everything
 from tests.lib.models.tiny_muq import build_tiny_muq

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib import synth
+from navembed_pipeline.sample_data import synth
 
 SR = 22050
 

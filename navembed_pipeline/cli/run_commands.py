@@ -49,7 +49,7 @@ def register_demo(commands: argparse._SubParsersAction) -> None:
 
 def _reembed(args: argparse.Namespace) -> int:
     from navembed_pipeline.lib.settings import Settings
-    from navembed_pipeline.local_run import run_reembed
+    from navembed_pipeline.cli.local_run import run_reembed
 
     overrides = {k: v for k, v in {"data_dir": args.data_dir, "navidrome_db": args.navidrome_db}.items() if v}
     settings = Settings(**overrides)
@@ -65,7 +65,7 @@ def _reembed(args: argparse.Namespace) -> int:
 
 
 def _reembed_with_workers(settings, models: list[str], args: argparse.Namespace) -> int:
-    from navembed_pipeline.fanout import run_fanout
+    from navembed_pipeline.cli.fanout import run_fanout
 
     if args.clear_existing:
         raise NavembedError("--clear-existing rebuilds each collection in one run over every bucket: use it "
@@ -89,7 +89,7 @@ def _bucket_range(text: str) -> tuple[str, str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from navembed_pipeline.demo import DemoOptions, run_demo
+    from navembed_pipeline.cli.demo import DemoOptions, run_demo
 
     return run_demo(DemoOptions(root=args.dir, seconds=args.seconds, dagster_port=args.dagster_port,
                                 api_port=args.api_port, keep=args.keep))

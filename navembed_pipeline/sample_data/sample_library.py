@@ -12,8 +12,8 @@ import numpy as np
 
 from navembed_pipeline.lib.audio import load_audio
 from navembed_pipeline.lib.encode import write_audio
-from navembed_pipeline.lib.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
-from navembed_pipeline.lib.synth import render, write_album
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.sample_data.synth import render, write_album
 
 SAMPLE_RATE = 44100
 MUSIC_DIR = "music"

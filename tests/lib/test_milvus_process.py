@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.milvus_server import (
+from navembed_pipeline.lib.milvus_process import (
     STATE_FILE,
     MilvusLiteServer,
     ensure_running,
@@ -23,9 +23,9 @@ from navembed_pipeline.lib.milvus_server import (
 )
 from navembed_pipeline.lib.store import VectorStore
 
-ENSURE_IN_CHILD = "import sys; from navembed_pipeline.lib.milvus_server import ensure_running; " \
+ENSURE_IN_CHILD = "import sys; from navembed_pipeline.lib.milvus_process import ensure_running; " \
                   "print(ensure_running(sys.argv[1]))"
-OWNED_IN_CHILD = "import sys, time; from navembed_pipeline.lib.milvus_server import MilvusLiteServer; " \
+OWNED_IN_CHILD = "import sys, time; from navembed_pipeline.lib.milvus_process import MilvusLiteServer; " \
                  "s = MilvusLiteServer(sys.argv[1]); s.start(); print(s.pid, flush=True); time.sleep(60)"
 
 
@@ -185,6 +185,7 @@ def test_vectors_written_before_a_server_restart_are_searchable_after_it(tmp_pat
 
 
 
+@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_a_new_connection_after_an_idle_one_is_not_refused_for_too_many_pings(tmp_path):
     """Idle connections must not get this process's next connection refused.
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from navembed_pipeline import cli_run, cli_stack
+from navembed_pipeline.cli import run_commands, stack_commands
 from navembed_pipeline.lib.errors import NavembedError
 
 LOGGER = logging.getLogger("navembed.cli")
@@ -103,7 +103,7 @@ def _register_sample_library(commands: argparse._SubParsersAction) -> None:
 
 
 def _sample_library(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.sample_library import write_sample_library
+    from navembed_pipeline.sample_data.sample_library import write_sample_library
 
     summary = write_sample_library(args.dir, seconds=args.seconds)
     print(f"sample library in {summary.root}: {summary.track_count} tracks "
@@ -162,10 +162,7 @@ def _models_download(args: argparse.Namespace) -> int:
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_embed, _register_sample_library, _register_models,
-    cli_run.register_reembed, cli_run.register_demo,
-    cli_stack.register_up, cli_stack.register_api, cli_stack.register_milvus,
+    run_commands.register_reembed, run_commands.register_demo,
+    stack_commands.register_up, stack_commands.register_api, stack_commands.register_milvus,
 ]
 
-
-if __name__ == "__main__":
-    sys.exit(main())

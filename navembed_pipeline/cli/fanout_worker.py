@@ -1,4 +1,4 @@
-"""One worker of a fanned-out re-embed: ``python -m navembed_pipeline.fanout_worker SPEC_JSON``.
+"""One worker of a fanned-out re-embed: ``python -m navembed_pipeline.cli.fanout_worker SPEC_JSON``.
 
 Runs ``reembed_job`` in this process over the worker's bucket range, as a normal Dagster run with
 the run id, tags and config the coordinator (``fanout.py``) chose; the model loads once for the run.
@@ -80,7 +80,7 @@ def run_worker(spec: WorkerSpec) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m navembed_pipeline.fanout_worker SPEC_JSON", file=sys.stderr)
+        print("usage: python -m navembed_pipeline.cli.fanout_worker SPEC_JSON", file=sys.stderr)
         return 2
     return 0 if run_worker(WorkerSpec.from_json(args[0])) else 3
 

@@ -12,9 +12,6 @@ supervises every part (``supervisor.py``): what dies is restarted with backoff.
 """
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,25 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import AliasChoices, SecretStr
 
 from navembed_pipeline.instance import environment, instance_env, prepare_dagster_home
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.milvus_server import MilvusLiteServer, private_socket, running_uri
+from navembed_pipeline.lib.milvus_process import MilvusLiteServer, running_uri
 from navembed_pipeline.lib.runs import REEMBED_JOB
-from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.lib.stack_status import clear_status
-from navembed_pipeline.supervisor import Part, Supervisor
+from navembed_pipeline.stack.environment import WORKSPACE, create_storage, private_socket_path, settings_env
+from navembed_pipeline.stack.processes import Child, http_ok, port_in_use, spawn, stop_group, tool, wait_until_ready
+from navembed_pipeline.stack.supervisor import Part, Supervisor
 
-WORKSPACE = """load_from:
-  - python_module:
-      module_name: navembed_pipeline.definitions
-"""
 REQUIRED_JOB = REEMBED_JOB
 START_TIMEOUT_S = 180.0
 STOP_GRACE_S = 15.0
-POLL_S = 0.25
-LOG_TAIL_CHARS = 3000
 DAGSTER_PREFIX = "/dagster"  # where the API serves the Dagster UI (and the webserver's path prefix)
 DAGSTER_SOCKET_URL = "http://dagster" + DAGSTER_PREFIX  # base URL of the webserver over its unix socket
 
@@ -66,14 +57,6 @@ class StackUrls:
                 f"Milvus       {self.milvus}", f"Logs         {self.logs}"]
 
 
-@dataclass
-class _Child:
-    name: str
-    process: subprocess.Popen
-    log: Path
-    command: list[str]
-
-
 class Stack:
     """Starts the parts in order, health-checks each, stops them in reverse order."""
 
@@ -84,7 +67,7 @@ class Stack:
         self.data_dir = Path(settings.data_dir).resolve()
         self.log_dir = self.data_dir / "logs"
         self._milvus: MilvusLiteServer | None = None
-        self._children: list[_Child] = []
+        self._children: list[Child] = []
         self.urls: StackUrls | None = None
         self.env: dict[str, str] = {}
         self._workspace: Path | None = None
@@ -115,7 +98,7 @@ class Stack:
         if any(c.name == "dagster-daemon" for c in self._children):
             return
         try:
-            self._spawn("dagster-daemon", [*_tool("dagster-daemon", "dagster._daemon"), "run", "-w",
+            self._spawn("dagster-daemon", [*tool("dagster-daemon", "dagster._daemon"), "run", "-w",
                                            str(self._workspace)])
             self._supervise_children()
         except BaseException:
@@ -128,13 +111,13 @@ class Stack:
         self.supervisor.stopped = False
         # The webserver hides behind the API (on a private socket) unless there is no API to guard it.
         if self.with_api and not getattr(self.settings, "dagster_url", ""):
-            self.dagster_socket = _private_socket_path(self.data_dir / "run", "dagster.sock")
+            self.dagster_socket = private_socket_path(self.data_dir / "run", "dagster.sock")
         self._check_ports()
         milvus_uri = self.settings.milvus_uri or self._start_milvus()
         postgres_url = self.settings.postgres_url
         home = prepare_dagster_home(self.settings.dagster_home, postgres=bool(postgres_url))
         with environment(instance_env(home, postgres_url)):
-            _create_storage(home)
+            create_storage(home)
         workspace = self._workspace = home / "workspace.yaml"
         workspace.write_text(WORKSPACE)
         self.env = {**os.environ, **settings_env(self.settings), "NAVEMBED_MILVUS_URI": milvus_uri,
@@ -143,18 +126,18 @@ class Stack:
         if self.dagster_socket is not None:
             self.env["NAVEMBED_DAGSTER_SOCKET"] = str(self.dagster_socket)
             self.dagster_socket.unlink(missing_ok=True)
-            self._spawn("dagster-webserver", [sys.executable, "-m", "navembed_pipeline.dagster_serve", "--uds",
+            self._spawn("dagster-webserver", [sys.executable, "-m", "navembed_pipeline.stack.dagster_serve", "--uds",
                                               str(self.dagster_socket), "-w", str(workspace), "-l", DAGSTER_PREFIX])
             dagster_url = f"{api_url}{DAGSTER_PREFIX}"
         else:
             dagster_url = f"http://{self.settings.dagster_host}:{self.settings.dagster_port}"
-            self._spawn("dagster-webserver", [*_tool("dagster-webserver", "dagster_webserver"), "-w",
+            self._spawn("dagster-webserver", [*tool("dagster-webserver", "dagster_webserver"), "-w",
                                               str(workspace), "-h", self.settings.dagster_host, "-p",
                                               str(self.settings.dagster_port)])
         self._wait_for("dagster-webserver", self._dagster_ready)
         if self.with_api:
             self._spawn("api", [sys.executable, "-m", "navembed_api"])
-            self._wait_for("api", lambda: _http_ok(f"{api_url}/health"))
+            self._wait_for("api", lambda: http_ok(f"{api_url}/health"))
         socket_path = getattr(self.settings, "socket_path", None)
         self.urls = StackUrls(api=api_url, dagster=dagster_url, milvus=milvus_uri,
                               socket=str(socket_path) if self.with_api and socket_path else None, logs=self.log_dir,
@@ -166,7 +149,7 @@ class Stack:
         """Stop the children (newest first: API, daemon, webserver), then Milvus."""
         self.supervisor.stopped = True
         for child in reversed(self._children):
-            _stop_group(child.process, STOP_GRACE_S)
+            stop_group(child.process, STOP_GRACE_S)
         self._children.clear()
         if self._milvus is not None:
             self._milvus.stop()
@@ -257,7 +240,7 @@ class Stack:
                 self.supervisor.add(Part(child.name, exit_code=child.process.poll,
                                          restart=lambda c=child: self._respawn(c)))
 
-    def _respawn(self, child: _Child) -> None:
+    def _respawn(self, child: Child) -> None:
         self._children.remove(child)
         self._spawn(child.name, child.command)
         fresh = self._children[-1]
@@ -287,113 +270,8 @@ class Stack:
             out.write(line + "\n")
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        log = self.log_dir / f"{name}.log"
-        with log.open("ab") as out:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                       env=self.env, cwd=self.data_dir, start_new_session=True)
-        self._children.append(_Child(name, process, log, command))
+        self._children.append(spawn(name, command, log_dir=self.log_dir, env=self.env, cwd=self.data_dir))
 
     def _wait_for(self, name: str, ready: Callable[[], bool]) -> None:
         child = next(c for c in self._children if c.name == name)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            for other in self._children:
-                if other.process.poll() is not None:
-                    raise NavembedError(f"{other.name} exited with code {other.process.returncode} while "
-                                        f"starting; {other.log} ends with:\n{_tail(other.log)}")
-            if ready():
-                return
-            time.sleep(POLL_S)
-        raise NavembedError(f"{name} did not become ready within {self.start_timeout:.0f} s; "
-                            f"{child.log} ends with:\n{_tail(child.log)}")
-
-
-def _create_storage(home: Path) -> None:
-    """Create the instance's storage now: the webserver and daemon would race to migrate a new one."""
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home)):
-        pass
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Every setting as the environment variable it is read from (first alias, else NAVEMBED_<NAME>)."""
-    env: dict[str, str] = {}
-    for name, field in type(settings).model_fields.items():
-        value = getattr(settings, name)
-        if value is None and field.default is None:
-            continue
-        alias = field.validation_alias
-        key = alias.choices[0] if isinstance(alias, AliasChoices) else (alias or f"NAVEMBED_{name.upper()}")
-        env[str(key)] = "" if value is None else _env_value(value)  # "" = switched off (e.g. socket_path)
-    return env
-
-
-def _env_value(value: object) -> str:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Path):
-        return str(value.expanduser().resolve())
-    return str(value)
-
-
-def _tool(script: str, module: str) -> list[str]:
-    """The console script beside this interpreter, else ``python -m module``."""
-    beside = Path(sys.executable).parent / script
-    return [str(beside)] if beside.is_file() else [sys.executable, "-m", module]
-
-
-def _private_socket_path(folder: Path, name: str) -> Path:
-    """``folder/name`` in an owner-only folder (or, if too long for a socket path, a private temp dir)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    return Path(private_socket(folder, name).removeprefix("unix:"))
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _stop_group(process: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the child's process group (its own session), SIGKILL it after ``grace`` seconds."""
-    if process.poll() is not None:
-        return
-    _signal_group(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _tail(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")[-LOG_TAIL_CHARS:].strip() or "(empty)"
-    except OSError as exc:
-        return f"(unreadable: {exc})"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free right now on ``host`` (for tests and side-by-side stacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) == 0
-
+        wait_until_ready(child, self._children, ready, self.start_timeout)
