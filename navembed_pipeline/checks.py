@@ -63,8 +63,8 @@ class EmbeddingChecks:
     """The checks of one model's asset over the buckets of one run, and the row counts its materializations carry.
 
     ``tracks_by_bucket`` holds every bucket in scope (empty lists included). Call ``prefetch`` before the
-    engine writes, ``after_buckets`` for the bucket reports at hand before their materializations are yielded, ``finish``
-    at the end; or ``run_alone`` for a check-only run.
+    engine writes, ``after_buckets`` for the bucket reports at hand before their materializations are
+    yielded, ``evaluate_done`` after them, ``finish`` at the end; or ``run_alone`` for a check-only run.
     """
 
     def __init__(self, context: dg.AssetExecutionContext, *, asset_key: dg.AssetKey, model_name: str,
