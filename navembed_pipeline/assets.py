@@ -10,7 +10,7 @@ from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
 from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
-from navembed_pipeline.lib.run_ahead import run_ahead
+from navembed_pipeline.lib.run_ahead import run_ahead_batches
 from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
@@ -158,14 +158,17 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     checks.prefetch()
     # The engine runs ahead on its own thread: Dagster records a finished bucket (materialization,
     # check evaluation) while the next buckets embed, instead of the model waiting for the event log.
-    reports = run_ahead(lambda stop: run.run(
+    # The buckets one store write finished arrive together: their check reads are one query.
+    bursts = run_ahead_batches(lambda stop: run.run(
         grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
         on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
-    for report in reports:
-        counts = checks.after_bucket(report)
-        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
-                                      metadata={**bucket_metadata(report), **counts, **model_metadata(model, store)})
-        yield from checks.evaluate_done(report)
+    for reports in bursts:
+        counts = checks.after_buckets(reports)
+        for report in reports:
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
+                                          metadata={**bucket_metadata(report), **counts[report.bucket],
+                                                    **model_metadata(model, store)})
+        yield from checks.evaluate_done(reports)  # after their materializations: the results point at them
     context.log.info(format_stages(model_name, run.stage_seconds, decode_workers=options.decode_workers,
                                    utilisation=run.utilisation))
     if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once

@@ -63,8 +63,8 @@ class EmbeddingChecks:
     """The checks of one model's asset over the buckets of one run, and the row counts its materializations carry.
 
     ``tracks_by_bucket`` holds every bucket in scope (empty lists included). Call ``prefetch`` before the
-    engine writes, ``after_bucket`` for each bucket report once its materialization is yielded, ``finish``
-    at the end; or ``run_alone`` for a check-only run.
+    engine writes, ``after_buckets`` for the bucket reports at hand before their materializations are
+    yielded, ``evaluate_done`` after them, ``finish`` at the end; or ``run_alone`` for a check-only run.
     """
 
     def __init__(self, context: dg.AssetExecutionContext, *, asset_key: dg.AssetKey, model_name: str,
@@ -92,23 +92,25 @@ class EmbeddingChecks:
         self._failures = self._store.failed_tracks(self._model)
         self._total_rows = self._store.count(self._model, collection=self._collection)
 
-    def after_bucket(self, report: BucketReport) -> dict[str, object]:
-        """Re-read the bucket if the run changed it; the row counts for its materialization's metadata."""
-        bucket = report.bucket
-        if report.embedded or report.deleted:
-            before = len(self._rows.get(bucket, ()))
-            fresh = self._read([bucket], (*SCALAR_FIELDS, *self._audit.declared))
-            self._total_rows += len(fresh.get(bucket, ())) - before
+    def after_buckets(self, reports: Sequence[BucketReport]) -> dict[str, dict[str, object]]:
+        """Re-read the buckets the run changed (one query for all of them); the row counts for each
+        report's materialization metadata, by bucket."""
+        changed = [r.bucket for r in reports if r.embedded or r.deleted]
+        if changed:
+            before = sum(len(self._rows.get(bucket, ())) for bucket in changed)
+            fresh = self._read(changed, (*SCALAR_FIELDS, *self._audit.declared))
+            self._total_rows += sum(len(rows) for rows in fresh.values()) - before
             self._rows.update(fresh)
-        if report.failed:
+        if any(r.failed for r in reports):
             self._failures = self._store.failed_tracks(self._model)
-        return {"dagster/row_count": len(self._rows.get(bucket, ())), "collection_rows": self._total_rows}
+        return {r.bucket: {"dagster/row_count": len(self._rows.get(r.bucket, ())), "collection_rows": self._total_rows}
+                for r in reports}
 
-    def evaluate_done(self, report: BucketReport) -> Iterator[dg.AssetCheckEvaluation]:
-        """Check results for materialized buckets: at once after a bucket the run worked on, else in
-        batches of ``EVALUATION_BATCH`` (the unchanged buckets a run reports back to back)."""
-        self._done.append(report.bucket)
-        if report.embedded or report.failed or report.deleted or len(self._done) >= EVALUATION_BATCH:
+    def evaluate_done(self, reports: Sequence[BucketReport]) -> Iterator[dg.AssetCheckEvaluation]:
+        """Check results for materialized buckets: at once (all together) when the run worked on one of
+        them, else in batches of ``EVALUATION_BATCH`` (the unchanged buckets a run reports back to back)."""
+        self._done.extend(r.bucket for r in reports)
+        if any(r.embedded or r.failed or r.deleted for r in reports) or len(self._done) >= EVALUATION_BATCH:
             yield from self.bucket_evaluations(self._done)
             self._done = []
 

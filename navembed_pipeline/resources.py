@@ -58,7 +58,7 @@ class ModelsResource(dg.ConfigurableResource):
     models_dir: str = ""
     decode_workers: int = 1
     write_batch_tracks: int = 32  # tracks per store write; a crash redoes at most this many
-    progress_interval: float = 1.0  # seconds between progress log lines
+    progress_interval: float = 5.0  # most seconds between progress log lines (each is a Dagster event)
     mert_layers: str = "mean"  # MERT's vector: 'mean' (3,072-d), 'all' (76,800-d) or hidden-state indices
     nice: bool = False
 

@@ -76,7 +76,7 @@ class RunOptions:
     decode_workers: int = 2
     batch_tracks: int = 4
     write_batch_tracks: int = 32  # tracks per upsert: fewer store round trips; a crash redoes at most these
-    progress_interval: float = 1.0
+    progress_interval: float = 5.0  # most seconds between progress lines; the first finished tracks at once
     model_threads: int | None = None  # torch CPU threads during the run; None: the model's ``cpu_threads``
 
 

@@ -18,6 +18,14 @@ _ITEM, _DONE, _ERROR = "item", "done", "error"
 
 def run_ahead(produce: Callable[[threading.Event], Iterator[T]], *, name: str = "navembed-ahead") -> Iterator[T]:
     """Yield ``produce(stop)``'s items as its thread makes them (an unbounded queue: items are small)."""
+    for items in run_ahead_batches(produce, name=name):
+        yield from items
+
+
+def run_ahead_batches(produce: Callable[[threading.Event], Iterator[T]], *,
+                      name: str = "navembed-ahead") -> Iterator[list[T]]:
+    """Like ``run_ahead``, but each time as a list everything the producer has made by then (at least
+    one item): the consumer can handle a burst (e.g. the buckets of one store write) at once."""
     stop = threading.Event()
     items: queue.Queue[tuple[str, object]] = queue.Queue()
 
@@ -33,13 +41,24 @@ def run_ahead(produce: Callable[[threading.Event], Iterator[T]], *, name: str = 
     worker.start()
     try:
         while True:
+            ready: list[T] = []
             kind, value = items.get()
-            if kind == _DONE:
-                return
-            if kind == _ERROR:
-                assert isinstance(value, BaseException)
-                raise value
-            yield value  # type: ignore[misc]
+            while True:
+                if kind == _ERROR:
+                    if ready:  # what came before the error still reaches the consumer first
+                        yield ready
+                    assert isinstance(value, BaseException)
+                    raise value
+                if kind == _DONE:
+                    if ready:
+                        yield ready
+                    return
+                ready.append(value)  # type: ignore[arg-type]
+                try:
+                    kind, value = items.get_nowait()
+                except queue.Empty:
+                    break
+            yield ready
     finally:
         stop.set()
         worker.join()

@@ -1,12 +1,15 @@
 """An embedding run's live progress: run-wide counters, the ETA, and the heartbeat thread that reports them."""
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from navembed_pipeline.lib.runs import Progress
 
 # No ETA before this many tracks have finished: the first ones carry the model's load time.
 MIN_TRACKS_FOR_ETA = 3
+# The heartbeat looks at the counters this often (at most) to report the first finished tracks early.
+FIRST_LINE_POLL = 1.0
 
 
 class Tally:
@@ -57,10 +60,14 @@ class Tally:
 
 
 class Heartbeat:
-    """Calls ``on_progress`` with a snapshot at once and then every ``interval`` seconds until stopped."""
+    """Reports snapshots to ``on_progress`` from its own thread: one at once, one as soon as the first
+    tracks have finished (the first rate and ETA), then at most every ``interval`` seconds and only when
+    a track finished since the last one (each line is a Dagster event, which costs the run time)."""
 
-    def __init__(self, tally: Tally, interval: float, on_progress: Callable[[Progress], None]) -> None:
+    def __init__(self, tally: Tally, interval: float, on_progress: Callable[[Progress], None], *,
+                 poll: float = FIRST_LINE_POLL) -> None:
         self._tally, self._interval, self._on_progress = tally, interval, on_progress
+        self._poll = min(interval, poll)  # looks often, reports rarely
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="navembed-progress", daemon=True)
 
@@ -73,6 +80,14 @@ class Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
-        self._on_progress(self._tally.snapshot())
-        while not self._stop.wait(self._interval):
-            self._on_progress(self._tally.snapshot())
+        last = self._tally.snapshot()
+        self._on_progress(last)
+        last_at = time.monotonic()
+        while not self._stop.wait(self._poll):
+            now = time.monotonic()
+            if self._tally.embedded + self._tally.failed + self._tally.skipped == last.processed:
+                continue  # nothing finished since the last line: no event
+            first_worked = last.embedded + last.failed == 0
+            if first_worked or now - last_at >= self._interval:
+                last, last_at = self._tally.snapshot(), now
+                self._on_progress(last)

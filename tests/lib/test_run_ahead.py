@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from navembed_pipeline.lib.run_ahead import run_ahead
+from navembed_pipeline.lib.run_ahead import run_ahead, run_ahead_batches
 
 
 def test_items_arrive_in_order_and_the_producer_runs_ahead_of_a_slow_consumer() -> None:
@@ -55,3 +55,33 @@ def test_a_consumer_stopping_early_stops_the_producer_and_waits_for_it() -> None
     assert next(items) == 0
     items.close()
     assert finished.is_set()  # close() returned only after the producer did
+
+
+def test_batches_hand_over_everything_made_while_the_consumer_was_busy_in_order() -> None:
+    made_all = threading.Event()
+
+    def produce(stop: threading.Event) -> Iterator[int]:
+        yield 0
+        made_all.wait(5)  # the consumer holds the first item
+        yield from range(1, 6)
+
+    bursts = []
+    for burst in run_ahead_batches(produce):
+        bursts.append(burst)
+        if burst == [0]:
+            made_all.set()
+            time.sleep(0.3)  # busy: the producer makes the other five meanwhile
+    assert bursts == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_batches_deliver_the_items_before_a_producer_error_then_raise_it() -> None:
+    def produce(stop: threading.Event) -> Iterator[int]:
+        yield 1
+        yield 2
+        raise RuntimeError("store down")
+
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="store down"):
+        for burst in run_ahead_batches(produce):
+            seen.extend(burst)
+    assert seen == [1, 2]
