@@ -139,6 +139,7 @@ class _SegmentReader:
         self.offset_seconds, self.duration_seconds = offset_seconds, duration_seconds
         self.seek = seek and offset_seconds > PREROLL_SECONDS
         self.position: int | None = None  # source index of the next decoded sample
+        self._to_skip = -1  # source samples before the grid (-1: the first frame is not placed yet)
         self.first_out = 0  # output index of the first resampled sample
         self.packets = self.good_packets = self.errors = 0
         self.last_error = ""
@@ -189,19 +190,24 @@ class _SegmentReader:
                 self.last_error = self.last_error or f"{futile} packets in a row held no audio"
                 break
             for frame in frames:
-                if self.position is None and not self._place(frame):
-                    return None
-                frame = self._skip_to_grid(frame)
-                if frame is None:
-                    continue
+                if self._to_skip:  # before the grid (or the first frame): the slow path
+                    if self.position is None and not self._place(frame):
+                        return None
+                    frame = self._skip_to_grid(frame)
+                    if frame is None:
+                        continue
+                else:  # per frame from here on (thousands a track): keep it short
+                    self.position += frame.samples
                 if resampler is None:
                     resampler = self._resampler(frame)
                 try:
-                    chunks.extend(self._arrays(resampler.resample(frame)))
+                    resampled = resampler.resample(frame)  # mostly []: it returns RESAMPLED_FRAME at a time
                 except ValueError:  # the stream changed rate or layout mid-way (chained Ogg): start anew
                     chunks.extend(self._arrays(resampler.resample(None)))
                     resampler = self._resampler(frame)
-                    chunks.extend(self._arrays(resampler.resample(frame)))
+                    resampled = resampler.resample(frame)
+                if resampled:
+                    chunks.extend(self._arrays(resampled))
             if self.position is not None and self.position > MAX_DECODE_SECONDS * self.src_rate:
                 raise AudioDecodeError(f"{self.path}: longer than {MAX_DECODE_SECONDS} s, refusing to decode")
             if src_stop is not None and self.position is not None and self.position >= src_stop:

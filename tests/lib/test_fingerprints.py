@@ -16,6 +16,7 @@ from navembed_pipeline.lib.fingerprints import (
     match,
     seconds_of,
     to_blob,
+    to_fingerprint_rate,
 )
 from navembed_pipeline.sample_data.synth import _Groove, render_song
 
@@ -63,6 +64,22 @@ def test_a_different_song_with_the_same_instruments_and_tempo_is_not_a_duplicate
     different = fingerprint_pcm(render_song(seconds=SECONDS, sample_rate=RATE, seed=OTHER_SEED), RATE)
     found = match(original_print, different)
     assert not is_duplicate(found) and found.score < DUPLICATE_SCORE - 0.1, found
+
+
+@pytest.mark.parametrize("rate", [22050, 44100])
+def test_whole_multiples_of_11025_hz_are_averaged_down_to_it_and_fingerprint_the_same(original: Path, rate: int) -> None:
+    wave = load_audio(original, rate)
+    reduced, reduced_rate = to_fingerprint_rate(wave, rate)
+    assert reduced_rate == 11025 and len(reduced) == len(wave) // (rate // 11025)
+    assert reduced[10] == pytest.approx(wave[10 * rate // 11025 : 11 * rate // 11025].mean(), abs=1e-6)
+    # Chromaprint resampling 11025 Hz audio decoded as such: the averaged copy scores as the same recording.
+    found = match(fingerprint_pcm(load_audio(original, 11025), 11025), fingerprint_pcm(wave, rate))
+    assert found.score > 0.97 and found.offset_seconds == 0.0, found
+
+
+def test_other_rates_are_left_to_chromaprint() -> None:
+    wave = np.ones(48000, np.float32)
+    assert to_fingerprint_rate(wave, 48000) == (wave, 48000) and to_fingerprint_rate(wave, 11025)[1] == 11025
 
 
 def test_the_offset_says_which_copy_starts_later(original_print: np.ndarray) -> None:
