@@ -9,17 +9,22 @@ each in its own process (its peak RSS and CPU time are its own) against its own 
                 job does) → Dagster overhead;
 3. ``formats``  the engine once per format → per-format throughput and per-stage seconds;
 4. ``bliss``    bliss-audio (``Song(path).analysis``) on the same files, one process per core as
-                blissify runs it; a file bliss panics on counts as failed, not as done.
+                blissify runs it, all files in one pool and per format; a file bliss panics on
+                counts as failed, not as done;
+5. the long run: the files over and over under distinct names (``--long-run-tracks``, 480) through
+   Dagster, the engine alone and bliss: throughput at a library's scale and Dagster's share of it.
 
 Reported per format and overall: tracks/s, audio-minutes/s, per-stage seconds (decode with resample
 inside, the model, pooling, store writes; Dagster bookkeeping = Dagster − engine), cores busy (CPU
 seconds / wall seconds, Milvus server included), peak RSS and the ratio to bliss. The machine may
 be shared: only the ratios of variants measured in this one run mean anything.
-usage: python -m benchmarks.real_length [--real-per-format 8] [--quick] [--recordings DIR] [--json PATH]
+usage: python -m benchmarks.real_length [--real-per-format 8] [--long-run-tracks 480] [--quick]
+       [--recordings DIR] [--json PATH]
 """
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -33,6 +38,11 @@ from benchmarks.pipeline_throughput import peak_rss_of
 from benchmarks.real_corpus import FORMATS, CorpusFile, generated_corpus, real_corpus
 
 STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
+# The long run: the real files over and over under distinct names up to this many tracks (~1,900
+# audio minutes): closer to a library's size (our users': 1k-100k tracks), where Dagster's per-run
+# bookkeeping (a materialization and a check result per bucket, whatever the size) weighs what it
+# does on a real library.
+LONG_RUN_TRACKS = 480
 
 
 def write_library(corpus: list[CorpusFile], db: Path) -> Path:
@@ -54,9 +64,12 @@ def _cpu_seconds() -> float:
 def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
     from navembed_pipeline.lib.settings import Settings
     from navembed_pipeline.cli.local_run import run_reembed
+    from navembed_pipeline.instance import open_instance
 
     settings = Settings(data_dir=work / "dagster-data", navidrome_db=dbs["all"], milvus_uri=uri, models="dsp",
                         models_device="cpu", decode_workers=workers)
+    # An installation's instance exists before its runs: its databases are created here, not timed.
+    open_instance(settings.dagster_home, postgres_url=settings.postgres_url).dispose()
     cpu, started = _cpu_seconds(), time.perf_counter()
     summary = run_reembed(settings, ["dsp"], show_progress=False)
     assert summary.success, summary.error
@@ -122,23 +135,28 @@ def _bliss_one(path: str) -> tuple[str, float, str | None, float]:
     return path, time.perf_counter() - started, error, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def bliss_pool(paths: list[str], workers: int) -> dict:
+    """bliss-audio on ``paths`` with ``workers`` processes (blissify analyses one song per core)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_bliss_one, paths))
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    errors = [r[2] for r in results if r[2]]
+    return {"seconds": elapsed, "embedded": len(paths) - len(errors), "failed": len(errors),
+            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "errors": errors[:3], "peak_rss_mb": max(r[3] for r in results)}  # of one worker process
+
+
 def bliss_variant(corpus: list[CorpusFile], workers: int) -> dict:
-    """bliss-audio per format, ``workers`` processes (blissify analyses one song per core)."""
-    per_format, peak_rss = {}, 0.0
-    for name in dict.fromkeys(f.format for f in corpus):
-        paths = [str(f.path) for f in corpus if f.format == name]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_bliss_one, paths))
-        elapsed = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        errors = [r[2] for r in results if r[2]]
-        peak_rss = max([peak_rss, *(r[3] for r in results)])
-        per_format[name] = {"seconds": elapsed, "embedded": len(paths) - len(errors), "failed": len(errors),
-                            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-                            "errors": errors[:3]}
-    return {"formats": per_format, "peak_rss_mb": peak_rss}  # of one worker process
+    """bliss-audio on all the files in one pool (as the engine runs them: one queue, no per-format
+    tails), and per format."""
+    per_format = {name: bliss_pool([str(f.path) for f in corpus if f.format == name], workers)
+                  for name in dict.fromkeys(f.format for f in corpus)}
+    everything = bliss_pool([str(f.path) for f in corpus], workers)
+    return {"formats": per_format, "all": everything,
+            "peak_rss_mb": max(b["peak_rss_mb"] for b in [everything, *per_format.values()])}
 
 
 def repeated(corpus: list[CorpusFile], folder: Path, times: int) -> list[CorpusFile]:
@@ -153,20 +171,30 @@ def repeated(corpus: list[CorpusFile], folder: Path, times: int) -> list[CorpusF
     return out
 
 
-def overhead_run(corpus: list[CorpusFile], work: Path, workers: int, times: int) -> list[str]:
-    """Dagster bookkeeping on a run long enough for its per-run share to show: the corpus ``times`` over."""
+def overhead_run(corpus: list[CorpusFile], work: Path, workers: int, times: int) -> tuple[dict, list[str]]:
+    """A library-sized run: the corpus ``times`` over under distinct names, through Dagster, through the
+    engine alone and through bliss-audio (one pool), side by side; Dagster's share of it."""
     long = repeated(corpus, work / "repeated", times)
     dbs = {"all": write_library(long, work / "long.db")}
     minutes = sum(f.duration_seconds for f in long) / 60
-    print(f"overhead run: {len(long)} tracks, {minutes:.0f} audio minutes", flush=True)
+    print(f"long run: {len(long)} tracks, {minutes:.0f} audio minutes", flush=True)
     results = {}
     for name in ("engine", "dagster"):
         (work / f"long-{name}").mkdir()
         results[name] = run_variant(name, dbs, work / f"long-{name}", workers)
-    return [f"Long run ({len(long)} tracks = the files above {times}× under distinct names, {minutes:.0f} audio "
-            f"minutes): engine {results['engine']['seconds']:.1f} s, Dagster {results['dagster']['seconds']:.1f} s",
-            *bookkeeping_lines(results["dagster"], results["engine"], minutes),
-            "engine utilisation: " + utilisation_line(results["engine"])]
+        print(f"  long {name} done", flush=True)
+    results["bliss"] = bliss_pool([str(f.path) for f in long], workers)
+    print("  long bliss done", flush=True)
+    header = (f"  {'what':<24}{'seconds':>8}{'tracks/s':>9}{'audio-min/s':>12}{'cores':>7}{'vs bliss':>10}"
+              f"{'CPU s/min':>13}{'vs bliss':>10}")
+    lines = [f"Long run: {len(long)} tracks = the files above {times}× under distinct names, {minutes:.0f} audio "
+             "minutes", header,
+             _row("dsp job (Dagster)", results["dagster"], minutes, len(long), results["bliss"]),
+             _row("dsp engine alone", results["engine"], minutes, len(long), results["bliss"]),
+             _row("bliss", results["bliss"], minutes, len(long), None),
+             *bookkeeping_lines(results["dagster"], results["engine"], minutes),
+             "engine utilisation: " + utilisation_line(results["engine"])]
+    return results, lines
 
 
 def cpu_of(pid: int | None) -> float:
@@ -211,8 +239,7 @@ def report(results: dict, corpus: list[CorpusFile]) -> list[str]:
     counts = {name: sum(1 for f in corpus if f.format == name) for name in FORMATS}
     minutes["all"], counts["all"] = sum(minutes.values()), len(corpus)
     bliss = results["bliss"]["formats"]
-    bliss_all = {"seconds": sum(b["seconds"] for b in bliss.values()),
-                 "cpu_seconds": sum(b["cpu_seconds"] for b in bliss.values())}
+    bliss_all = results["bliss"]["all"]
     lines = [f"{counts['all']} files, {minutes['all']:.0f} audio minutes; vs bliss = bliss's seconds (or CPU "
              "seconds) / ours: above 1 is faster than bliss",
              f"  {'what':<24}{'seconds':>8}{'tracks/s':>9}{'audio-min/s':>12}{'cores':>7}{'vs bliss':>10}"
@@ -225,7 +252,7 @@ def report(results: dict, corpus: list[CorpusFile]) -> list[str]:
     if "dagster" in results:
         lines.append(_row("all: dsp job (Dagster)", results["dagster"], minutes["all"], counts["all"], bliss_all))
     lines += [_row("all: dsp engine alone", results["engine"], minutes["all"], counts["all"], bliss_all),
-              _row("all: bliss (per format)", bliss_all, minutes["all"], counts["all"], None)]
+              _row("all: bliss", bliss_all, minutes["all"], counts["all"], None)]
     stages = results["engine"]["stages"]
     if "dagster" in results:
         lines += ["", *bookkeeping_lines(results["dagster"], results["engine"], minutes["all"])]
@@ -258,7 +285,7 @@ def bookkeeping_lines(dagster: dict, engine: dict, audio_minutes: float) -> list
     Most of the bookkeeping is per run and per bucket (256 materializations and check evaluations, the
     run's start), but not all: progress lines (one a second) and the checks' re-reads of changed buckets
     grow with the run. The break-even line treats the whole measured overhead as fixed, so it is a lower
-    bound; ``--overhead-repeat`` measures a long run instead of extrapolating.
+    bound; the long run (``--long-run-tracks``) measures instead of extrapolating.
     """
     d, e = dagster["seconds"], engine["seconds"]
     overhead, cpu = d - e, dagster["cpu_seconds"] - engine["cpu_seconds"]
@@ -278,8 +305,9 @@ def main() -> None:
     parser.add_argument("--recordings", type=Path, default=None, help="recordings cache (default: recordings.py's)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode threads / bliss processes")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--overhead-repeat", type=int, default=0,
-                        help="also measure Dagster's share on a run of every file this many times over")
+    parser.add_argument("--long-run-tracks", type=int, default=None,
+                        help=f"the long run's size: every file as often as it takes ({LONG_RUN_TRACKS}; "
+                             "0: no long run; none in the quick form unless given)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # child process
     parser.add_argument("--dbs", help=argparse.SUPPRESS)
     parser.add_argument("--uri", help=argparse.SUPPRESS)
@@ -317,8 +345,10 @@ def main() -> None:
         print("  bliss done", flush=True)
         lines = report(results, corpus)
         print("\n".join(lines), flush=True)
-        if args.overhead_repeat > 1:
-            long_lines = overhead_run(corpus, work, args.workers, args.overhead_repeat)
+        long_run_tracks = args.long_run_tracks if args.long_run_tracks is not None else 0 if args.quick else LONG_RUN_TRACKS
+        if long_run_tracks > 0:
+            times = max(2, math.ceil(long_run_tracks / len(corpus)))
+            results["long"], long_lines = overhead_run(corpus, work, args.workers, times)
             print("\n".join(long_lines))
             lines += ["", *long_lines]
     if args.json:

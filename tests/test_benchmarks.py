@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--tracks", "24", "--seconds", "2",
-                           "--sizes", "600", "--queries", "3", "--quick"],
+                           "--sizes", "600", "--queries", "3", "--quick", "--long-run-tracks", "10"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = (tmp_path / "var" / "bench" / "report.txt").read_text()
@@ -31,11 +31,15 @@ def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None
     assert {v["embedded"] for v in pipeline["results"].values()} == {24}
     stages = pipeline["results"]["engine"]["stages"]
     assert all(stages[s] > 0 for s in ("decode", "model", "enrich", "write"))
-    assert "Real-length compressed music (generated (quick form))" in report and "all: bliss (per format)" in report
+    assert "Real-length compressed music (generated (quick form))" in report and "  all: bliss " in report
     real = json.loads((tmp_path / "var" / "bench" / "real_length.json").read_text())
     assert set(real["results"]["formats"]["formats"]) == {"mp3", "ogg", "opus", "flac", "aac"}
     assert all(r["embedded"] == 1 and r["failed"] == 0 for r in real["results"]["formats"]["formats"].values())
     assert all(b["embedded"] == 1 for b in real["results"]["bliss"]["formats"].values())
+    assert real["results"]["bliss"]["all"]["embedded"] == 5
+    long = real["results"]["long"]  # the 5 files twice over: Dagster, the engine and bliss on all 10
+    assert long["dagster"]["embedded"] == long["engine"]["embedded"] == long["bliss"]["embedded"] == 10
+    assert "Long run: 10 tracks" in report and "dsp job (Dagster)" in report
     assert "Quality on generated recordings:" in report and "same-album precision@5" in report
     assert "Calibrated similarity (generated songs)" in report and "plugin similar_tracks" in report
     quality = json.loads((tmp_path / "var" / "bench" / "quality.json").read_text())
