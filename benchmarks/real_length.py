@@ -57,8 +57,17 @@ def write_library(corpus: list[CorpusFile], db: Path) -> Path:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU seconds and its finished children's (decode worker processes included: their
+    forkserver reaps them, and it is stopped — so reaped — before the last reading, see ``_reap_workers``)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _reap_workers() -> None:
+    """Stop the forkserver of decode worker processes, so their CPU time counts in ``_cpu_seconds``."""
+    import multiprocessing.forkserver  # noqa: PLC0415
+
+    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - the one way to wait for it
 
 
 def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
@@ -72,8 +81,10 @@ def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) ->
     open_instance(settings.dagster_home, postgres_url=settings.postgres_url).dispose()
     cpu, started = _cpu_seconds(), time.perf_counter()
     summary = run_reembed(settings, ["dsp"], show_progress=False)
+    seconds = time.perf_counter() - started
     assert summary.success, summary.error
-    return {"seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu,
+    _reap_workers()
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu,
             "embedded": summary.embedded, "failed": summary.failed}
 
 
@@ -90,12 +101,15 @@ def _engine(db: Path, store, model, workers: int) -> dict:
     run = EmbeddingRun(model=model, store=store, options=RunOptions(decode_workers=workers),
                        fingerprinter=fingerprinter)
     reports = list(run.run(grouped))
+    seconds = time.perf_counter() - started
+    _reap_workers()
     use = run.utilisation
-    return {"seconds": time.perf_counter() - started, "cpu_seconds": _cpu_seconds() - cpu,
+    return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu,
             "embedded": sum(r.embedded for r in reports), "failed": sum(r.failed for r in reports),
             "stages": run.stage_seconds,
             "utilisation": {"decode_busy": use.decode_busy, "model_busy": use.model_busy,
-                            "cores_busy": use.cores_busy, "wall_seconds": use.wall_seconds}}
+                            "cores_busy": use.cores_busy, "wall_seconds": use.wall_seconds,
+                            "decode_workers": use.decode_workers, "decode_kind": use.decode_kind}}
 
 
 def engine_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
@@ -139,7 +153,7 @@ def bliss_pool(paths: list[str], workers: int) -> dict:
     """bliss-audio on ``paths`` with ``workers`` processes (blissify analyses one song per core)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         results = list(pool.map(_bliss_one, paths))
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -260,7 +274,7 @@ def report(results: dict, corpus: list[CorpusFile]) -> list[str]:
         lines += ["", "Dagster bookkeeping: not measured in the quick form (see the pipeline benchmark)"]
     lines += [
               "engine stages (s): " + ", ".join(f"{k} {stages[k]:.1f}" for k in STAGES)
-              + f"  (decode includes resampling; summed over {results['workers']} decode thread(s))",
+              + "  (decode includes resampling and fingerprints; summed over the decode workers)",
               "engine utilisation: " + utilisation_line(results["engine"]),
               "per-format stages (s): " + "; ".join(
                   f"{n} decode {r['stages']['decode']:.1f} model {r['stages']['model']:.1f}"
@@ -275,8 +289,8 @@ def utilisation_line(engine: dict) -> str:
     use = engine.get("utilisation")
     if not use:
         return "-"
-    return (f"decode threads {use['decode_busy']:.0%} busy, embedding thread {use['model_busy']:.0%} busy, "
-            f"{use['cores_busy']:.2f} cores busy over the run's {use['wall_seconds']:.1f} s")
+    return (f"{use['decode_workers']} decode {use['decode_kind']} {use['decode_busy']:.0%} busy, embedding thread "
+            f"{use['model_busy']:.0%} busy, {use['cores_busy']:.2f} cores busy over the run's {use['wall_seconds']:.1f} s")
 
 
 def bookkeeping_lines(dagster: dict, engine: dict, audio_minutes: float) -> list[str]:
@@ -303,7 +317,8 @@ def main() -> None:
     parser.add_argument("--real-per-format", type=int, default=8, help="real recordings per format")
     parser.add_argument("--quick", action="store_true", help="generated audio, seconds long (the test suite's form)")
     parser.add_argument("--recordings", type=Path, default=None, help="recordings cache (default: recordings.py's)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode threads / bliss processes")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="decode workers (0: navembed's default) / bliss processes (0: one per core)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--long-run-tracks", type=int, default=None,
                         help=f"the long run's size: every file as often as it takes ({LONG_RUN_TRACKS}; "
@@ -335,7 +350,7 @@ def main() -> None:
         for name in FORMATS:
             dbs[name] = write_library([f for f in corpus if f.format == name], work / f"{name}.db")
         print(f"{len(corpus)} files, {sum(f.duration_seconds for f in corpus) / 60:.0f} audio minutes, "
-              f"{args.workers} workers", flush=True)
+              f"{args.workers or 'default'} decode workers", flush=True)
         results: dict = {"workers": args.workers}
         # The quick form leaves Dagster out: the pipeline benchmark's quick form already runs it.
         for name in ("engine", "formats") if args.quick else ("engine", "dagster", "formats"):

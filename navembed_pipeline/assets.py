@@ -65,14 +65,19 @@ def library_tracks(context: dg.AssetExecutionContext, navidrome: NavidromeResour
     return frame
 
 
-def format_stages(model_name: str, seconds: dict[str, float], *, decode_workers: int,
-                  utilisation: Utilisation | None = None) -> str:
+def format_stages(model_name: str, seconds: dict[str, float], *, utilisation: Utilisation | None = None) -> str:
     """Where the run's time went, one log line (decode overlaps the rest on its worker threads),
     and with ``utilisation`` how busy each stage kept its threads and the cores."""
     line = (f"{model_name} stage seconds: plan {seconds['plan']:.1f}, decode {seconds['decode']:.1f} on "
-            f"{decode_workers} worker thread(s) (embedding waited {seconds['decode_wait']:.1f} for audio), "
+            f"{_decoders(utilisation)} (embedding waited {seconds['decode_wait']:.1f} for audio), "
             f"model {seconds['model']:.1f}, enrich {seconds['enrich']:.1f}, write {seconds['write']:.1f}")
     return line + (f"; {utilisation.line()}" if utilisation else "")
+
+
+def _decoders(utilisation: Utilisation | None) -> str:
+    if utilisation is None:  # nothing was decoded
+        return "no worker"
+    return f"{utilisation.decode_workers} worker {utilisation.decode_kind}"
 
 
 def bucket_metadata(report: BucketReport) -> dict[str, object]:
@@ -149,7 +154,8 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
                          "search keeps using the old vectors until this run completes")
     grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)
     options = RunOptions(force=config.force, only_failed=config.only_failed, collection=staging,
-                         decode_workers=models.decode_workers, write_batch_tracks=models.write_batch_tracks,
+                         decode_workers=models.decode_workers, decode_processes=models.decode_processes,
+                         write_batch_tracks=models.write_batch_tracks,
                          progress_interval=models.progress_interval)
     fingerprinter = vector_store.fingerprinter()
     run = EmbeddingRun(model=model, store=store, options=options, fingerprinter=fingerprinter)
@@ -169,8 +175,7 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
                                           metadata={**bucket_metadata(report), **counts[report.bucket],
                                                     **model_metadata(model, store)})
         yield from checks.evaluate_done(reports)  # after their materializations: the results point at them
-    context.log.info(format_stages(model_name, run.stage_seconds, decode_workers=options.decode_workers,
-                                   utilisation=run.utilisation))
+    context.log.info(format_stages(model_name, run.stage_seconds, utilisation=run.utilisation))
     if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once
         done = fingerprinter.backfill([t for tracks in grouped.values() for t in tracks])
         if done:

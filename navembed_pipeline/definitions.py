@@ -35,7 +35,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                                  batch_size=settings.models_batch_size,
                                  idle_unload_seconds=settings.models_idle_unload_seconds,
                                  models_dir=str(settings.models_dir or ""),
-                                 decode_workers=settings.effective_decode_workers, nice=settings.nice,
+                                 decode_workers=settings.decode_workers, decode_processes=settings.decode_processes,
+                                 nice=settings.nice,
                                  mert_layers=settings.mert_layers),
     }
 

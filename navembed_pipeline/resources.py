@@ -56,7 +56,8 @@ class ModelsResource(dg.ConfigurableResource):
     batch_size: int = 4
     idle_unload_seconds: float = 360.0
     models_dir: str = ""
-    decode_workers: int = 1
+    decode_workers: int = 1  # 0: automatic (embedding_run.decode_workers_for)
+    decode_processes: bool | None = None  # None: worker processes for runs of 16 tracks or more
     write_batch_tracks: int = 32  # tracks per store write; a crash redoes at most this many
     progress_interval: float = 5.0  # most seconds between progress log lines (each is a Dagster event)
     mert_layers: str = "mean"  # MERT's vector: 'mean' (3,072-d), 'all' (76,800-d) or hidden-state indices

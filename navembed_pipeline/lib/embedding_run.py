@@ -12,6 +12,7 @@ Three parts, one module each: ``run_planner`` (what to embed, vanished tracks de
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,11 +74,24 @@ class RunOptions:
     force: bool = False
     only_failed: bool = False
     collection: str | None = None  # write here instead of the live collection (safe rebuild)
-    decode_workers: int = 2
+    decode_workers: int = 0  # 0: automatic (decode_workers_for)
+    decode_processes: bool | None = None  # worker processes instead of threads; None: from PROCESSES_FROM_TRACKS on
     batch_tracks: int = 4
     write_batch_tracks: int = 32  # tracks per upsert: fewer store round trips; a crash redoes at most these
     progress_interval: float = 5.0  # most seconds between progress lines; the first finished tracks at once
     model_threads: int | None = None  # torch CPU threads during the run; None: the model's ``cpu_threads``
+
+
+# Runs with at least this many tracks to decode use worker processes (decode_worker.py says why); a
+# smaller run (a nightly top-up, an upload's library) is not worth starting processes for.
+PROCESSES_FROM_TRACKS = 16
+
+
+def decode_workers_for(processes: bool, requested: int = 0) -> int:
+    """``requested``, or automatically one worker process per core, or one thread per core but one (the
+    model's thread needs a core, and more decode threads than that only trade the GIL back and forth)."""
+    cores = os.cpu_count() or 2
+    return requested or (cores if processes else max(1, cores - 1))
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class Utilisation:
     wall_seconds: float
     cpu_seconds: float  # the whole process (every thread) while the run worked
     decode_workers: int
+    decode_processes: bool
     decode_cpu_seconds: float
     model_cpu_seconds: float
 
@@ -105,8 +120,12 @@ class Utilisation:
         """Share of the wall time the embedding thread spent on the CPU (model, pooling, writes)."""
         return self.model_cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    @property
+    def decode_kind(self) -> str:
+        return "processes" if self.decode_processes else "threads"
+
     def line(self) -> str:
-        return (f"utilisation over {self.wall_seconds:.1f} s: decode threads {self.decode_busy:.0%} of "
+        return (f"utilisation over {self.wall_seconds:.1f} s: decode {self.decode_kind} {self.decode_busy:.0%} of "
                 f"{self.decode_workers}, embedding thread {self.model_busy:.0%}, cores busy {self.cores_busy:.2f}")
 
 
@@ -158,8 +177,10 @@ class EmbeddingRun:
         on_plan(plan.summary)  # before any track is decoded: what this run is about to do
         states = plan.states
         self._writer = RunWriter(self.model.name, self.store, opts.collection, plan.previously_failed, self._add_time)
-        decoder = DecodeAhead(self.model.sample_rate, opts.decode_workers, opts.batch_tracks, self._add_time,
-                              self.fingerprinter)
+        processes = len(plan.queue) >= PROCESSES_FROM_TRACKS if opts.decode_processes is None else opts.decode_processes
+        workers = decode_workers_for(processes, opts.decode_workers)
+        decoder = DecodeAhead(self.model.sample_rate, workers, opts.batch_tracks, self._add_time,
+                              self.fingerprinter, processes=processes)
         tally = Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
                       skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
         for state in states.values():
@@ -184,8 +205,9 @@ class EmbeddingRun:
             yield from self._flush(buffer, states, tally)
         self._add_time("model_cpu", time.thread_time() - thread_cpu)
         seconds = self.stage_seconds
-        self.utilisation = Utilisation(time.perf_counter() - began, time.process_time() - cpu_began,
-                                       opts.decode_workers, seconds["decode_cpu"], seconds["model_cpu"])
+        cpu = time.process_time() - cpu_began + (seconds["decode_cpu"] if processes else 0.0)  # + the workers'
+        self.utilisation = Utilisation(time.perf_counter() - began, cpu, workers, processes,
+                                       seconds["decode_cpu"], seconds["model_cpu"])
         on_progress(tally.snapshot())
 
     @contextmanager

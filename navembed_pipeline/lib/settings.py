@@ -52,8 +52,10 @@ class Settings(BaseSettings):
                              "standalone caps vectors at 32,768-d). Changing it re-embeds mert.")
     models_batch_size: int = Field(4, ge=1, description="Audio windows per forward pass (GPU memory bound).")
     models_idle_unload_seconds: float = Field(360.0, ge=30.0, description="Unload a model idle this long.")
-    decode_workers: int = Field(0, ge=0, description="CPU threads decoding audio ahead of the model; "
-                                "0 = automatic (cores - 1, at least 1).")
+    decode_workers: int = Field(0, ge=0, description="Workers decoding audio ahead of the model; 0 = automatic "
+                                "(one process per core, or cores - 1 threads, at least 1).")
+    decode_processes: bool | None = Field(None, description="Decode in worker processes (true) or threads "
+                                          "(false); unset = processes for runs of 16 tracks or more.")
     nice: bool = Field(False, description="Run background re-embeds at the lowest CPU priority "
                        "(for boxes shared with the music server).")
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "
@@ -106,12 +108,6 @@ class Settings(BaseSettings):
                             idle_unload_seconds=self.models_idle_unload_seconds,
                             batch_size=self.models_batch_size, models_dir=self.models_dir,
                             extra=model_extras(mert_layers=self.mert_layers))
-
-    @property
-    def effective_decode_workers(self) -> int:
-        import os
-
-        return self.decode_workers or max(1, (os.cpu_count() or 2) - 1)
 
     def enabled_models(self) -> list[str]:
         """The models to embed with: the explicit list, or dsp + deep models with weights present."""

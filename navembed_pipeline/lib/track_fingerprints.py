@@ -45,9 +45,20 @@ class TrackFingerprinter:
             return
         try:
             prints = [(s.index, s.title, fingerprint_pcm(w, sample_rate)) for s, w in zip(segments, waves, strict=True)]
-            linked = self.store.put(track.id, track_fingerprint(track), prints)
         except NavembedError as exc:
-            LOGGER.warning("no fingerprint for %s (%s): %s", track.display_name, track.path, exc)
+            self.failed(track, str(exc))
+            return
+        self.save(track, prints)
+
+    def failed(self, track: Track, reason: str) -> None:
+        LOGGER.warning("no fingerprint for %s (%s): %s", track.display_name, track.path, reason)
+
+    def save(self, track: Track, prints: Sequence[tuple[int, str, np.ndarray]]) -> None:
+        """Store ``track``'s fingerprints (one per segment, computed elsewhere) and log what they link to."""
+        try:
+            linked = self.store.put(track.id, track_fingerprint(track), list(prints))
+        except NavembedError as exc:
+            self.failed(track, str(exc))
             return
         for duplicate in linked:
             if is_upload_id(duplicate.owner):
