@@ -62,3 +62,23 @@ def test_a_worker_process_that_dies_fails_only_its_track(tmp_path: Path) -> None
     assert "decoder process died" in decoded[2].error
     assert all(len(d.waves[0]) == int(GOOD_SECONDS * RATE) for d in decoded if d.error is None)
     assert times["decode"] > 0
+
+
+def test_waves_a_killed_run_left_behind_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    import os
+
+    from navembed_pipeline.lib.decode_worker import SPOOL_PREFIX, spool_folder
+
+    folder = Path(spool_folder(os.getpid()))
+    dead_pid = 2**22 + 12345  # above Linux's pid_max: never a live process
+    dead = folder / f"{SPOOL_PREFIX}{dead_pid}-left.f32"
+    mine = folder / f"{SPOOL_PREFIX}{os.getpid()}-live.f32"
+    other = folder / "not-ours.f32"
+    for path in (dead, mine, other):
+        path.write_bytes(b"\0" * 16)
+    try:
+        assert spool_folder(os.getpid()) == str(folder)
+        assert not dead.exists() and mine.exists() and other.exists()
+    finally:
+        for path in (dead, mine, other):
+            path.unlink(missing_ok=True)
