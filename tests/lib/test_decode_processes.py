@@ -44,7 +44,8 @@ def test_processes_embed_and_fingerprint_what_threads_do(tmp_path: Path, vector_
         model.shutdown()
     threads, processes = results[False], results[True]
     assert set(processes[0]) == {t.id for t in tracks}
-    assert all(np.array_equal(threads[0][tid], processes[0][tid]) for tid in threads[0])
+    # (batches may group tracks differently: float sums in another order, so equal to float32 precision)
+    assert all(np.allclose(threads[0][tid], processes[0][tid], rtol=0, atol=1e-5) for tid in threads[0])
     assert processes[1] == threads[1] and len(processes[1]) == 5  # every track fingerprinted, same versions
 
 
