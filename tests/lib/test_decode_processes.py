@@ -13,7 +13,7 @@ from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.navidrome import Track
 from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
-from tests.lib.decode_crash import dies_on_crash_files
+from tests.lib.worker_functions import dies_on_crash_files
 from tests.lib.test_embedding_run import GOOD_SECONDS, write_library
 
 RATE = 22_050
