@@ -72,6 +72,23 @@ def real_corpus(cache_dir: Path, *, per_format: int, formats: Sequence[str] = tu
     return corpus
 
 
+def library_corpus(cache_dir: Path, *, tracks: int, min_seconds: float = 60.0,
+                   max_seconds: float = 900.0) -> list[CorpusFile]:
+    """Up to ``tracks`` real recordings of ``min_seconds``–``max_seconds`` as their packages ship them
+    (Ogg Vorbis, Opus, MP3; mono or stereo; no transcoding), spread over the albums.
+
+    The long run lists them two or three times under other names (``real_length.repeated``): each track
+    then has one or two copies in the library, so the fingerprint store's duplicate search verifies one
+    or two candidates a track, as on a library holding some albums twice — not the ten a track it
+    verifies when one song is in the library thirty times, work no real library asks for.
+    """
+    from benchmarks.recordings import real_recordings
+
+    recordings = _round_robin(real_recordings(cache_dir, min_seconds=min_seconds, max_seconds=max_seconds))
+    return [CorpusFile(r.path, r.path.suffix.lstrip("."), r.title, r.album, r.duration_seconds)
+            for r in recordings][:tracks]
+
+
 def generated_corpus(folder: Path, *, per_format: int, seconds: float,
                      formats: Sequence[str] = tuple(FORMATS)) -> list[CorpusFile]:
     """The quick form: generated stereo songs of ``seconds`` encoded into every format."""

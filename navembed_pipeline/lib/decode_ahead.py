@@ -20,6 +20,7 @@ import numpy as np
 
 from navembed_pipeline.lib.decode_worker import (
     DecodedTrack,
+    decode_and_embed,
     decode_in_process,
     decode_track,
     discard,
@@ -34,12 +35,19 @@ from navembed_pipeline.lib.worker_pool import WorkerDied, WorkerPool
 
 @dataclass(frozen=True)
 class Decoded:
-    """One track's decoded segments, or why it could not be decoded."""
+    """One track's decoded segments, or why it could not be decoded; embedded already when the worker
+    processes embed (``vectors`` one per segment, or ``model_error``)."""
 
     track: Track
     segments: tuple[TrackSegment, ...]
     waves: tuple[np.ndarray, ...] | None
     error: str | None
+    vectors: tuple | None = None
+    model_error: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.waves is not None or self.vectors is not None or self.model_error is not None
 
 
 @dataclass
@@ -52,6 +60,7 @@ class DecodeAhead:
     on_time: Callable[[str, float], None]  # (stage, seconds): "decode", "decode_cpu", "decode_wait"
     fingerprinter: TrackFingerprinter | None = None  # fingerprints tracks from the waves decoded here
     processes: bool = False
+    embed_with: tuple[str, object] | None = None  # (model name, options): worker processes embed too
     worker: Callable[[Track, int, bool], DecodedTrack] = decode_track  # a module-level function (processes pickle it)
     _pool: ThreadPoolExecutor | WorkerPool | None = field(default=None, init=False, repr=False)
     _spool: str = field(default="", init=False, repr=False)  # where worker processes leave decoded waves
@@ -104,6 +113,9 @@ class DecodeAhead:
         wants_print = self._wants_print(track)
         if not self.processes:
             return self._pool.submit(self.worker, track, self.sample_rate, wants_print)
+        if self.embed_with is not None:
+            return self._pool.submit(decode_and_embed, self.worker, track, self.sample_rate, wants_print,
+                                     *self.embed_with)
         return self._pool.submit(decode_in_process, self.worker, track, self.sample_rate, wants_print,
                                  self._spool, os.getpid())
 
@@ -121,6 +133,10 @@ class DecodeAhead:
                                       f"(a crash in FFmpeg on damaged audio?): {exc}", None, 0.0, 0.0)
         self.on_time("decode", result.seconds)
         self.on_time("decode_cpu", result.cpu_seconds)
+        for stage, seconds in result.model_seconds.items():  # embedded in the worker
+            self.on_time(stage, seconds)
+            if stage == "model_cpu":
+                self.on_time("worker_model_cpu", seconds)
         if self.fingerprinter is not None:
             if result.prints is not None and self._saver is not None:
                 self._saver.submit(self.fingerprinter.save, track, result.prints)
@@ -128,4 +144,4 @@ class DecodeAhead:
                 self.fingerprinter.save(track, result.prints)
             elif result.print_error is not None:
                 self.fingerprinter.failed(track, result.print_error)
-        return Decoded(track, result.segments, result.waves, result.error)
+        return Decoded(track, result.segments, result.waves, result.error, result.vectors, result.model_error)

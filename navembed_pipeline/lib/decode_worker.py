@@ -38,6 +38,10 @@ class DecodedTrack:
     print_error: str | None
     seconds: float
     cpu_seconds: float
+    # Embedded right in the worker (``decode_and_embed``): one TrackVectors per segment, or the model's error.
+    vectors: tuple | None = None
+    model_error: str | None = None
+    model_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # "model", "enrich", "model_cpu"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,35 @@ def unspool(result: DecodedTrack) -> DecodedTrack:
         return result
     return dataclasses.replace(result, waves=tuple(w.load() if isinstance(w, SpooledWave) else w
                                                    for w in result.waves))
+
+
+_MODELS: dict[str, object] = {}  # in a worker process: the model its jobs embed with, built on the first one
+
+
+def decode_and_embed(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, sample_rate: int,
+                     fingerprint: bool, model_name: str, options: object) -> DecodedTrack:
+    """Decode ``track`` and embed it with the model ``model_name`` right here (a CPU model, loaded once
+    per worker process on one torch thread): only its vectors travel back, as bliss's one process per
+    core does it. A model error comes back as ``model_error``, for the engine to handle like its own."""
+    result = worker(track, sample_rate, fingerprint)
+    if result.waves is None:
+        return result
+    import torch  # noqa: PLC0415 - only workers that embed need it
+
+    from navembed_pipeline.lib.models import create_model  # noqa: PLC0415
+
+    if model_name not in _MODELS:
+        torch.set_num_threads(1)
+        _MODELS[model_name] = create_model(model_name, options)
+    model = _MODELS[model_name]
+    timings: dict[str, float] = {}
+    cpu = time.thread_time()
+    try:
+        vectors, error = tuple(model.embed(result.waves, timings=timings)), None
+    except (RuntimeError, ValueError, FloatingPointError) as exc:  # the engine's MODEL_ERRORS
+        vectors, error = None, f"{type(exc).__name__}: {exc}"
+    timings["model_cpu"] = time.thread_time() - cpu
+    return dataclasses.replace(result, waves=None, vectors=vectors, model_error=error, model_seconds=timings)
 
 
 def decode_in_process(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, sample_rate: int,

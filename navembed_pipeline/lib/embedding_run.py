@@ -42,12 +42,16 @@ FAILURE_SAMPLE = 10
 # forward passes; pooling window features into vectors; writes to the store (vectors and failures).
 STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
 # CPU seconds: of the decode threads (summed), and of the embedding thread (model, pooling, writes).
-CPU_STAGES = ("decode_cpu", "model_cpu")
+CPU_STAGES = ("decode_cpu", "model_cpu", "worker_model_cpu")  # the last: embedding inside worker processes
 # The model failing on this many tracks in a row, with none embedded in between, is a systemic fault
 # (a broken device or model), not bad input: the run fails instead of recording the whole library.
 MAX_CONSECUTIVE_MODEL_FAILURES = 16
 # What a model raises on input it cannot handle (torch raises RuntimeError, CUDA OOM included).
-MODEL_ERRORS = (RuntimeError, ValueError, FloatingPointError)
+class WorkerModelError(RuntimeError):
+    """The model failed on a track inside a worker process (the message: the original error's type and text)."""
+
+
+MODEL_ERRORS = (RuntimeError, ValueError, FloatingPointError)  # WorkerModelError is a RuntimeError
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,9 @@ class EmbeddingRun:
         self._writer = RunWriter(self.model.name, self.store, opts.collection, plan.previously_failed, self._add_time)
         processes = len(plan.queue) >= PROCESSES_FROM_TRACKS if opts.decode_processes is None else opts.decode_processes
         workers = decode_workers_for(processes, opts.decode_workers)
+        embed_with = (self.model.name, self.model.options) if processes and self._workers_can_embed() else None
         decoder = DecodeAhead(self.model.sample_rate, workers, opts.batch_tracks, self._add_time,
-                              self.fingerprinter, processes=processes)
+                              self.fingerprinter, processes=processes, embed_with=embed_with)
         tally = Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
                       skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
         for state in states.values():
@@ -205,10 +210,19 @@ class EmbeddingRun:
             yield from self._flush(buffer, states, tally)
         self._add_time("model_cpu", time.thread_time() - thread_cpu)
         seconds = self.stage_seconds
-        cpu = time.process_time() - cpu_began + (seconds["decode_cpu"] if processes else 0.0)  # + the workers'
+        cpu = time.process_time() - cpu_began  # + the worker processes':
+        cpu += seconds["decode_cpu"] + seconds["worker_model_cpu"] if processes else 0.0
         self.utilisation = Utilisation(time.perf_counter() - began, cpu, workers, processes,
                                        seconds["decode_cpu"], seconds["model_cpu"])
         on_progress(tally.snapshot())
+
+    def _workers_can_embed(self) -> bool:
+        """Whether worker processes can build this very model themselves (a registered CPU model that
+        asks for it; not a subclass of one, which a worker's ``create_model`` would not build)."""
+        from navembed_pipeline.lib.models import model_class  # noqa: PLC0415
+
+        return (self.model.embeds_in_workers and self.model.device.type == "cpu"
+                and type(self.model) is model_class(self.model.name))
 
     @contextmanager
     def _model_threads(self) -> Iterator[None]:
@@ -248,7 +262,7 @@ class EmbeddingRun:
         for bucket, decoded in batch:
             if decoded.error is not None:
                 self._writer.fail(states[bucket], decoded.track, decoded.error)
-        ready = [(b, d) for b, d in batch if d.waves is not None]
+        ready = [(b, d) for b, d in batch if d.readable]
         if not ready:
             return []
         try:
@@ -273,7 +287,8 @@ class EmbeddingRun:
 
     def _model_failure(self, state: BucketState, track: Track, exc: BaseException) -> None:
         assert self._writer is not None
-        self._writer.fail(state, track, f"model error: {type(exc).__name__}: {exc}")
+        reason = str(exc) if isinstance(exc, WorkerModelError) else f"{type(exc).__name__}: {exc}"
+        self._writer.fail(state, track, f"model error: {reason}")
         self._model_failures_in_a_row += 1
         if self._model_failures_in_a_row >= MAX_CONSECUTIVE_MODEL_FAILURES:
             raise ModelLoadError(f"model {self.model.name!r} failed on {self._model_failures_in_a_row} tracks in "
@@ -281,13 +296,19 @@ class EmbeddingRun:
                                  "a broken model or device, not bad audio") from exc
 
     def _rows(self, ready: list[tuple[str, Decoded]]) -> list[VectorRow]:
-        waves = [w for _, d in ready for w in d.waves or ()]
-        timings: dict[str, float] = {}
-        try:
-            vectors = iter(self.model.embed(waves, timings=timings))
-        finally:
-            for stage, seconds in timings.items():
-                self._add_time(stage, seconds)
+        if all(d.waves is None for _, d in ready):  # embedded by the worker processes
+            failed = [d.model_error for _, d in ready if d.model_error is not None]
+            if failed:
+                raise WorkerModelError(failed[0])
+            vectors = iter([v for _, d in ready for v in d.vectors])
+        else:
+            waves = [w for _, d in ready for w in d.waves or ()]
+            timings: dict[str, float] = {}
+            try:
+                vectors = iter(self.model.embed(waves, timings=timings))
+            finally:
+                for stage, seconds in timings.items():
+                    self._add_time(stage, seconds)
         rows = []
         for bucket, decoded in ready:
             fingerprint = track_fingerprint(decoded.track)

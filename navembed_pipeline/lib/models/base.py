@@ -78,6 +78,8 @@ class EmbeddingModel(ABC):
     min_window_samples: ClassVar[int] = 1
     # torch CPU threads while the engine runs it (None: torch's default, every core); see EmbeddingRun
     cpu_threads: ClassVar[int | None] = None
+    # Cheap to build and CPU-bound (dsp): with worker processes, each worker embeds what it decoded.
+    embeds_in_workers: ClassVar[bool] = False
 
     def __init__(self, options: ModelOptions | None = None, *,
                  unload_check_seconds: float = UNLOAD_CHECK_SECONDS,

@@ -124,6 +124,7 @@ class DspModel(EmbeddingModel):
     weights_repos = ()
     min_window_samples = N_FFT
     cpu_threads = 1  # small ops: one torch thread, the other cores decode (embedding_run._model_threads)
+    embeds_in_workers = True  # weight-free, ~1 s to build: decode worker processes embed too
 
     @property
     def dimension(self) -> int:
