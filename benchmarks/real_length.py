@@ -289,8 +289,8 @@ def utilisation_line(engine: dict) -> str:
     use = engine.get("utilisation")
     if not use:
         return "-"
-    return (f"{use['decode_workers']} decode {use['decode_kind']} {use['decode_busy']:.0%} busy, embedding thread "
-            f"{use['model_busy']:.0%} busy, {use['cores_busy']:.2f} cores busy over the run's {use['wall_seconds']:.1f} s")
+    return (f"{use['decode_workers']} decode {use['decode_kind']} {use['decode_busy']:.0%} busy, embedding "
+            f"{use['model_busy']:.0%} of a core, {use['cores_busy']:.2f} cores busy over the run's {use['wall_seconds']:.1f} s")
 
 
 def bookkeeping_lines(dagster: dict, engine: dict, audio_minutes: float) -> list[str]:

@@ -1,11 +1,13 @@
-"""What a decode worker process does for one track: decode its segments, fingerprint them.
+"""What a decode worker process does for one track: decode its segments, fingerprint them, and for a
+CPU model that asks for it (dsp) embed them too, so that only vectors travel back.
 
 Decode worker *processes* (``DecodeAhead`` with ``processes=True``) instead of threads: FFmpeg releases
 the GIL while it decodes, but a track is tens of thousands of small decoder calls, and each one hands
 the GIL to another thread and takes it back; two decode threads, the model thread and Dagster's thread
 spend a good part of their time on those hand-overs. In a process of its own, a decoder never waits.
 
-This module imports no torch, Dagster or store code: it is what the worker processes preload.
+This module imports no torch, Dagster or store code (``decode_and_embed`` imports the model on first
+use): a worker that only decodes starts in a fraction of a second.
 """
 
 import contextlib

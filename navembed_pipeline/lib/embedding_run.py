@@ -130,7 +130,7 @@ class Utilisation:
 
     def line(self) -> str:
         return (f"utilisation over {self.wall_seconds:.1f} s: decode {self.decode_kind} {self.decode_busy:.0%} of "
-                f"{self.decode_workers}, embedding thread {self.model_busy:.0%}, cores busy {self.cores_busy:.2f}")
+                f"{self.decode_workers}, embedding {self.model_busy:.0%} of a core, cores busy {self.cores_busy:.2f}")
 
 
 class EmbeddingRun:
