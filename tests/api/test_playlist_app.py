@@ -1,16 +1,15 @@
 """The recommendation routes through the real app on the sample library (real Milvus Lite, dsp vectors)."""
 
-import dagster as dg
 import pytest
 
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from tests.api.app_fixtures import api_settings, running_app
-from tests.pipeline.helpers import embed
+from tests.pipeline.helpers import embed, navembed_instance
 
 
 @pytest.fixture
 def app_client(sample_library, vector_store, milvus_uri, tmp_path):
-    with dg.instance_for_test() as instance:
+    with navembed_instance() as instance:
         embed(sample_library, milvus_uri, instance)
     settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=sample_library.db_path)
     with running_app(settings) as client:
