@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= var/demo
 # What `make test-fast` leaves out (markers set in tests/conftest.py and on slow tests).
 FAST_LANE := not slow and not webserver and not ui and not bench
-# pytest-xdist processes for the fast lane: 3 on 2 cores (tests wait on Milvus and Dagster part of the time).
-FAST_WORKERS ?= 3
+# pytest-xdist processes for the fast lane: one per core (each collects the suite and starts its own Milvus
+# Lite; a third cost ~35 s more CPU for no gain here); idle ones take queued tests from the others (worksteal).
+FAST_WORKERS ?= 2
+FAST_DIST ?= worksteal
 # pip prints a warning per package for this machine's local index mirrors; hide only those lines.
 PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
 
@@ -56,7 +58,7 @@ test: setup system-deps  ## run the whole test suite (installs chromium for the 
 	$(BIN)/python -m pytest
 
 test-fast: setup  ## the inner loop: unit + in-process Dagster tests (no servers as processes, UI or benchmarks)
-	$(BIN)/python -m pytest -q -n $(FAST_WORKERS) -m "$(FAST_LANE)" --durations=10
+	$(BIN)/python -m pytest -q -n $(FAST_WORKERS) --dist $(FAST_DIST) -m "$(FAST_LANE)" --durations=10
 
 fuzz: setup  ## fuzz the running API (navembed up) against its OpenAPI spec: no 5xx allowed
 	$(BIN)/schemathesis run http://127.0.0.1:9002/openapi.json -H "Authorization: Bearer $$NAVEMBED_ADMIN_TOKEN" \

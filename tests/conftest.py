@@ -1,5 +1,8 @@
 """Shared fixtures: one real Milvus Lite server per session, generated sample libraries."""
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,24 @@ LANE_MARKERS = {
     "tests/pipeline/test_interruptions.py": "slow",  # kill -9 of a run in a child process, then a re-run
     "tests/sample_data/test_recommend_sample_library.py": "slow",  # embeds a sample library first (~60 s here)
 }
+
+
+# The session's files go to memory when the machine has room there: Milvus Lite, the failure log, Dagster's
+# run storage and checkpoints sync to disk (~3 ms a sync on this machine's disk), and nothing here needs to
+# survive a power cut.
+RAM_DIR = Path("/dev/shm")
+RAM_NEEDED_BYTES = 2 * 1024**3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the temp dir (pytest's tmp_path, Dagster's test instances, child processes) at tmpfs,
+    unless TMPDIR or --basetemp chooses a place; xdist workers inherit the TMPDIR set here."""
+    if "TMPDIR" in os.environ or config.option.basetemp or not os.access(RAM_DIR, os.W_OK):
+        return
+    if shutil.disk_usage(RAM_DIR).free < RAM_NEEDED_BYTES:
+        return
+    os.environ["TMPDIR"] = str(RAM_DIR)
+    tempfile.tempdir = str(RAM_DIR)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

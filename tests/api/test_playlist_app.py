@@ -1,20 +1,28 @@
 """The recommendation routes through the real app on the sample library (real Milvus Lite, dsp vectors)."""
 
-import dagster as dg
 import pytest
 
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.sample_data.sample_library import write_sample_library
 from tests.api.app_fixtures import api_settings, running_app
-from tests.pipeline.helpers import embed
+from tests.lib.milvus_fixture import drop_everything
+from tests.pipeline.helpers import embed, navembed_instance
 
 
-@pytest.fixture
-def app_client(sample_library, vector_store, milvus_uri, tmp_path):
-    with dg.instance_for_test() as instance:
-        embed(sample_library, milvus_uri, instance)
-    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=sample_library.db_path)
-    with running_app(settings) as client:
-        yield client, {t.title: t.id for t in NavidromeLibrary(sample_library.db_path).tracks()}
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory, milvus_uri):
+    """The app over the sample library, embedded once for the module: its tests only ask."""
+    root = tmp_path_factory.mktemp("playlist-app")
+    library = write_sample_library(root / "library", seconds=4.0)
+    drop_everything(milvus_uri)
+    try:
+        with navembed_instance() as instance:
+            embed(library, milvus_uri, instance)
+        settings = api_settings(root, milvus_uri=milvus_uri, navidrome_db=library.db_path)
+        with running_app(settings) as client:
+            yield client, {t.title: t.id for t in NavidromeLibrary(library.db_path).tracks()}
+    finally:
+        drop_everything(milvus_uri)
 
 
 def test_each_mode_answers_through_the_app(app_client) -> None:

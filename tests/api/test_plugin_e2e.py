@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-import dagster as dg
 import pytest
 
 from navembed_api.settings import ApiSettings
@@ -29,7 +28,7 @@ from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
 from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.stack import free_port, settings_env
 from tests.lib.milvus_fixture import drop_everything
-from tests.pipeline.helpers import embed
+from tests.pipeline.helpers import embed, navembed_instance
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +164,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterato
     root = tmp_path_factory.mktemp("plugin")
     library = write_sample_library(root / "library", seconds=4.0)
     drop_everything(milvus_uri)
-    with dg.instance_for_test() as instance:
+    with navembed_instance() as instance:
         assert embed(library, milvus_uri, instance, models=("dsp",)).success
     port = free_port()
     settings = ApiSettings(data_dir=root / "data", navidrome_db=library.db_path, music_root=library.root,

@@ -5,13 +5,11 @@ import signal
 import time
 from pathlib import Path
 
-import dagster as dg
-
 from navembed_pipeline.lib.milvus_process import MilvusLiteServer
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
-from tests.pipeline.helpers import embed
+from tests.pipeline.helpers import embed, navembed_instance
 
 
 def _exited(server: MilvusLiteServer, timeout: float = 10.0) -> bool:
@@ -28,7 +26,7 @@ def test_playlists_keep_coming_from_the_copy_while_milvus_is_down(sample_library
     server = MilvusLiteServer(tmp_path / "milvus")
     uri = server.start()
     try:
-        with dg.instance_for_test() as instance:
+        with navembed_instance() as instance:
             embed(sample_library, uri, instance)
         settings = api_settings(tmp_path, milvus_uri=uri, navidrome_db=sample_library.db_path)
         ids = {t.title: t.id for t in NavidromeLibrary(sample_library.db_path).tracks()}

@@ -32,7 +32,7 @@ from navembed_pipeline.lib.upload_store import UploadStore, upload_collection
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.api.upload_fixtures import EmbeddedLibrary, ask, embed_library, serving, upload_service
 from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri, session_failures_db  # noqa: F401
-from tests.pipeline.helpers import pipeline_resources
+from tests.pipeline.helpers import navembed_instance, pipeline_resources
 
 SECONDS = 24
 ON = {"similaritySearchEnabled": True, "dedupThreshold": 0.85}
@@ -123,7 +123,7 @@ def test_uploads_survive_a_sensor_run_and_a_restart(service: UploadService, libr
     uid = upload_id(song.resolve())
     sensor = build_library_change_sensor(["dsp"], interval_seconds=60)
     resources = pipeline_resources(library.sample, milvus_uri)
-    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+    with navembed_instance() as instance, dg.build_sensor_context(instance=instance, resources=resources) as ctx:
         assert not sensor(ctx).run_requests  # the upload is no reason to run
     tracks = list(NavidromeLibrary(library.sample.db_path).tracks())
     reports = list(EmbeddingRun(model=models.get("dsp"), store=library.store,

@@ -1,13 +1,27 @@
 """Running the real Dagster assets in-process against a real store, for the pipeline tests."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
+import yaml
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
+from navembed_pipeline.instance import EVENT_BATCH_SIZE_ENV, environment, instance_yaml
 from navembed_pipeline.jobs import embed_run_config
 from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 from tests.lib.milvus_fixture import session_failures_db
+
+
+@contextmanager
+def navembed_instance() -> Iterator[dg.DagsterInstance]:
+    """A temporary Dagster instance configured as navembed configures its own: its dagster.yaml (the
+    batching SQLite event log, concurrency, pools) and event batching on, as ``open_instance`` sets it."""
+    overrides = yaml.safe_load(instance_yaml(postgres=False))
+    with environment(EVENT_BATCH_SIZE_ENV), dg.instance_for_test(overrides=overrides) as instance:
+        yield instance
 
 
 def pipeline_resources(library: SampleLibrary, uri: str, **models: object) -> dict:

@@ -22,12 +22,6 @@ from tests.pipeline.helpers import bucket_materializations, embed, pipeline_reso
 DSP = dg.AssetKey("dsp_embeddings")
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
 def evaluations(result: dg.ExecuteInProcessResult, check: str) -> dict[str | None, dg.AssetCheckEvaluation]:
     """The run's evaluations of ``check`` on the dsp asset, by bucket (None for the run-wide checks)."""
     return {e.partition: e for e in result.get_asset_check_evaluations()

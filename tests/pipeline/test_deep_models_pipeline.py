@@ -5,14 +5,13 @@ saved in the real checkpoint layout and loaded by the production loaders from NA
 25 × 1024 — a tiny one included — so that wrong weights such as MERT-v1-95M fail loudly.)
 """
 
-import dagster as dg
 import numpy as np
 import pytest
 
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from tests.lib.models.tiny_latent import tiny_architecture, write_tiny_checkpoint
 from tests.lib.models.tiny_muq import build_tiny_muq
-from tests.pipeline.helpers import bucket_materializations, embed
+from tests.pipeline.helpers import bucket_materializations, embed, navembed_instance
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def models_dir(tmp_path_factory):
 
 
 def test_tiny_deep_models_fill_their_collections(sample_library, vector_store, milvus_uri, models_dir) -> None:
-    with dg.instance_for_test() as instance, tiny_architecture():
+    with navembed_instance() as instance, tiny_architecture():
         result = embed(sample_library, milvus_uri, instance, models=("muq", "latent"),
                        job_config={"models_dir": str(models_dir)})
     assert result.success

@@ -9,12 +9,6 @@ from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from tests.pipeline.helpers import bucket_materializations, embed
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
 def test_all_buckets_fill_the_collection_with_normalised_vectors(sample_library, vector_store, milvus_uri,
                                                                  instance) -> None:
     result = embed(sample_library, milvus_uri, instance)

@@ -20,12 +20,6 @@ from tests.lib.milvus_fixture import session_failures_db
 from tests.pipeline.helpers import pipeline_resources
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
 def run(library: SampleLibrary, uri: str, instance: dg.DagsterInstance, db: Path, **config: bool) -> None:
     resources = pipeline_resources(library, uri)
     resources["vector_store"] = VectorStoreResource(uri=uri, failures_db=str(session_failures_db() or ""),

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import dagster as dg
-import pytest
 from dagster._core.utils import make_new_run_id
 
 from navembed_pipeline.definitions import build_definitions
@@ -16,12 +15,6 @@ from navembed_pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANG
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.lib.milvus_fixture import session_failures_db
 from tests.pipeline.helpers import bucket_materializations, embed, pipeline_resources
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def tracks_by_name(library) -> dict[str, object]:

@@ -7,7 +7,6 @@ import sys
 import threading
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pytest
 
@@ -22,12 +21,6 @@ TRACKS = 36
 @pytest.fixture
 def bulk_library(tmp_path):
     return write_bulk_library(tmp_path / "bulk", tracks=TRACKS, seconds=20)
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def start_run(library, uri: str, home: Path, *flags: str) -> subprocess.Popen:

@@ -1,21 +1,12 @@
 """Progress moves while a real Dagster run embeds: the log lines it writes mid-run, read back through the
 same parser the API and the CLI use, show tracks strictly between 0 and the total, before the first write."""
 
-import dagster as dg
-import pytest
-
 from navembed_api.batch_progress import RunProgress, progress_response
 from navembed_api.dagster_client import RunEvent, RunInfo
 from navembed_pipeline.lib.runs import Progress, asset_name
 from tests.pipeline.helpers import embed, write_bulk_library
 
 TRACKS = 24
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def test_progress_lines_move_track_by_track_during_the_run(tmp_path, vector_store, milvus_uri, instance) -> None:

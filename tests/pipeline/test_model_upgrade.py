@@ -6,7 +6,6 @@ rebuilds the collection (readers keep the old vectors until it is done).
 """
 
 import dagster as dg
-import pytest
 
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
@@ -15,12 +14,6 @@ from tests.pipeline.helpers import embed, pipeline_resources
 
 V1_FIELDS = {"embedding": 327}  # what dsp v1 stored
 V2_FIELDS = {"embedding": 273}
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def requested(library, uri: str, instance: dg.DagsterInstance) -> list[tuple[str, str]]:

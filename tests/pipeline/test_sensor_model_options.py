@@ -18,7 +18,7 @@ from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.lib.store import VectorRow
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.lib.models.tiny_muq import build_tiny_muq
-from tests.pipeline.helpers import pipeline_resources
+from tests.pipeline.helpers import navembed_instance, pipeline_resources
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def store_current_rows(store, library, options: ModelOptions) -> str:
 def evaluate(library, uri: str, models_dir: Path) -> dg.SensorResult:
     sensor = build_library_change_sensor(["muq"], interval_seconds=60)
     resources = pipeline_resources(library, uri, models_dir=str(models_dir))
-    with dg.instance_for_test() as instance, \
+    with navembed_instance() as instance, \
             dg.build_sensor_context(instance=instance, resources=resources) as context:
         return sensor(context)
 

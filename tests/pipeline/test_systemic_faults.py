@@ -1,15 +1,8 @@
 """Systemic faults fail the run at once with a message that says what to do."""
 
 import dagster as dg
-import pytest
 
 from tests.pipeline.helpers import embed
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def step_failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -9,7 +9,6 @@ chosen vectors in test_recommend_engine.py, and with dsp negative tracks below.
 import math
 from collections.abc import Iterator
 
-import dagster as dg
 import numpy as np
 import pytest
 
@@ -22,7 +21,7 @@ from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.lib.store import VectorStore
 from tests.lib.milvus_fixture import drop_everything
 from tests.lib.models.tiny_muq import build_tiny_muq
-from tests.pipeline.helpers import embed
+from tests.pipeline.helpers import embed, navembed_instance
 
 SECONDS = 8.0  # dsp v2 scores the MP3 copy of an 8 s clip 0.989, of a 4 s one 0.976 (< duplicate_cosine)
 
@@ -34,7 +33,7 @@ def library(tmp_path_factory, milvus_uri) -> Iterator[tuple[NavidromeLibrary, Ve
     sample = write_sample_library(root / "library", seconds=SECONDS)
     models_dir = build_tiny_muq(root / "models")
     drop_everything(milvus_uri)
-    with dg.instance_for_test() as instance:
+    with navembed_instance() as instance:
         assert embed(sample, milvus_uri, instance, models=("dsp", "muq"),
                      job_config={"models_dir": str(models_dir)}).success
     store = VectorStore(milvus_uri)
