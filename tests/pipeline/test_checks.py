@@ -8,7 +8,6 @@ back shows up the next time they run.
 from datetime import timedelta
 
 import dagster as dg
-import pytest
 from pymilvus import MilvusClient
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
@@ -41,7 +40,6 @@ def track_ids(library, name_part: str) -> list[str]:
     return [t.id for t in NavidromeLibrary(library.db_path).tracks() if name_part in t.path.name]
 
 
-@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_a_corrupt_file_yields_a_warn_check_naming_it_in_its_bucket(sample_library, vector_store, milvus_uri,
                                                                     instance) -> None:
     result = embed(sample_library, milvus_uri, instance)

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import numpy as np
-import pytest
 
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
@@ -40,7 +39,6 @@ def test_each_bucket_reports_its_counts_and_the_corrupt_file_fails_alone(sample_
     assert set(vector_store.failed_tracks("dsp")) == {corrupt_id}
 
 
-@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_a_second_run_embeds_nothing(sample_library, vector_store, milvus_uri, instance) -> None:
     embed(sample_library, milvus_uri, instance)
     again = bucket_materializations(embed(sample_library, milvus_uri, instance))
@@ -49,7 +47,6 @@ def test_a_second_run_embeds_nothing(sample_library, vector_store, milvus_uri, i
     assert sum(m["failed"] for m in again.values()) == 1  # the corrupt file is retried and fails again
 
 
-@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_library_snapshot_counts_new_changed_and_missing_tracks(sample_library, vector_store, milvus_uri,
                                                                  instance) -> None:
     from navembed_pipeline.assets import library_tracks
@@ -76,7 +73,6 @@ def test_library_snapshot_counts_new_changed_and_missing_tracks(sample_library, 
     assert meta["vanished_since_embedding"] == 1  # the missing track still has vectors until its bucket runs
 
 
-@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_the_run_logs_where_its_time_went_and_a_skipping_run_spends_none_on_the_model(
         sample_library, vector_store, milvus_uri, instance) -> None:
     from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.jobs import embed_run_config
@@ -34,7 +33,6 @@ def computed_at(db: Path) -> dict[tuple[str, int], float]:
             "SELECT owner, segment, updated FROM prints")}
 
 
-@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_every_readable_track_is_fingerprinted_and_a_cue_album_per_segment(
         sample_library, vector_store, milvus_uri, instance, tmp_path) -> None:
     db = tmp_path / "fingerprints.sqlite"
@@ -48,7 +46,6 @@ def test_every_readable_track_is_fingerprinted_and_a_cue_album_per_segment(
                                                          "Various - Closing Pads"]
 
 
-@pytest.mark.slow  # 40-100 s here: in `make test`, not in `make test-fast`
 def test_a_forced_re_embed_does_not_fingerprint_again_but_a_changed_file_is(
         sample_library, vector_store, milvus_uri, instance, tmp_path) -> None:
     db = tmp_path / "fingerprints.sqlite"
