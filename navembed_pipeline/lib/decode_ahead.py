@@ -2,8 +2,10 @@
 
 The second part of the engine (``embedding_run.py``). ``workers`` threads, or worker processes
 (``processes=True``, see ``decode_worker.py`` for why), keep up to ``2 × batch_tracks`` tracks decoded
-ahead of the model; a batch is the next track in order and those after it already decoded. Each track is decoded once, to mono float32 at the model's rate (segments of a CUE
-album each by a seek), and fingerprinted from those waves when its file version has no fingerprint yet;
+ahead of the model; a batch is the next track in order and those after it already decoded. Each track
+is decoded once, to mono float32 at the model's rate (segments of a CUE album each by a seek), and
+fingerprinted from those waves when its file version has no fingerprint yet (stored on a thread of
+its own, off the model's);
 a file that cannot be decoded comes back as a ``Decoded`` with its error, not as an exception. A worker
 process that dies (a decoder crash on a damaged file) costs only the track it was on: that track is
 tried once more in a fresh worker and, if it kills that one too, recorded as failed. Wall and CPU
@@ -73,8 +75,8 @@ class DecodeAhead:
         self._pool = self._new_pool(self.workers)
         if self.processes:
             self._spool = spool_folder(os.getpid())
-            if self.fingerprinter is not None:  # the store's duplicate search: off the model's thread
-                self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="navembed-fingerprints")
+        if self.fingerprinter is not None:  # the store's duplicate search: off the model's thread
+            self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="navembed-fingerprints")
         futures: list[tuple[str, Track, Future[DecodedTrack]]] = []
         try:
             position = 0
@@ -137,11 +139,6 @@ class DecodeAhead:
             self.on_time(stage, seconds)
             if stage == "model_cpu":
                 self.on_time("worker_model_cpu", seconds)
-        if self.fingerprinter is not None:
-            if result.prints is not None and self._saver is not None:
-                self._saver.submit(self.fingerprinter.save, track, result.prints)
-            elif result.prints is not None:
-                self.fingerprinter.save(track, result.prints)
-            elif result.print_error is not None:
-                self.fingerprinter.failed(track, result.print_error)
+        if self._saver is not None:
+            self._saver.submit(self.fingerprinter.record, track, result.prints, result.print_error)
         return Decoded(track, result.segments, result.waves, result.error, result.vectors, result.model_error)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
 from navembed_pipeline.lib.fingerprints import fingerprint_pcm
 from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.pids import pid_alive
 from navembed_pipeline.lib.segments import TrackSegment, segments_for
 
 Prints = list[tuple[int, str, np.ndarray]]  # (segment index, segment title, raw Chromaprint fingerprint)
@@ -80,20 +81,10 @@ def spool_folder(owner: int) -> str:
     for name in os.listdir(folder):
         if name.startswith(SPOOL_PREFIX):
             pid = name[len(SPOOL_PREFIX):].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != owner and not _alive(int(pid)):
+            if pid.isdigit() and int(pid) != owner and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(folder, name))
     return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def discard(result: DecodedTrack) -> None:
@@ -155,7 +146,7 @@ def decode_and_embed(worker: Callable[[Track, int, bool], DecodedTrack], track: 
     cpu = time.thread_time()
     try:
         vectors, error = tuple(model.embed(result.waves, timings=timings)), None
-    except (RuntimeError, ValueError, FloatingPointError) as exc:  # the engine's MODEL_ERRORS
+    except MODEL_ERRORS as exc:
         vectors, error = None, f"{type(exc).__name__}: {exc}"
     timings["model_cpu"] = time.thread_time() - cpu
     return dataclasses.replace(result, waves=None, vectors=vectors, model_error=error, model_seconds=timings)

@@ -23,7 +23,7 @@ import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.decode_ahead import DecodeAhead, Decoded
-from navembed_pipeline.lib.errors import ModelLoadError
+from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.navidrome import Track
 from navembed_pipeline.lib.run_plan import PlanSummary
@@ -46,12 +46,8 @@ CPU_STAGES = ("decode_cpu", "model_cpu", "worker_model_cpu")  # the last: embedd
 # The model failing on this many tracks in a row, with none embedded in between, is a systemic fault
 # (a broken device or model), not bad input: the run fails instead of recording the whole library.
 MAX_CONSECUTIVE_MODEL_FAILURES = 16
-# What a model raises on input it cannot handle (torch raises RuntimeError, CUDA OOM included).
-class WorkerModelError(RuntimeError):
+class WorkerModelError(RuntimeError):  # one of MODEL_ERRORS
     """The model failed on a track inside a worker process (the message: the original error's type and text)."""
-
-
-MODEL_ERRORS = (RuntimeError, ValueError, FloatingPointError)  # WorkerModelError is a RuntimeError
 
 
 @dataclass(frozen=True)

@@ -39,3 +39,8 @@ class StoreError(NavembedError):
 
 class ConfigError(NavembedError):
     """A setting has an invalid value."""
+
+
+# What a model raises on input it cannot handle (torch raises RuntimeError, CUDA OOM included): the
+# engine fails the track, not the run (embedding_run.py), in its own process or a worker's.
+MODEL_ERRORS = (RuntimeError, ValueError, FloatingPointError)

@@ -1,8 +1,9 @@
 """The pipeline's side of fingerprints: library tracks, once per file version, from waves already decoded.
 
-The engine hands every track it decodes to ``TrackFingerprinter.add`` (no second decode); tracks a
-run skips because their vectors are current but that have no fingerprint yet (a library embedded
-before fingerprints existed) are decoded once by ``backfill``. A library track that matches an
+The engine's decode workers fingerprint the waves they decode for the model (``decode_worker.decode_track``,
+no second decode) and the engine ``record``s the result; tracks a run skips because their vectors are
+current but that have no fingerprint yet (a library embedded before fingerprints existed) are decoded
+once by ``backfill``. A library track that matches an
 upload gets a duplicate edge to it in the store: that edge is the link between the upload and the
 track Navidrome later scanned.
 """
@@ -10,14 +11,11 @@ track Navidrome later scanned.
 import logging
 from collections.abc import Sequence
 
-import numpy as np
-
-from navembed_pipeline.lib.audio import load_audio
+from navembed_pipeline.lib.decode_worker import Prints, decode_track
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import fingerprint_pcm
 from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.segments import TrackSegment, segments_for, track_fingerprint
+from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.lib.upload_ids import is_upload_id
 
 LOGGER = logging.getLogger("navembed.fingerprints")
@@ -38,22 +36,17 @@ class TrackFingerprinter:
             LOGGER.warning("fingerprint database unavailable: %s", exc)
             return False
 
-    def add(self, track: Track, segments: Sequence[TrackSegment], waves: Sequence[np.ndarray],
-            sample_rate: int) -> None:
-        """Fingerprint ``track`` from its decoded ``waves`` (one per segment), unless already current."""
-        if not self.wants(track):
-            return
-        try:
-            prints = [(s.index, s.title, fingerprint_pcm(w, sample_rate)) for s, w in zip(segments, waves, strict=True)]
-        except NavembedError as exc:
-            self.failed(track, str(exc))
-            return
-        self.save(track, prints)
+    def record(self, track: Track, prints: Prints | None, print_error: str | None) -> None:
+        """Store what ``decode_track`` computed for ``track``: its fingerprints, or why there are none."""
+        if prints is not None:
+            self.save(track, prints)
+        elif print_error is not None:
+            self.failed(track, print_error)
 
     def failed(self, track: Track, reason: str) -> None:
         LOGGER.warning("no fingerprint for %s (%s): %s", track.display_name, track.path, reason)
 
-    def save(self, track: Track, prints: Sequence[tuple[int, str, np.ndarray]]) -> None:
+    def save(self, track: Track, prints: Prints) -> None:
         """Store ``track``'s fingerprints (one per segment, computed elsewhere) and log what they link to."""
         try:
             linked = self.store.put(track.id, track_fingerprint(track), list(prints))
@@ -76,13 +69,10 @@ class TrackFingerprinter:
         for track in tracks:
             if known.get(track.id) == track_fingerprint(track):
                 continue
-            try:
-                segments = segments_for(track)
-                waves = [load_audio(track.path, BACKFILL_RATE, offset_seconds=s.offset_seconds,
-                                    duration_seconds=s.duration_seconds) for s in segments]
-            except NavembedError as exc:
-                LOGGER.warning("cannot decode %s for its fingerprint: %s", track.display_name, exc)
+            decoded = decode_track(track, BACKFILL_RATE, fingerprint=True)
+            if decoded.error is not None:
+                LOGGER.warning("cannot decode %s for its fingerprint: %s", track.display_name, decoded.error)
                 continue
-            self.add(track, segments, waves, BACKFILL_RATE)
+            self.record(track, decoded.prints, decoded.print_error)
             done += 1
         return done
