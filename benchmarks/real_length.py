@@ -59,17 +59,10 @@ def write_library(corpus: list[CorpusFile], db: Path) -> Path:
 
 
 def _cpu_seconds() -> float:
-    """This process's CPU seconds and its finished children's (decode worker processes included: their
-    forkserver reaps them, and it is stopped — so reaped — before the last reading, see ``_reap_workers``)."""
+    """This process's CPU seconds and its finished children's: the decode worker processes are its
+    children (``lib/worker_pool.py``), waited for when their run ends."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def _reap_workers() -> None:
-    """Stop the forkserver of decode worker processes, so their CPU time counts in ``_cpu_seconds``."""
-    import multiprocessing.forkserver  # noqa: PLC0415
-
-    multiprocessing.forkserver._forkserver._stop()  # noqa: SLF001 - the one way to wait for it
 
 
 def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
@@ -85,7 +78,6 @@ def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) ->
     summary = run_reembed(settings, ["dsp"], show_progress=False)
     seconds = time.perf_counter() - started
     assert summary.success, summary.error
-    _reap_workers()
     return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu,
             "embedded": summary.embedded, "failed": summary.failed}
 
@@ -104,7 +96,6 @@ def _engine(db: Path, store, model, workers: int) -> dict:
                        fingerprinter=fingerprinter)
     reports = list(run.run(grouped))
     seconds = time.perf_counter() - started
-    _reap_workers()
     use = run.utilisation
     return {"seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu,
             "embedded": sum(r.embedded for r in reports), "failed": sum(r.failed for r in reports),
