@@ -164,7 +164,7 @@ def numpy_brute(rows: np.ndarray, queries: int) -> np.ndarray:
 
 def candidate_recall(vectors: FieldVectors, rows: np.ndarray, probes: int = 20, k: int = 200) -> float:
     exact = FieldVectors("exact", "embedding", list(vectors.track_ids), [1] * len(rows), rows, ivf_min_rows=10**12) \
-        if vectors.clusters is not None else vectors
+        if vectors.ann is not None else vectors
     found = []
     for q in range(probes):
         truth = {exact.track_ids[i] for i in exact.candidates(rows[q], k)}
@@ -197,7 +197,7 @@ def run_size(count: int, previous: int, store: VectorStore, server: MilvusLiteSe
         lines.append(f"  built muq fields (1536-d + 512-d) in {time.perf_counter() - began:.1f} s")
     source = Mixed(cache, memory)
     muq = source.field("muq")
-    lines.append(f"  muq search: {'inverted file' if muq.clusters else 'exact scan'}, "
+    lines.append(f"  muq search: {'inverted file (faiss)' if muq.ann else 'exact scan'}, "
                  f"candidate recall@200 vs exact {candidate_recall(muq, muq_rows):.3f}")
     lookups = timed(lambda q: library.get([track_id((q * 7919 + i * 389) % count) for i in range(256)]), 10)
     lines.append(f"  Navidrome catalog lookup of 256 ids (NavidromeLibrary.get): p50 {np.median(lookups):.1f} ms")

@@ -152,3 +152,42 @@ def test_a_new_cache_starts_from_the_snapshot_while_the_store_is_unchanged(vecto
     with caplog.at_level("INFO", logger="navembed.recommend"):
         assert sorted(new_cache().field("dsp").track_ids) == ["a", "b", "c"]
     assert "from the store" in caplog.text
+
+
+def test_the_snapshot_keeps_the_approximate_index_so_a_restart_does_not_train_it_again(
+        vector_store: VectorStore, clock: Clock, tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    vector_store.ensure_collection("dsp", {"embedding": DIM})
+    vector_store.upsert("dsp", rows({f"t{i:03d}": rng.standard_normal(DIM).astype(np.float32) for i in range(400)}))
+
+    def new_cache() -> VectorCache:
+        return VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path, ivf_min_rows=100)
+
+    first = new_cache().field("dsp")
+    assert first.ann is not None
+    import navembed_pipeline.lib.recommend.vectors as vectors_module
+
+    def no_training(_rows):
+        raise AssertionError("the index was trained again instead of read from the snapshot")
+
+    monkeypatch.setattr(vectors_module, "build_ann", no_training)
+    again = new_cache().field("dsp")
+    assert again.ann is not None and again.ann.index.ntotal == 400
+    query = first.rows[17]
+    assert set(again.candidates(query, 10).tolist()) == set(first.candidates(query, 10).tolist())
+
+
+def test_a_damaged_index_in_the_snapshot_means_one_scan_not_a_crash(vector_store: VectorStore, clock: Clock,
+                                                                    tmp_path):
+    rng = np.random.default_rng(6)
+    vector_store.ensure_collection("dsp", {"embedding": DIM})
+    vector_store.upsert("dsp", rows({f"t{i:03d}": rng.standard_normal(DIM).astype(np.float32) for i in range(300)}))
+    VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path, ivf_min_rows=100).field("dsp")
+    path = tmp_path / "dsp.embedding.npz"
+    with np.load(path) as data:
+        parts = {name: data[name] for name in data.files}
+    parts["ann"] = parts["ann"][: len(parts["ann"]) // 2]  # a truncated index
+    with path.open("wb") as out:
+        np.savez(out, **parts)
+    again = VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path, ivf_min_rows=100)
+    assert len(again.field("dsp")) == 300

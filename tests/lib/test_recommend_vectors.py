@@ -28,7 +28,7 @@ def test_candidates_of_a_small_field_are_exactly_the_nearest():
     vectors = field("dsp", {f"t{i}": row for i, row in enumerate(rows)})
     query = rows[7]
     exact = np.argsort(-(rows / np.linalg.norm(rows, axis=1, keepdims=True)) @ (query / np.linalg.norm(query)))[:10]
-    assert vectors.clusters is None
+    assert vectors.ann is None
     found = {vectors.track_ids[i] for i in vectors.candidates(query, 10)}
     assert {f"t{i}" for i in exact} <= found
 
@@ -40,7 +40,7 @@ def test_the_inverted_file_finds_nearly_all_of_the_true_nearest_tracks():
     ids = [f"t{i}" for i in range(len(rows))]
     approximate = FieldVectors("dsp", "embedding", ids, [1] * len(ids), rows, ivf_min_rows=1000)
     exact = FieldVectors("dsp", "embedding", ids, [1] * len(ids), rows, ivf_min_rows=10**9)
-    assert approximate.clusters is not None and exact.clusters is None
+    assert approximate.ann is not None and exact.ann is None
     recalls = []
     for query in rows[:20]:
         truth = set(exact.candidates(query, 50).tolist())

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from navembed_pipeline.lib.calibration import save_calibration
-from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
+from navembed_pipeline.lib.recommend.snapshot import Snapshot, read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name
 
@@ -188,11 +188,14 @@ class VectorCache:
         started = self._clock()
         first = key not in self._entries
         copy = read_snapshot(self.snapshot_dir, model, field, signature) if first and self.snapshot_dir else None
-        ids, segments, vectors = copy if copy is not None else _scan(self.store, model, field)
-        if copy is None and self.snapshot_dir is not None and ids:
-            write_snapshot(self.snapshot_dir, model, field, signature, ids, segments, vectors)
-        entry = _Entry(FieldVectors(model, field, ids, segments, vectors, ivf_min_rows=self.ivf_min_rows),
-                       signature, loaded_at=started, checked_at=self._clock(), load_seconds=self._clock() - started)
+        scanned = copy if copy is not None else Snapshot(*_scan(self.store, model, field))
+        vectors = FieldVectors(model, field, scanned.ids, scanned.segments, scanned.vectors,
+                               ivf_min_rows=self.ivf_min_rows, ann=scanned.ann)
+        if copy is None and self.snapshot_dir is not None and scanned.ids:
+            write_snapshot(self.snapshot_dir, model, field, signature, dataclasses.replace(scanned, ann=vectors.ann))
+        ids = scanned.ids
+        entry = _Entry(vectors, signature, loaded_at=started, checked_at=self._clock(),
+                       load_seconds=self._clock() - started)
         with self._lock:
             self._entries[key] = entry
         LOGGER.info("loaded %d %s.%s rows %s in %.1f s", len(ids), model, field,
