@@ -25,7 +25,7 @@ from pathlib import Path
 from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, VectorCache
+from navembed_pipeline.lib.recommend import Recommender, TrackCatalog, VectorCache
 from navembed_pipeline.lib.recommend.sonic import SonicService
 
 LOGGER = logging.getLogger("navembed.api")
@@ -52,7 +52,8 @@ def build(services: Services) -> RecommenderState:
     library = NavidromeLibrary(settings.navidrome_db, path_map=settings.path_mapping)
     cache = VectorCache(services.store, calibration_dir=settings.data_dir / "calibration",
                         snapshot_dir=settings.data_dir / "vector-cache")
-    engine = Recommender(cache, library.get, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
+    catalog = TrackCatalog(library.get, library.db_path)  # one SQLite read per track while navidrome.db is unchanged
+    engine = Recommender(cache, catalog, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
                          default_models=settings.enabled_models())
     groups = FingerprintGroups(settings.data_dir / FINGERPRINTS_FILE)
     sonic = SonicService(engine, library.tracks, recording_groups=groups)

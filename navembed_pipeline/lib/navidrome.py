@@ -134,6 +134,7 @@ class NavidromeLibrary:
         self.db_path = Path(db_path)
         self.path_map = dict(path_map or {})
         self.busy_timeout_s = busy_timeout_s
+        self._roots: dict[str, Path] = {}  # library.path as stored -> the mapped root on this machine
         if not self.db_path.exists():
             raise LibraryError(f"Navidrome database {self.db_path}: no such file; check the DB path setting")
         if not self.db_path.is_file():
@@ -192,10 +193,12 @@ class NavidromeLibrary:
     def _track(self, row: Sequence) -> Track:
         (id_, rel_path, title, artist, album, album_artist, duration, size,
          updated_at, library_id, library_name, library_path, suffix, artist_id) = row
-        root = map_path(library_path, self.path_map)
+        root = self._roots.get(library_path)
+        if root is None:  # one Path per library root, not per row: half of a row's cost was path parsing
+            root = self._roots[library_path] = Path(map_path(library_path, self.path_map))
         return Track(
             id=id_,
-            path=Path(root) / rel_path,
+            path=root / rel_path,
             title=title or "",
             artist=artist or "",
             album=album or "",

@@ -5,6 +5,7 @@ answers a ``RecommendRequest`` with a ``Playlist``; ``VectorCache(store)`` keeps
 vectors in this process for fast searches.
 """
 
+from navembed_pipeline.lib.recommend.catalog import TrackCatalog
 from navembed_pipeline.lib.recommend.engine import DEFAULT_MODELS, TEXT_FIELDS, Recommender
 from navembed_pipeline.lib.recommend.errors import (InvalidRequestError, NoVectorsError, RecommendError,
                                                     UnknownTrackError)
@@ -17,5 +18,5 @@ from navembed_pipeline.lib.recommend.vectors import FieldVectors
 __all__ = [
     "DEFAULT_MODELS", "TEXT_FIELDS", "Contribution", "Explanation", "FieldVectors", "InvalidRequestError",
     "NoVectorsError", "PathSpec", "Penalty", "Playlist", "PlaylistRules", "RecommendError", "RecommendRequest",
-    "RecommendedTrack", "Recommender", "StaticVectors", "UnknownTrackError", "VectorCache", "VectorSeed",
+    "RecommendedTrack", "Recommender", "StaticVectors", "TrackCatalog", "UnknownTrackError", "VectorCache", "VectorSeed",
 ]

@@ -7,14 +7,15 @@ rows, so quantisation can cost recall but never misranks. ``PROBE_SHARE`` was ch
 recall@50 against exact search on vectors shaped like real dsp vectors (``benchmarks/recommend_latency``):
 dense vectors (pairwise cosines mostly high) need more probes than clustered toy data suggests.
 
+faiss is imported on first use (a library under ``IVF_MIN_ROWS`` tracks never needs it).
 The index is serialised with the field's snapshot (``snapshot.py``), so a restart loads it instead of
 training it again.
 """
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-import faiss
 import numpy as np
 
 MIN_LISTS = 16
@@ -32,7 +33,7 @@ FINGERPRINT_ROWS = 1024
 class AnnIndex:
     """A trained, filled faiss index over ``rows`` unit vectors, in the order they were added."""
 
-    index: faiss.Index
+    index: Any  # faiss.Index
     rows: int
     dimension: int
     fingerprint: str
@@ -48,10 +49,14 @@ class AnnIndex:
 
     def to_bytes(self) -> np.ndarray:
         """The index as a uint8 array (to be stored next to the rows)."""
+        import faiss
+
         return faiss.serialize_index(self.index)
 
     @classmethod
     def from_bytes(cls, data: np.ndarray, *, rows: int, dimension: int, fingerprint_: str) -> "AnnIndex":
+        import faiss
+
         index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
         if index.ntotal != rows or index.d != dimension:
             raise ValueError(f"the stored index holds {index.ntotal} x {index.d}, the rows are {rows} x {dimension}")
@@ -68,6 +73,8 @@ def probe_count(lists: int, share: float = PROBE_SHARE) -> int:
 
 def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE) -> AnnIndex:
     """Train and fill an index over unit ``rows`` (n, d); positions in results are row numbers."""
+    import faiss
+
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     count, dimension = rows.shape
     lists = min(list_count(count), max(1, count // TRAIN_PER_LIST))
