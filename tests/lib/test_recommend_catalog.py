@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import TrackCatalog
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library import Track
 
 CAPACITY = 300_000
 CHECK_INTERVAL_S = 2.0
