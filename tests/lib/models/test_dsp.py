@@ -7,15 +7,9 @@ from navembed_pipeline.lib.library.audio import load_audio
 from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.models.dsp import DspModel, raw_vector
-from navembed_pipeline.lib.models.dsp_features import (
-    COLUMNS,
-    FRAMES_PER_SECOND,
-    SAMPLE_RATE,
-    FrameFeatures,
-    chroma_filterbank,
-    pitch_filterbank,
-)
-from navembed_pipeline.lib.models.dsp_pooling import estimate_tempo
+from navembed_pipeline.lib.models.dsp.features import (COLUMNS, FRAMES_PER_SECOND, SAMPLE_RATE, FrameFeatures,
+                                                       chroma_filterbank, pitch_filterbank)
+from navembed_pipeline.lib.models.dsp.pooling import estimate_tempo
 from navembed_pipeline.sample_data.synth import render
 
 SR = 44100

@@ -13,15 +13,11 @@ import pytest
 import torch
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
-from navembed_pipeline.lib.library.audio import sliding_windows
-from navembed_pipeline.lib.models.enrich import enrich
 from navembed_pipeline.lib.errors import ConfigError, ModelLoadError, WeightsMissingError
+from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.models.mert import (
-    MILVUS_STANDALONE_MAX_DIM,
-    MertModel,
-    check_backend_dimension,
-)
+from navembed_pipeline.lib.models.enrich import enrich
+from navembed_pipeline.lib.models.mert import MILVUS_STANDALONE_MAX_DIM, MertModel, check_backend_dimension
 from tests.lib.models import tiny_mert
 
 SR = 24_000

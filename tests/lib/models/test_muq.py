@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from navembed_pipeline.lib.library.audio import sliding_windows
-from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
+from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.models.base import ModelOptions
+from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.models.muq import AUDIO_REPO, MULAN_REPO, TEXT_REPO, MuQModel
 from navembed_pipeline.lib.models.weights import CC_BY_NC, local_dir_name
 from tests.lib.models.tiny_muq import CHINESE_CHARACTERS, TEXT_MAX_TOKENS, build_tiny_muq
