@@ -313,3 +313,10 @@ def test_no_public_name_is_also_a_module_of_its_package() -> None:
                        and any(getattr(t, "id", "") == "_PUBLIC" for t in n.targets)), {})
         modules = {p.stem for p in init.parent.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
         assert set(public) & modules == set(), init
+
+
+def test_the_tests_mirror_the_domains() -> None:
+    tests = ROOT / "tests" / "lib"
+    assert all((tests / domain / "__init__.py").exists() for domain in DOMAINS)
+    top = {p.stem.removeprefix("test_") for p in tests.glob("test_*.py")}
+    assert top <= {p.stem for p in LIB.glob("*.py")} | {"network_guard"}, top

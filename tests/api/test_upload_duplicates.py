@@ -31,7 +31,7 @@ from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tr
 from navembed_pipeline.sample_data.synth import render_song
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.api.upload_fixtures import EmbeddedLibrary, ask, embed_library, serving, upload_service
-from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri, session_failures_db  # noqa: F401
+from tests.lib.store.milvus_fixture import drop_everything, milvus_server, milvus_uri, session_failures_db  # noqa: F401
 from tests.pipeline.helpers import navembed_instance, pipeline_resources
 
 SECONDS = 24

@@ -19,7 +19,7 @@ from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.synth import render
 from tests.api.upload_fixtures import SETTINGS_ON, EmbeddedLibrary, embed_library, upload_service
-from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
+from tests.lib.store.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
 
 
 UPLOADS = upload_collection("dsp")  # the uploads' own collection

@@ -12,7 +12,7 @@ from navembed_pipeline.jobs import embed_run_config
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 from navembed_pipeline.sample_data.sample_library import SampleLibrary
-from tests.lib.milvus_fixture import session_failures_db
+from tests.lib.store.milvus_fixture import session_failures_db
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import VectorStoreResource
 from navembed_pipeline.sample_data.navidrome_fixture import touch_track
 from navembed_pipeline.sample_data.sample_library import SampleLibrary
-from tests.lib.milvus_fixture import session_failures_db
+from tests.lib.store.milvus_fixture import session_failures_db
 from tests.pipeline.helpers import pipeline_resources
 
 

@@ -19,7 +19,7 @@ from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, PlaylistR
                                              UnknownTrackError, VectorCache)
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.sample_library import write_sample_library
-from tests.lib.milvus_fixture import drop_everything
+from tests.lib.store.milvus_fixture import drop_everything
 from tests.lib.models.tiny_muq import build_tiny_muq
 from tests.pipeline.helpers import embed, navembed_instance
 

@@ -11,6 +11,7 @@ from navembed_pipeline.lib.models.dsp.features import (COLUMNS, FRAMES_PER_SECON
                                                        chroma_filterbank, pitch_filterbank)
 from navembed_pipeline.lib.models.dsp.pooling import estimate_tempo
 from navembed_pipeline.sample_data.synth import render
+from tests.lib.models.helpers import cosine
 
 SR = 44100
 
@@ -75,10 +76,6 @@ def frames_of(wave: np.ndarray) -> np.ndarray:
 
     with torch.inference_mode():
         return FrameFeatures()(torch.from_numpy(np.asarray(wave, np.float32))[None])[0].numpy()
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def test_version_two_is_stored_so_the_sensor_re_embeds(dsp: DspModel) -> None:

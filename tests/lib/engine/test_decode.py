@@ -13,8 +13,8 @@ from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
-from tests.lib.worker_functions import dies_on_crash_files
-from tests.lib.test_embedding_run import GOOD_SECONDS, write_library
+from tests.lib.engine.worker_functions import dies_on_crash_files
+from tests.lib.engine.test_run import GOOD_SECONDS, write_library
 
 RATE = 22_050
 
