@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 BENCHMARKS = {"pipeline": "benchmarks.pipeline_throughput", "real_length": "benchmarks.real_length",
-              "recommend": "benchmarks.recommend_latency",
+              "recommend": "benchmarks.recommend_latency", "ann": "benchmarks.ann_scale",
               "deep_models": "benchmarks.deep_models", "quality": "benchmarks.quality",
               "calibration": "benchmarks.calibration", "workers": "benchmarks.workers_throughput"}
 OUT = Path("var/bench")
@@ -74,6 +74,16 @@ def report(results: dict) -> list[str]:
             lines.append(f"  {'':>7}         raw Lite search {lite:.1f} ms, numpy brute force {brute:.1f} ms")
     else:
         lines.append(f"Recommendations: failed ({recommend})")
+    ann = results.get("ann", {})
+    if "sizes" in ann:
+        lines.append(f"Vector search at scale ({ann['source']}), faiss index vs exact numpy:")
+        for size, v in ann["sizes"].items():
+            lines.append(f"  {int(size):>8} tracks  recall@50 {v['recall_mean']:.3f} (worst {v['recall_worst']:.2f}), "
+                         f"p95 {v['index_p95_ms']:.1f} ms vs exact {v['exact_p95_ms']:.1f} ms "
+                         f"({v['exact_p95_ms'] / v['index_p95_ms']:.1f}x); start from snapshot {v['warm_s']:.1f} s, "
+                         f"first build {v['build_s']:.1f} s, RSS {v['rss_mb']} MB")
+    else:
+        lines.append(f"Vector search at scale: failed ({ann})")
     deep = results.get("deep_models", {})
     if "skipped" in deep:
         lines.append(f"Deep models (GPU section): skipped — {deep['skipped']}")

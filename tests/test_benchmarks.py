@@ -27,6 +27,8 @@ def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None
     assert "Pipeline, dsp, 24 tracks × 2 s:" in report
     assert "Dagster overhead" in report and "engine stages (s) plan" in report and "peak RSS" in report
     assert "    600 tracks  similar " in report and "raw Lite search" in report
+    ann = json.loads((tmp_path / "var" / "bench" / "ann.json").read_text())["sizes"]["25000"]
+    assert ann["recall_mean"] >= 0.9 and "faiss index vs exact numpy" in report
     pipeline = json.loads((tmp_path / "var" / "bench" / "pipeline.json").read_text())
     assert {v["embedded"] for v in pipeline["results"].values()} == {24}
     stages = pipeline["results"]["engine"]["stages"]

@@ -23,7 +23,7 @@ MAX_LISTS = 4096
 LISTS_PER_SQRT_ROW = 4  # lists = 4 * sqrt(rows): 1,265 at 100k, 4,000 at 1M
 TRAIN_PER_LIST = 48  # faiss warns below 39 training points per list
 MAX_TRAIN_ROWS = 200_000
-PROBE_SHARE = 1 / 12  # of the lists visited per query
+PROBE_SHARE = 1 / 8  # of the lists visited per query
 MIN_PROBES = 24
 SEED = 0
 FINGERPRINT_ROWS = 1024

@@ -1,0 +1,148 @@
+"""The recommender's vector search at 100k and 1M tracks: faiss index against exact search, side by side.
+
+Vectors: real dsp vectors of the real recordings (``benchmarks/recordings.py``; computed and cached by
+``python -m benchmarks.quality``, whose cache this reads) are the shape to follow: a Gaussian is fitted to
+them (mean and covariance, shrunk towards the diagonal as there are fewer recordings than dimensions),
+and the library's vectors are drawn from it, then written straight to the vector snapshot format
+(inserting a million rows into Milvus Lite would take hours; the API reads the same file at start).
+Without cached real vectors, ``--quick`` uses a small clustered set so the code path stays tested.
+
+Printed per size: the index build (first start: training), the start from the snapshot (what a restarted
+API pays), recall@50 of the shipped path (index candidates re-scored exactly) against exact search over
+100 queries (mean and worst), latency p50/p95 of both, and the resident memory after loading.
+usage: python -m benchmarks.ann_scale [--ann-sizes 100000,1000000] [--quick]
+"""
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from navembed_pipeline.lib.recommend.snapshot import Snapshot, read_snapshot, write_snapshot
+from navembed_pipeline.lib.recommend.vectors import FieldVectors
+
+QUALITY_CACHE = Path.home() / ".cache" / "navembed" / "quality" / "computed"
+QUERIES = 100
+K = 50
+SHRINK = 0.2  # of the covariance replaced by its diagonal: fewer recordings than dimensions
+BLOCK = 100_000
+
+
+def real_dsp_vectors(cache: Path = QUALITY_CACHE) -> np.ndarray:
+    """The stored form of every real recording's dsp vector found in the quality benchmark's cache."""
+    from navembed_pipeline.lib.models.dsp import weighted_vector
+
+    rows = []
+    for path in sorted(cache.glob("*.json")):
+        value = json.loads(path.read_text()).get("dsp_v2_raw", {}).get("value")
+        if value is not None:
+            rows.append(weighted_vector(np.asarray(value, dtype=np.float32)))
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def fitted_sampler(real: np.ndarray, seed: int = 0):
+    """draw(n) -> n vectors from a Gaussian fitted to ``real`` (shrunk covariance)."""
+    mean = real.mean(axis=0)
+    covariance = np.cov(real, rowvar=False)
+    covariance = (1 - SHRINK) * covariance + SHRINK * np.diag(np.diag(covariance))
+    factor = np.linalg.cholesky(covariance + 1e-6 * np.eye(len(mean)))
+    rng = np.random.default_rng(seed)
+
+    def draw(n: int) -> np.ndarray:
+        blocks = [mean + rng.standard_normal((min(BLOCK, n - i), len(mean))) @ factor.T for i in range(0, n, BLOCK)]
+        return np.concatenate(blocks).astype(np.float32)
+
+    return draw
+
+
+def clustered_sampler(dim: int = 64, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((64, dim))
+    return lambda n: (centres[rng.integers(0, 64, n)] + 0.8 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def pairwise_median(rows: np.ndarray, rng: np.random.Generator) -> float:
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    a, b = rng.integers(0, len(rows), (2, 4000))
+    return float(np.median(np.sum(unit[a] * unit[b], axis=1)))
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(size: int, draw, work: Path, results: dict) -> list[str]:
+    rng = np.random.default_rng(size)
+    rows = draw(size)
+    ids = [f"t{i:07d}" for i in range(size)]
+    lines = [f"  {size:>8} tracks x {rows.shape[1]}-d, pairwise cosine median {pairwise_median(rows, rng):.2f}"]
+    began = time.perf_counter()
+    field = FieldVectors("dsp", "embedding", ids, [1] * size, rows)
+    built = time.perf_counter() - began
+    write_snapshot(work, "dsp", "embedding", ("bench", size), Snapshot(ids, [1] * size, rows, field.ann))
+    del field
+    began = time.perf_counter()
+    copy = read_snapshot(work, "dsp", "embedding", ("bench", size))
+    field = FieldVectors("dsp", "embedding", copy.ids, copy.segments, copy.vectors, ann=copy.ann)
+    warm = time.perf_counter() - began
+    memory = rss_mb()
+    queries = field.rows[rng.integers(0, size, QUERIES)]
+    recalls, approximate, exact = [], [], []
+    for query in queries:
+        began = time.perf_counter()
+        truth = set(np.argpartition(-(field.rows @ query), K)[:K].tolist())
+        exact.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        candidates = field.candidates(query, K)
+        found = candidates[np.argsort(-(field.rows[candidates] @ query))[:K]]
+        approximate.append(time.perf_counter() - began)
+        recalls.append(len(truth & set(found.tolist())) / K)
+    ann = field.ann
+    results[str(size)] = {"recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": float(np.min(recalls)),
+                          "index_p95_ms": round(1000 * float(np.percentile(approximate, 95)), 2),
+                          "exact_p95_ms": round(1000 * float(np.percentile(exact, 95)), 2),
+                          "build_s": round(built, 1), "warm_s": round(warm, 1), "rss_mb": round(memory)}
+    lines += [
+        f"    index: {'faiss IVF-SQ8, %d lists, %d probed' % (ann.index.nlist, ann.index.nprobe) if ann else 'none (exact)'}"
+        f"; first build {built:.1f} s; start from the snapshot {warm:.1f} s; RSS after it {memory:.0f} MB",
+        f"    recall@{K} vs exact: mean {np.mean(recalls):.3f}, worst {np.min(recalls):.2f} ({QUERIES} queries)",
+        f"    top-{K} latency p50/p95: index {1000 * np.median(approximate):.1f}/{1000 * np.percentile(approximate, 95):.1f}"
+        f" ms, exact numpy {1000 * np.median(exact):.1f}/{1000 * np.percentile(exact, 95):.1f} ms"
+        f" ({np.median(exact) / np.median(approximate):.1f}x)",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ann-sizes", default="100000,1000000", help="comma-separated track counts")
+    parser.add_argument("--quick", action="store_true", help="generated clustered vectors, small sizes")
+    parser.add_argument("--work", default=None, help="directory for the snapshot files")
+    parser.add_argument("--json", type=Path, help="also write {size: {recall, latency, build, warm, rss}} here")
+    args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
+    real = np.zeros((0, 0)) if args.quick else real_dsp_vectors()
+    if len(real) >= 50:
+        draw, source = fitted_sampler(real), f"a Gaussian fitted to {len(real)} real dsp vectors"
+        sizes = [int(s) for s in args.ann_sizes.split(",")]
+    else:
+        draw, source = clustered_sampler(), "generated clustered vectors (no real dsp vectors cached)"
+        sizes = [int(s) for s in args.ann_sizes.split(",")] if not args.quick else [25_000]
+    print(f"Vector search at scale: {source}; written straight to the snapshot format (not through Milvus Lite)")
+    results: dict = {}
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        for size in sizes:
+            for line in measure(size, draw, Path(tmp), results):
+                print(line, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"source": source, "sizes": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
