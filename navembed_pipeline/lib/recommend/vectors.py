@@ -44,7 +44,8 @@ class FieldVectors:
         if vectors.ndim != 2 or len(vectors) != len(track_ids):
             raise ValueError(f"{model}.{field}: {len(track_ids)} ids but vectors of shape {vectors.shape}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors /= np.where(norms > _EPS, norms, 1.0)
+        norms = np.where(norms > _EPS, norms, 1.0)
+        vectors /= norms
         order = np.asarray(sorted(range(len(track_ids)), key=lambda i: (track_ids[i], int(segments[i]))),
                            dtype=np.int64)
         ids = [track_ids[i] for i in order]
@@ -57,6 +58,7 @@ class FieldVectors:
             self.clusters, assigned = _build_clusters(vectors)
             layout = np.argsort(assigned[order], kind="stable")
         self.rows = vectors[order[layout]]
+        self.norms = norms[order[layout], 0]  # rows * norms = the stored values (tag scores)
         self.row_track = by_track[layout]
         # Where each track's rows are: positions[ptr[t]:ptr[t+1]] (segment order).
         inverse = np.empty_like(layout)

@@ -1,0 +1,1 @@
+"""Recommendation tests (tags and tag text search)."""
