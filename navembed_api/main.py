@@ -15,12 +15,13 @@ from navembed_api import recommender
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer
 from navembed_api.limits import BODY_LIMIT_RESPONSES, BodyLimits
-from navembed_api.routes import batch, dagster_ui, health, plugin, recommend, text
+from navembed_api.routes import batch, dagster_ui, health, plugin, recommend, text, tracks
 from navembed_api.settings import ApiSettings
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.store_handle import StoreHandle
 from navembed_api.uploads import UploadService
 from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.recommend.tags import musicnn_tag_names
 
 LOGGER = logging.getLogger("navembed.api")
 DESCRIPTION = """The API Navidrome talks to: re-embed control over Dagster (`/batch/*`, admin token),
@@ -34,7 +35,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="navembed", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan(settings))
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.api_max_request_bytes)
-    for router in (batch.router, text.router, health.router, recommend.router, plugin.router, dagster_ui.router):
+    for router in (batch.router, text.router, health.router, recommend.router, tracks.router, plugin.router,
+                   dagster_ui.router):
         app.include_router(router, responses=BODY_LIMIT_RESPONSES)  # BodyLimits answers these on any route
     return app
 
@@ -72,7 +74,8 @@ def open_services(settings: ApiSettings) -> Services:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         uploads = UploadService(roots=settings.allowed_roots, models=models, model_names=settings.enabled_models(),
                                 store=store, renamer=Renamer(timeout=settings.rename_timeout_seconds, api_key=key),
-                                fingerprints=FingerprintStore(settings.fingerprints_db))
+                                fingerprints=FingerprintStore(settings.fingerprints_db),
+                                tag_names=musicnn_tag_names(settings.model_options))
         services.socket = UploadSocketServer(settings.socket_path, uploads.handle,
                                              max_request_bytes=settings.socket_max_request_bytes,
                                              idle_timeout=settings.socket_idle_timeout_seconds,

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,11 @@ from navembed_pipeline.lib.errors import ConfigError, NavembedError
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.recommend import Recommender, VectorCache
 from navembed_pipeline.lib.recommend.sonic import SonicService
+from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, musicnn_tag_names
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
+WEIGHTS_CHECK_S = 60.0  # how long "are MuQ-MuLan's weights here?" is believed (a download shows within it)
 FINGERPRINTS_FILE = "fingerprints.sqlite"  # the pipeline's fingerprint store under the data dir
 
 
@@ -53,7 +56,9 @@ def build(services: Services) -> RecommenderState:
     cache = VectorCache(services.store, calibration_dir=settings.data_dir / "calibration",
                         snapshot_dir=settings.data_dir / "vector-cache")
     engine = Recommender(cache, library.get, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
-                         default_models=settings.enabled_models())
+                         default_models=settings.enabled_models(),
+                         text_ready=remembered(lambda: services.models.weights_present("muq"), WEIGHTS_CHECK_S),
+                         tag_names=musicnn_tag_names(settings.model_options))
     groups = FingerprintGroups(settings.data_dir / FINGERPRINTS_FILE)
     sonic = SonicService(engine, library.tracks, recording_groups=groups)
     return RecommenderState(engine, sonic, cache)
@@ -85,11 +90,26 @@ def _warm(state: RecommenderState) -> None:
     try:
         for model in state.engine.default_models:
             state.cache.field(model)
+        if TAGS_MODEL in state.engine.default_models:  # shown in every answer's why
+            state.cache.field(TAGS_MODEL, TAGS_FIELD)
         state.sonic.artists()
     except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
         LOGGER.warning("could not preload the vectors", exc_info=True)
     finally:
         state.warmed.set()
+
+
+def remembered(check: Callable[[], bool], seconds: float) -> Callable[[], bool]:
+    """``check``, asked again only once its last answer is ``seconds`` old (it looks at files)."""
+    last: list[tuple[float, bool]] = []
+
+    def cached() -> bool:
+        now = time.monotonic()
+        if not last or now - last[0][0] >= seconds:
+            last[:] = [(now, bool(check()))]
+        return last[0][1]
+
+    return cached
 
 
 async def _refresh_loop(state: RecommenderState) -> None:

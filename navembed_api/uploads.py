@@ -33,6 +33,7 @@ from navembed_pipeline.lib.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.fingerprints import fingerprint_pcm
 from navembed_pipeline.lib.filenames import safe_file_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES
+from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.lib.track_fingerprints import BACKFILL_RATE
 from navembed_pipeline.lib.upload_ids import upload_id
@@ -97,12 +98,14 @@ class UploadService:
 
     def __init__(self, *, roots: Sequence[Path], models: ModelPool, model_names: Sequence[str],
                  store: Callable[[], VectorStore], renamer: Renamer,
-                 fingerprints: FingerprintStore | None = None) -> None:
+                 fingerprints: FingerprintStore | None = None, tag_names: Sequence[str] = ()) -> None:
+        """``tag_names``: the musicnn model's tags (its variant's), to show an upload's strongest ones."""
         self.roots = tuple(Path(r).resolve() for r in roots)
         self.models = models
         self.model_names = list(model_names)
         self.store = store
         self.renamer = renamer
+        self.tag_names = tuple(tag_names)
         self.fingerprints = fingerprints
         self.uploads = UploadStore(fingerprints) if fingerprints is not None else None
         self.finder = DuplicateFinder(fingerprints=fingerprints, store=store)
@@ -136,6 +139,9 @@ class UploadService:
             answer["splitFiles"] = [f.split for f in files]
         answer["duplicateMatches"] = [{"name": n, "matches": m} for n, m in matches.items() if m]
         answer["models"] = self.model_names
+        if self.tag_names and TAGS_MODEL in vectors:
+            answer["tags"] = [{"name": f.name, "tags": as_json(top_tags(v[TAGS_FIELD], self.tag_names))}
+                              for f, v in zip(files, vectors[TAGS_MODEL], strict=True) if TAGS_FIELD in v]
         answer["stored"] = not all_duplicates
         if renamed.error:
             answer["renameError"] = renamed.error
