@@ -18,6 +18,7 @@ from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, mo
 from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
 from navembed_pipeline.partitions import bucket_partitions
 from navembed_pipeline.run_explain import explain_run
+from navembed_pipeline.tag_metadata import bucket_tag_metadata, has_tags, library_tag_observation
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 yet it is the documented way to get one run per range.
@@ -170,10 +171,12 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
         on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
     for reports in bursts:
         counts = checks.after_buckets(reports)
+        tags = bucket_tag_metadata(model, store, [r.bucket for r in reports], collection=staging) \
+            if has_tags(model) else {}
         for report in reports:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
                                           metadata={**bucket_metadata(report), **counts[report.bucket],
-                                                    **model_metadata(model, store)})
+                                                    **tags.get(report.bucket, {}), **model_metadata(model, store)})
         yield from checks.evaluate_done(reports)  # after their materializations: the results point at them
     context.log.info(format_stages(model_name, run.stage_seconds, utilisation=run.utilisation))
     if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once
@@ -183,6 +186,8 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     if staging is not None:
         store.commit_rebuild(model_name, staging)
         context.log.info(f"clear_existing: {staging} is now live")
+    if has_tags(model):  # the library's tag distribution, after this run's writes (and a rebuild's switch)
+        yield library_tag_observation(context.asset_key, model, store)
     yield from checks.finish()
 
 
