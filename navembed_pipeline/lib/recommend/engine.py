@@ -1,18 +1,16 @@
 """The recommendation engine: a request in, an explained playlist out.
 
 Positive inputs (seed tracks, uploaded vectors, text prompts) become probes in each requested
-model; text goes through the MuLan joint space (``muq``'s ``mulan`` field) when MuQ-MuLan's weights are
-here, else through MusiCNN's tags (``musicnn``'s ``tags`` field: prompts read as tag words,
-``tag_text.py``), so models without either only hear the tracks. Candidates are the union of every probe's nearest tracks; they
-are scored exactly and fused (``fusion.py``), then arranged under the playlist rules
-(``rules.py``). When the rules leave the playlist short, the search widens (4x) until it is full
-or has seen the whole library.
+model; text goes through the MuLan joint space (``muq``'s ``mulan`` field) when MuQ-MuLan's weights
+are here, else through MusiCNN's tags (``musicnn``'s ``tags`` field: prompts read as tag words,
+``tag_text.py``), so models without either only hear the tracks. Candidates are the union of every
+probe's nearest tracks; they are scored exactly and fused (``fusion.py``), then arranged under the
+playlist rules (``rules.py``). When the rules leave the playlist short, the search widens (4x) until
+it is full or has seen the whole library.
 """
 
-from collections.abc import Mapping, Sequence
-
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
