@@ -18,7 +18,7 @@ from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, mo
 from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
 from navembed_pipeline.partitions import bucket_partitions
 from navembed_pipeline.run_explain import explain_run
-from navembed_pipeline.tag_metadata import bucket_tag_metadata, has_tags, library_tag_observation
+from navembed_pipeline.tag_metadata import bucket_tag_metadata, library_tag_observation, tag_names_of
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 yet it is the documented way to get one run per range.
@@ -159,6 +159,7 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
                          write_batch_tracks=models.write_batch_tracks,
                          progress_interval=models.progress_interval)
     fingerprinter = vector_store.fingerprinter()
+    tag_names = tag_names_of(model)
     run = EmbeddingRun(model=model, store=store, options=options, fingerprinter=fingerprinter)
     checks = EmbeddingChecks(context, asset_key=context.asset_key, model_name=model_name, model_version=model.version,
                              declared=model.vector_fields, store=store, tracks_by_bucket=grouped, collection=staging)
@@ -171,8 +172,8 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
         on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
     for reports in bursts:
         counts = checks.after_buckets(reports)
-        tags = bucket_tag_metadata(model, store, [r.bucket for r in reports], collection=staging) \
-            if has_tags(model) else {}
+        tags = bucket_tag_metadata(store, model_name, tag_names, [r.bucket for r in reports], collection=staging) \
+            if tag_names else {}
         for report in reports:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
                                           metadata={**bucket_metadata(report), **counts[report.bucket],
@@ -186,8 +187,8 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     if staging is not None:
         store.commit_rebuild(model_name, staging)
         context.log.info(f"clear_existing: {staging} is now live")
-    if has_tags(model):  # the library's tag distribution, after this run's writes (and a rebuild's switch)
-        yield library_tag_observation(context.asset_key, model, store)
+    if tag_names:  # the library's tag distribution, after this run's writes (and a rebuild's switch)
+        yield library_tag_observation(context.asset_key, store, model_name, tag_names)
     yield from checks.finish()
 
 

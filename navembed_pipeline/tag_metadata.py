@@ -6,7 +6,7 @@ strongest; at the end of a run one observation of the asset says the same of the
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 import numpy as np
@@ -20,16 +20,16 @@ from navembed_pipeline.lib.store import VectorStore
 LIBRARY_TOP = 10  # tags named in the observation's one-line summary
 
 
-def has_tags(model: EmbeddingModel) -> bool:
-    return TAGS_FIELD in model.vector_fields
+def tag_names_of(model: EmbeddingModel) -> tuple[str, ...]:
+    """The tags ``model`` stores (its variant's), or () for a model without a ``tags`` field."""
+    return musicnn_tag_names(model.options) if TAGS_FIELD in model.vector_fields else ()
 
 
-def bucket_tag_metadata(model: EmbeddingModel, store: VectorStore, buckets: Iterable[str], *,
+def bucket_tag_metadata(store: VectorStore, model: str, names: Sequence[str], buckets: Iterable[str], *,
                         collection: str | None = None) -> dict[str, dict[str, object]]:
     """Per bucket: ``tag_distribution`` (markdown table) and ``top_tag``, over its stored tracks."""
-    names = musicnn_tag_names(model.options)
     buckets = list(buckets)
-    rows = store.rows_in_buckets(model.name, buckets, ["track_id", "bucket", TAGS_FIELD], collection=collection)
+    rows = store.rows_in_buckets(model, buckets, ["track_id", "bucket", TAGS_FIELD], collection=collection)
     by_bucket: dict[str, list[Mapping[str, object]]] = defaultdict(list)
     for row in rows:
         by_bucket[str(row["bucket"])].append(row)
@@ -42,11 +42,10 @@ def bucket_tag_metadata(model: EmbeddingModel, store: VectorStore, buckets: Iter
     return out
 
 
-def library_tag_observation(asset_key: dg.AssetKey, model: EmbeddingModel,
-                            store: VectorStore) -> dg.AssetObservation:
+def library_tag_observation(asset_key: dg.AssetKey, store: VectorStore, model: str,
+                            names: Sequence[str]) -> dg.AssetObservation:
     """The whole collection's tag distribution (one pass over its ``tags``), as an observation of the asset."""
-    names = musicnn_tag_names(model.options)
-    per_track = _tracks(store.rows_in_buckets(model.name, BUCKETS, ["track_id", TAGS_FIELD]))
+    per_track = _tracks(store.rows_in_buckets(model, BUCKETS, ["track_id", TAGS_FIELD]))
     counts = tag_distribution(per_track.values(), names)
     summary = ", ".join(f"{tag} {n}" for tag, n in list(counts.items())[:LIBRARY_TOP])
     return dg.AssetObservation(asset_key=asset_key, metadata={
