@@ -15,14 +15,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from navembed_pipeline.lib.models.musicnn_tags import DEFAULT_VARIANT, tag_names
-from navembed_pipeline.lib.models.options import ModelOptions
+from navembed_pipeline.lib.models.options import MUSICNN_VARIANT_OPTION, ModelOptions
 from navembed_pipeline.lib.recommend.request import TagScore
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 TAGS_MODEL = "musicnn"
 TAGS_FIELD = "tags"
 TEXT_MODEL = "musicnn-tags"  # what an answer calls the tag path of text search
-VARIANT_OPTION = "musicnn_variant"  # ModelOptions.extra key naming the checkpoint (default MSD_musicnn)
 TOP_TAGS = 5
 DISTRIBUTION_TOP = 3  # a track counts for each of its 3 strongest tags in the library's distribution
 
@@ -103,7 +102,7 @@ def tag_scores(vectors: FieldVectors) -> TagScores:
 
 def musicnn_tag_names(options: ModelOptions) -> tuple[str, ...]:
     """The tags the musicnn model stores when run with ``options`` (its variant's vocabulary, in order)."""
-    return tag_names(str(options.extra.get(VARIANT_OPTION, DEFAULT_VARIANT)))
+    return tag_names(str(options.extra.get(MUSICNN_VARIANT_OPTION, DEFAULT_VARIANT)))
 
 
 def as_json(tags: Sequence[TagScore]) -> list[dict[str, object]]:
