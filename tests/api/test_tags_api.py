@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.buckets import bucket_of
+from navembed_pipeline.lib.failure_log import FailureLog
 from navembed_pipeline.lib.models.musicnn_tags import tag_names
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
@@ -59,6 +60,7 @@ def app(tmp_path_factory, milvus_uri):
     store.close()
     try:
         settings = api_settings(root, milvus_uri=milvus_uri, navidrome_db=root / "navidrome.db")
+        FailureLog(settings.failures_db).record("dsp", [(by_title["Standards"], "could not decode: test")])
         with running_app(settings) as client:
             yield client, by_title
     finally:
@@ -131,7 +133,8 @@ def test_track_details_give_metadata_presence_and_tags(app):
     body = response.json()
     assert (body["title"], body["artist"], body["in_library"]) == ("Standards", "Standards Band", True)
     assert body["models"]["musicnn"] == {"stored": True, "segments": 1, "model_version": "musicnn:test"}
-    assert body["models"]["dsp"] == {"stored": False}
+    assert body["models"]["dsp"] == {"stored": False, "failed": "could not decode: test"}
+    assert body["models"]["mert"] == {"stored": False}
     assert body["top_tags"][0] == {"tag": "jazz", "score": pytest.approx(0.8)}
     assert len(body["tags"]) == 50 and body["tags"][1]["tag"] == "instrumental"
     missing = client.get("/tracks/no-such-track")

@@ -67,10 +67,7 @@ class Search:
         found: dict[str, None] = {}
         for probe in probes:
             if probe.field == TAGS_FIELD:  # tag weights: the tracks with the highest weighted scores
-                tags = self.tag_scores(probe.model)
-                score = tags.weighted(np.asarray(probe.vectors).reshape(-1))
-                top = np.argsort(-score, kind="stable")[:k]
-                found.update((tags.track_ids[i], None) for i in top)
+                found.update((track, None) for track in self.tag_scores(probe.model).top(probe.vectors, k))
                 continue
             by_field[(probe.model, probe.field)].append(np.atleast_2d(probe.vectors))
         for (model, field), queries in by_field.items():
@@ -109,9 +106,8 @@ class Search:
         """A tag probe's term: each track's weighted tag score (the mean score of the wanted tags),
         normalised against the whole library's scores like a cosine is against its sample."""
         tags = self.tag_scores(probe.model)
-        weights = np.asarray(probe.vectors, dtype=np.float32).reshape(-1)
-        library = tags.weighted(weights).astype(np.float64)
-        return make_term(probe, tags.of_many(ids, weights), spread(library), fusion=fusion, rrf_k=rrf_k)
+        library = tags.weighted(probe.vectors).astype(np.float64)
+        return make_term(probe, tags.of_many(ids, probe.vectors), spread(library), fusion=fusion, rrf_k=rrf_k)
 
     def similarity_to(self, ids: Sequence[str], *, calibrated: bool = False) -> SimilarityTo:
         """Sonic similarity of the tracks ``ids`` to one track: per-model cosines mixed by model weight.

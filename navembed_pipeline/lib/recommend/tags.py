@@ -23,7 +23,8 @@ TAGS_MODEL = "musicnn"
 TAGS_FIELD = "tags"
 TEXT_MODEL = "musicnn-tags"  # what an answer calls the tag path of text search
 TOP_TAGS = 5
-DISTRIBUTION_TOP = 3  # a track counts for each of its 3 strongest tags in the library's distribution
+DISTRIBUTION_TOP = 3
+WEIGHTED_KEPT = 64  # weight vectors whose per-track scores a TagScores remembers  # a track counts for each of its 3 strongest tags in the library's distribution
 
 
 def top_tags(scores: np.ndarray, names: Sequence[str], k: int = TOP_TAGS) -> tuple[TagScore, ...]:
@@ -57,12 +58,18 @@ class TagScores:
 
     def __init__(self, vectors: FieldVectors) -> None:
         raw = vectors.rows * vectors.norms[:, None]
-        sums = np.zeros((len(vectors), vectors.dimension), dtype=np.float64)
-        np.add.at(sums, vectors.row_track, raw)
-        counts = np.bincount(vectors.row_track, minlength=len(vectors)).astype(np.float64)
         self.track_ids = vectors.track_ids
         self.track_index = vectors.track_index
-        self.scores = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+        self._weighted: dict[bytes, np.ndarray] = {}
+        if len(raw) == len(vectors):  # one row per track (no CUE images): a reordering
+            self.scores = np.empty_like(raw)
+            self.scores[vectors.row_track] = raw
+        else:
+            sums = np.zeros((len(vectors), vectors.dimension), dtype=np.float64)
+            np.add.at(sums, vectors.row_track, raw)
+            counts = np.bincount(vectors.row_track, minlength=len(vectors)).astype(np.float64)
+            self.scores = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+        self._columns = np.ascontiguousarray(self.scores.T)  # (tags, tracks): one tag's scores side by side
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -73,15 +80,33 @@ class TagScores:
         return None if index is None else self.scores[index]
 
     def weighted(self, weights: np.ndarray) -> np.ndarray:
-        """Per track, ``scores @ weights`` (with 1/n weights: the mean score of n tags)."""
-        return self.scores @ np.asarray(weights, dtype=np.float32)
+        """Per track, ``scores @ weights`` (with 1/n weights: the mean score of n tags), remembered for
+        the last few weight vectors (a request asks for the same ones while it widens its search)."""
+        weights = np.asarray(weights, dtype=np.float32).reshape(-1)
+        key = weights.tobytes()
+        found = self._weighted.get(key)
+        if found is None:
+            used = np.flatnonzero(weights)  # a prompt names a few tags: read only their columns
+            found = weights[used] @ self._columns[used]
+            with _LOCK:
+                if len(self._weighted) >= WEIGHTED_KEPT:
+                    self._weighted.pop(next(iter(self._weighted)))
+                self._weighted[key] = found
+        return found
+
+    def top(self, weights: np.ndarray, k: int) -> list[str]:
+        """The ``k`` tracks with the highest ``weighted`` scores (in no particular order)."""
+        score = self.weighted(weights)
+        if k >= len(score):
+            return list(self.track_ids)
+        return [self.track_ids[i] for i in np.argpartition(-score, k - 1)[:k]]
 
     def of_many(self, track_ids: Sequence[str], weights: np.ndarray) -> np.ndarray:
         """``weighted`` for the tracks ``track_ids``; NaN where a track has no tags."""
         index = np.fromiter((self.track_index.get(t, -1) for t in track_ids), dtype=np.int64, count=len(track_ids))
         out = np.full(len(track_ids), np.nan)
         present = index >= 0
-        out[present] = self.scores[index[present]] @ np.asarray(weights, dtype=np.float32)
+        out[present] = self.weighted(weights)[index[present]]
         return out
 
 
