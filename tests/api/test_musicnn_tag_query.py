@@ -17,9 +17,9 @@ import pytest
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer
 from navembed_api.uploads import UploadService
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.models import WEIGHTS_REPOS, musicnn_weights
 from navembed_pipeline.lib.models.musicnn_tags import tag_names
 from navembed_pipeline.lib.models.options import ModelOptions

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.failure_log import FailureLog
+from navembed_pipeline.lib.store.failure_log import FailureLog
 from navembed_pipeline.lib.models.musicnn_tags import tag_names
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
