@@ -33,6 +33,8 @@ MODEL_TITLES = {
     "mert": "MERT-v1-330M: 24 kHz, 30 s windows / 5 s hop, enriched mean of hidden states (3072-d).",
     "latent": "Music2Latent: 44.1 kHz latents, real/imaginary/magnitude channels, enriched 576-d.",
     "dsp": "Weight-free descriptor v2 (mel shape, chroma, band flatness, onsets, tempo; silence left out), 273-d.",
+    "musicnn": "MusiCNN (musicnn 0.1.0, MSD or MTT weights, ported to PyTorch): 16 kHz, 3 s patches, the mean "
+               "max_pool layer (753-d) plus the 50 tag scores (mean taggram).",
 }
 
 

@@ -118,6 +118,8 @@ def test_muq_text_embedding_has_the_original_shape(tmp_path: Path, milvus_uri: s
 def test_models_lists_every_model_with_its_facts(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/models").json()}
     assert list(models) == ["muq", "mert", "latent", "dsp", "musicnn"]
+    assert models["musicnn"]["vector_fields"] == {"embedding": 753, "tags": 50}
+    assert models["musicnn"]["weights_present"] is False and models["musicnn"]["licence"].startswith("ISC")
     assert models["dsp"]["dimension"] == 273 and models["dsp"]["weights_present"] is True
     assert models["dsp"]["enabled"] is True and models["muq"]["enabled"] is False
     assert models["muq"]["supports_text"] is True and models["muq"]["vector_fields"] == {"embedding": 1536,
