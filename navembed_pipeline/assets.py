@@ -103,7 +103,8 @@ def build_embedding_asset(model_names: Sequence[str]) -> dg.AssetsDefinition:
     """The bucket-partitioned embedding assets of ``model_names``, one asset per model, from one op: the
     models selected in a run are embedded by one step that decodes each file once for all of them."""
     keys = {name: dg.AssetKey(asset_name(name)) for name in model_names}
-    deep = any(name in DEEP_MODEL_NAMES for name in model_names)
+    # The GPU pool serialises the heavy models' steps; a step that embeds dsp (musicnn's, tiny) does not wait for it.
+    deep = all(name in DEEP_MODEL_NAMES for name in model_names) and "dsp" not in model_names
     shared = len(model_names) > 1
 
     # A multi_asset to be subsettable (each model's asset, and its checks on their own: no embedding).
