@@ -37,7 +37,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "lib" / "models" / "fixtures" /
 CHECKED = {clip: dict(map(tuple, tags["MSD_musicnn"]))
            for clip, tags in json.loads((FIXTURES / "top_tags.json").read_text())["clips"].items()}
 NAMES = tag_names("MSD_musicnn")
-SCORE_TOLERANCE = 0.01  # the pipeline decodes the files itself; the goldens came from librosa's decode
+SCORE_TOLERANCE = 1e-3  # top_tags.json keeps 4 decimals; the port matches the original to ~5e-5 on these clips
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_each_clips_tags_are_the_original_models(tagged):
     for clip, checked in CHECKED.items():
         body = client.get(f"/tracks/{ids[clip]}").json()
         ours = {t["tag"]: t["score"] for t in body["tags"]}
-        assert body["top_tags"][0]["tag"] == next(iter(checked)), (clip, body["top_tags"])
+        assert [t["tag"] for t in body["top_tags"]] == list(checked), (clip, body["top_tags"])
         for tag, score in checked.items():
             assert ours[tag] == pytest.approx(score, abs=SCORE_TOLERANCE), (clip, tag)
         assert body["models"]["musicnn"]["stored"] is True
