@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.audio import load_audio
+from navembed_pipeline.lib.library.audio import load_audio
 from navembed_pipeline.lib.models import ModelOptions, create_model
 
 
