@@ -25,9 +25,8 @@ from pathlib import Path
 
 from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
-from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, VectorCache
-from navembed_pipeline.lib.recommend.sonic import SonicService
+from navembed_pipeline.lib.library import NavidromeLibrary
+from navembed_pipeline.lib.recommend import Recommender, SonicService, VectorCache
 from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, musicnn_tag_names
 
 LOGGER = logging.getLogger("navembed.api")
@@ -135,7 +134,7 @@ class FingerprintGroups:
             if not self.path.exists():
                 return {}
             try:
-                from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+                from navembed_pipeline.lib.duplicates import FingerprintStore
             except ImportError:
                 return {}
             self._store = FingerprintStore(self.path)

@@ -86,6 +86,10 @@ class MusicnnModel(EmbeddingModel):
     licence = MUSICNN_LICENCE
     weights_repos = (WEIGHTS_ID,)
     min_window_samples = N_FFT  # one STFT frame
+    # One torch thread on the CPU, the other cores decode. Measured on the shared 2-core development
+    # machine (benchmarks/musicnn_speed.py, other work running): 2 threads cost 4x the CPU per audio
+    # minute of 1 (OpenMP threads spin while a core is taken); an idle machine was not available.
+    cpu_threads = 1
 
     def __init__(self, options: ModelOptions | None = None, **kwargs: Any) -> None:
         extra = (options or ModelOptions()).extra

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 N_MELS = 96
-PATCH_FRAMES = 187
 BN_EPSILON = 1e-3
 TIMBRAL_FILTERS = 204  # int(1.6 * 128)
 TEMPORAL_FILTERS = 51  # int(1.6 * 32)
@@ -64,31 +63,29 @@ class MusicnnNet(nn.Module):
         """``mel`` ``(B, time, 96)`` → ``taggram`` (B, 50), ``penultimate`` (B, 200), ``max_pool`` and
         ``mean_pool`` (B, 753)."""
         batch, frames, _ = mel.shape
-        x = self._norm("input", mel.reshape(batch, 1, frames * N_MELS)).reshape(batch, 1, frames, N_MELS)
+        x = self.bn["input"](mel.reshape(batch, 1, frames * N_MELS)).reshape(batch, 1, frames, N_MELS)
         timbral_input = F.pad(x, (0, 0, 3, 3))
         branches = [self._frontend_branch(f"timbral{i}", timbral_input) for i in range(len(TIMBRAL_BANDS))]
         for i, size in enumerate(TEMPORAL_FRAMES):
             before = (size - 1) // 2  # TensorFlow "same": the extra row of padding goes after
             branches.append(self._frontend_branch(f"temporal{i}", F.pad(x, (0, 0, before, size - 1 - before))))
         front = torch.cat(branches, dim=1)  # (B, 561, T)
-        mid1 = self._norm("mid1", F.relu(self.conv["mid1"](front)))
-        mid2 = self._norm("mid2", F.relu(self.conv["mid2"](mid1))) + mid1
-        mid3 = self._norm("mid3", F.relu(self.conv["mid3"](mid2))) + mid2
+        mid1 = self.bn["mid1"](F.relu(self.conv["mid1"](front)))
+        mid2 = self.bn["mid2"](F.relu(self.conv["mid2"](mid1))) + mid1
+        mid3 = self.bn["mid3"](F.relu(self.conv["mid3"](mid2))) + mid2
         features = torch.cat([front, mid1, mid2, mid3], dim=1)  # (B, 753, T)
         max_pool, mean_pool = features.amax(dim=2), features.mean(dim=2)
         pooled = torch.stack([max_pool, mean_pool], dim=2).reshape(batch, 2 * POOL_FEATURES)
-        penultimate = self._norm("dense", F.relu(self.dense(self._norm("pool", pooled))))
+        penultimate = self.bn["dense"](F.relu(self.dense(self.bn["pool"](pooled))))
         taggram = torch.sigmoid(self.logits(penultimate))
         return {"taggram": taggram, "penultimate": penultimate, "max_pool": max_pool, "mean_pool": mean_pool}
 
     def _frontend_branch(self, name: str, padded: torch.Tensor) -> torch.Tensor:
         conv = F.relu(self.conv[name](padded))  # (B, filters, T, bands left)
         batch, filters, frames, bands = conv.shape
-        normed = self._norm(name, conv.reshape(batch, filters, frames * bands)).reshape(conv.shape)
+        normed = self.bn[name](conv.reshape(batch, filters, frames * bands)).reshape(conv.shape)
         return normed.amax(dim=3)
 
-    def _norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        return self.bn[name](x)
 
 
 def state_dict_from_tf(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
