@@ -21,7 +21,6 @@ from navembed_api.socket_server import UploadSocketServer
 from navembed_api.store_handle import StoreHandle
 from navembed_api.uploads import UploadService
 from navembed_pipeline.lib.duplicates import FingerprintStore
-from navembed_pipeline.lib.recommend.tags import musicnn_tag_names
 
 LOGGER = logging.getLogger("navembed.api")
 DESCRIPTION = """The API Navidrome talks to: re-embed control over Dagster (`/batch/*`, admin token),
@@ -75,7 +74,7 @@ def open_services(settings: ApiSettings) -> Services:
         uploads = UploadService(roots=settings.allowed_roots, models=models, model_names=settings.enabled_models(),
                                 store=store, renamer=Renamer(timeout=settings.rename_timeout_seconds, api_key=key),
                                 fingerprints=FingerprintStore(settings.fingerprints_db),
-                                tag_names=musicnn_tag_names(settings.model_options))
+                                tag_names=recommender.tag_vocabulary(settings.model_options))
         services.socket = UploadSocketServer(settings.socket_path, uploads.handle,
                                              max_request_bytes=settings.socket_max_request_bytes,
                                              idle_timeout=settings.socket_idle_timeout_seconds,

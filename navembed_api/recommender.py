@@ -26,8 +26,8 @@ from pathlib import Path
 from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
 from navembed_pipeline.lib.library import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, SonicService, VectorCache
-from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, musicnn_tag_names
+from navembed_pipeline.lib.models import ModelOptions, musicnn_variant, tag_names
+from navembed_pipeline.lib.recommend import TAGS_FIELD, TAGS_MODEL, Recommender, SonicService, VectorCache
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
@@ -57,7 +57,7 @@ def build(services: Services) -> RecommenderState:
     engine = Recommender(cache, library.get, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
                          default_models=settings.enabled_models(),
                          text_ready=remembered(lambda: services.models.weights_present("muq"), WEIGHTS_CHECK_S),
-                         tag_names=musicnn_tag_names(settings.model_options))
+                         tag_names=tag_vocabulary(settings.model_options))
     groups = FingerprintGroups(settings.data_dir / FINGERPRINTS_FILE)
     sonic = SonicService(engine, library.tracks, recording_groups=groups)
     return RecommenderState(engine, sonic, cache)
@@ -96,6 +96,11 @@ def _warm(state: RecommenderState) -> None:
         LOGGER.warning("could not preload the vectors", exc_info=True)
     finally:
         state.warmed.set()
+
+
+def tag_vocabulary(options: ModelOptions) -> tuple[str, ...]:
+    """The tags the musicnn model stores with these options (its variant's 50, in the stored order)."""
+    return tag_names(musicnn_variant(options))
 
 
 def remembered(check: Callable[[], bool], seconds: float) -> Callable[[], bool]:

@@ -33,7 +33,7 @@ from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import (cue_segments, load_audio, probe, read_cue_file, safe_file_name, split_cue,
                                            upload_id)
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES
-from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
+from navembed_pipeline.lib.recommend import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.api.uploads")

@@ -13,8 +13,7 @@ from navembed_pipeline.lib.engine import (BucketReport, EmbeddingRun, RunOptions
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
 from navembed_pipeline.lib.runs import SHARED_DECODE_MODELS, asset_name, op_name
-from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
-from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, EmbeddingModel
 from navembed_pipeline.lib.library import track_fingerprint
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata

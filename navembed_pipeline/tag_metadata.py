@@ -12,9 +12,8 @@ import dagster as dg
 import numpy as np
 
 from navembed_pipeline.lib.buckets import BUCKETS
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.recommend.tags import (TAGS_FIELD, distribution_markdown, musicnn_tag_names,
-                                                  tag_distribution)
+from navembed_pipeline.lib.models import EmbeddingModel, musicnn_variant, tag_names
+from navembed_pipeline.lib.recommend import TAGS_FIELD, distribution_markdown, tag_distribution
 from navembed_pipeline.lib.store import VectorStore
 
 LIBRARY_TOP = 10  # tags named in the observation's one-line summary
@@ -22,7 +21,7 @@ LIBRARY_TOP = 10  # tags named in the observation's one-line summary
 
 def tag_names_of(model: EmbeddingModel) -> tuple[str, ...]:
     """The tags ``model`` stores (its variant's), or () for a model without a ``tags`` field."""
-    return musicnn_tag_names(model.options) if TAGS_FIELD in model.vector_fields else ()
+    return tag_names(musicnn_variant(model.options)) if TAGS_FIELD in model.vector_fields else ()
 
 
 def bucket_tag_metadata(store: VectorStore, model: str, names: Sequence[str], buckets: Iterable[str], *,

@@ -26,8 +26,7 @@ from navembed_api.routes import ModelName
 from navembed_pipeline.lib.library import Track
 from navembed_pipeline.lib.recommend import (MAX_SIZE, MAX_STEPS, Neighbour, NoVectorsError, PathSpec, Playlist,
                                              PlaylistRules, Recommender, RecommendError, RecommendRequest, SonicService,
-                                             UnknownArtistError, UnknownTrackError)
-from navembed_pipeline.lib.recommend.tag_text import UnknownTagError
+                                             UnknownArtistError, UnknownTagError, UnknownTrackError)
 
 router = APIRouter(tags=["recommend"])
 SUBSONIC_VERSION = "1.16.1"

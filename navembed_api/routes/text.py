@@ -8,9 +8,8 @@ from pydantic import BaseModel, Field
 from navembed_api.deps import ServicesDep
 from navembed_api.errors import Unprocessable
 from navembed_api.routes import ModelName
-from navembed_pipeline.lib.recommend.errors import InvalidRequestError
-from navembed_pipeline.lib.recommend.tag_text import TagVocabulary, UnknownTagError
-from navembed_pipeline.lib.recommend.tags import TAGS_MODEL, TEXT_MODEL, musicnn_tag_names
+from navembed_api.recommender import tag_vocabulary
+from navembed_pipeline.lib.recommend import TAGS_MODEL, TEXT_MODEL, InvalidRequestError, TagVocabulary, UnknownTagError
 
 router = APIRouter(tags=["text"])
 MAX_TEXT_CHARS = 2000
@@ -38,7 +37,7 @@ def embed_text(body: EmbedTextRequest, services: ServicesDep) -> dict[str, Any]:
         raise Unprocessable("text is blank")
     name = body.model or ("muq" if services.models.weights_present("muq") else TAGS_MODEL)
     if name == TAGS_MODEL:
-        return _tag_vector(body.text, TagVocabulary(musicnn_tag_names(services.settings.model_options)))
+        return _tag_vector(body.text, TagVocabulary(tag_vocabulary(services.settings.model_options)))
     model = services.models.get(name)
     vector = model.embed_text([body.text])[0]  # TextNotSupportedError -> 422 for models without text
     return {"embedding": [float(x) for x in vector], "model": name, "dimension": int(vector.shape[0]),

@@ -9,8 +9,8 @@ from navembed_api.deps import ServicesDep
 from navembed_api.errors import NotFound, short
 from navembed_api.routes.recommend import RecommenderDep
 from navembed_pipeline.lib.models import MODEL_NAMES
-from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
+from navembed_pipeline.lib.library import Track
+from navembed_pipeline.lib.recommend import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
 from navembed_pipeline.lib.store import VectorStore
 
 router = APIRouter(tags=["tracks"])

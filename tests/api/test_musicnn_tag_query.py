@@ -29,7 +29,7 @@ from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from tests.api.app_fixtures import api_settings, running_app
-from tests.lib.milvus_fixture import drop_everything
+from tests.lib.store.milvus_fixture import drop_everything
 from tests.lib.models.musicnn_goldens import EXCERPT_FILE, SAMPLE_RATE, synth_clips
 from tests.pipeline.helpers import bucket_materializations, embed, navembed_instance
 

@@ -16,7 +16,7 @@ from navembed_pipeline.lib.models.musicnn_tags import tag_names
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from tests.api.app_fixtures import api_settings, running_app
-from tests.lib.milvus_fixture import drop_everything
+from tests.lib.store.milvus_fixture import drop_everything
 
 NAMES = tag_names("MSD_musicnn")
 

@@ -2,7 +2,7 @@
 
 The ``musicnn`` collection stores, beside its ``embedding``, a ``tags`` vector: the mean taggram over
 the track's 3-s patches, raw sigmoid scores 0..1 in the checkpoint's tag order
-(``lib/models/musicnn_tags.py`` names them). ``TagScores`` is the in-process copy the recommender
+(the models domain's ``tag_names(variant)`` names them; callers pass the names in). ``TagScores`` is the in-process copy the recommender
 reads (one row per track: the mean over a CUE track's segments); the functions below turn scores
 into what people are shown.
 """
@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from navembed_pipeline.lib.models.musicnn_tags import DEFAULT_VARIANT, tag_names
-from navembed_pipeline.lib.models.options import MUSICNN_VARIANT_OPTION, ModelOptions
 from navembed_pipeline.lib.recommend.request import TagScore
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
@@ -123,11 +121,6 @@ def tag_scores(vectors: FieldVectors) -> TagScores:
         with _LOCK:
             _BUILT[vectors] = found
     return found
-
-
-def musicnn_tag_names(options: ModelOptions) -> tuple[str, ...]:
-    """The tags the musicnn model stores when run with ``options`` (its variant's vocabulary, in order)."""
-    return tag_names(str(options.extra.get(MUSICNN_VARIANT_OPTION, DEFAULT_VARIANT)))
 
 
 def as_json(tags: Sequence[TagScore]) -> list[dict[str, object]]:

@@ -1,1 +1,0 @@
-"""Recommendation tests (tags and tag text search)."""

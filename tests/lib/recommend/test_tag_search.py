@@ -13,7 +13,7 @@ from navembed_pipeline.lib.models.musicnn_tags import tag_names
 from navembed_pipeline.lib.recommend import InvalidRequestError, PlaylistRules, RecommendRequest
 from navembed_pipeline.lib.recommend.tag_text import UnknownTagError
 from navembed_pipeline.lib.recommend.tags import TagScores, tag_distribution, top_tags
-from tests.lib.recommend_helpers import field, recommender, track
+from tests.lib.recommend.helpers import field, recommender, track
 
 NAMES = tag_names("MSD_musicnn")
 BASE = 0.05
