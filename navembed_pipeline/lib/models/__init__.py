@@ -21,7 +21,7 @@ _CLASSES = {
     "mert": ("navembed_pipeline.lib.models.mert", "MertModel"),
     "latent": ("navembed_pipeline.lib.models.latent", "LatentModel"),
     "dsp": ("navembed_pipeline.lib.models.dsp.model", "DspModel"),
-    "musicnn": ("navembed_pipeline.lib.models.musicnn", "MusicnnModel"),
+    "musicnn": ("navembed_pipeline.lib.models.musicnn.model", "MusicnnModel"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
 DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent", "musicnn")
@@ -31,7 +31,7 @@ WEIGHTS_REPOS: dict[str, tuple[str, ...]] = {
     "mert": ("m-a-p/MERT-v1-330M",),
     "latent": ("SonyCSLParis/music2latent",),
     "dsp": (),
-    "musicnn": ("pypi:musicnn==0.1.0",),  # a PyPI wheel converted by musicnn_weights, not a hub repo
+    "musicnn": ("pypi:musicnn==0.1.0",),  # a PyPI wheel converted by musicnn.weights, not a hub repo
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.models.musicnn_weights import WheelError, fetch_wheel, install
+from navembed_pipeline.lib.models.musicnn.weights import WheelError, fetch_wheel, install
 
 FIXTURES = Path(__file__).parent / "fixtures" / "musicnn"
 

@@ -30,8 +30,8 @@ import torch
 from navembed_pipeline.lib.errors import ConfigError
 from navembed_pipeline.lib.models import ModelOptions, create_model
 from navembed_pipeline.lib.models.musicnn import TAGS_FIELD, MusicnnModel, similarity_vector, tag_scores
-from navembed_pipeline.lib.models.musicnn_mel import LogMel, mel_filterbank, patch_windows
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models.musicnn.mel import LogMel, mel_filterbank, patch_windows
+from navembed_pipeline.lib.models.musicnn.tags import tag_names
 from tests.lib.models.musicnn_fixtures import FIXTURES
 from tests.lib.models.musicnn_goldens import EXCERPT_FILE, VARIANTS, int16_sha256, synth_clips
 
@@ -156,7 +156,7 @@ def test_the_variant_and_the_similarity_choice_are_part_of_the_version() -> None
 
 
 def test_tag_names_import_without_torch() -> None:
-    code = ("import sys; from navembed_pipeline.lib.models.musicnn_tags import tag_names; "
+    code = ("import sys; from navembed_pipeline.lib.models.musicnn import tag_names; "
             "assert len(tag_names('MTT_musicnn')) == 50; print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -10,8 +10,8 @@ import pytest
 from navembed_pipeline.cli.commands import main
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models import ModelOptions, create_model, weights_repos
-from navembed_pipeline.lib.models import musicnn_weights as mw
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models.musicnn import weights as mw
+from navembed_pipeline.lib.models.musicnn.tags import tag_names
 from navembed_pipeline.lib.models.weights import weights_present
 from navembed_pipeline.lib.settings import Settings
 

@@ -1,18 +1,6 @@
-"""`musicnn`: MusiCNN (Pons & Serra 2019, ``musicnn`` 0.1.0 on PyPI, ISC) in PyTorch.
-
-A track at 16 kHz is cut into consecutive 3-s patches (187 frames, the original's
-``input_overlap=False``: the incomplete tail is dropped; a track shorter than one patch repeats its
-frames) whose log-mel spectrogram (``musicnn_mel``) runs through the network (``musicnn_net``).
-Each patch yields every candidate layer: the taggram (50 sigmoid tag scores), the penultimate
-dense layer (200), ``max_pool`` and ``mean_pool`` (753 each). Two vectors are stored per track:
-- ``embedding``: ``similarity_vector`` of the patches' layers — the one place that says which layer
-  and pooling make the similarity vector (to be set by measurement; bump ``SIMILARITY_VERSION``);
-- ``tags``: the mean taggram over patches, 50 raw scores in 0..1, named by ``musicnn_tags``.
-
-Weights: ``MSD_musicnn`` (default) or ``MTT_musicnn`` (``ModelOptions.extra["musicnn_variant"]``,
-setting ``NAVEMBED_MUSICNN_VARIANT``), converted from the wheel by ``navembed models download
-musicnn`` (``musicnn_weights``). Fidelity to the TensorFlow original: ``tests/lib/models/test_musicnn*``.
-"""
+"""``MusicnnModel``: the embedding-model contract around MusiCNN's front end (``mel``) and network
+(``net``), and the two vectors a track stores (``similarity_vector`` → ``embedding``, ``tag_scores`` →
+``tags``). See the package docstring."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.models.enrich import l2_normalise
 from navembed_pipeline.lib.errors import ModelLoadError
+from navembed_pipeline.lib.models.enrich import l2_normalise
 from navembed_pipeline.lib.models.base import EMBEDDING_FIELD, EmbeddingModel, ModelOptions
-from navembed_pipeline.lib.models.musicnn_mel import (
+from navembed_pipeline.lib.models.musicnn.mel import (
     HOP_SAMPLES,
     N_FFT,
     SAMPLE_RATE,
@@ -31,9 +19,9 @@ from navembed_pipeline.lib.models.musicnn_mel import (
     fill_patch,
     patch_windows,
 )
-from navembed_pipeline.lib.models.musicnn_net import LAYER_SIZES, MusicnnNet, build_network, state_dict_from_tf
-from navembed_pipeline.lib.models.musicnn_tags import DEFAULT_VARIANT, check_variant
-from navembed_pipeline.lib.models.musicnn_weights import WEIGHTS_ID, load_variant
+from navembed_pipeline.lib.models.musicnn.net import LAYER_SIZES, MusicnnNet, build_network, state_dict_from_tf
+from navembed_pipeline.lib.models.musicnn.tags import DEFAULT_VARIANT, check_variant
+from navembed_pipeline.lib.models.musicnn.weights import WEIGHTS_ID, load_variant
 from navembed_pipeline.lib.models.options import MUSICNN_VARIANT_OPTION
 
 TAGS_FIELD = "tags"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from navembed_pipeline.lib.errors import ModelLoadError, NavembedError, WeightsMissingError
-from navembed_pipeline.lib.models.musicnn_tags import VARIANTS, tag_names
+from navembed_pipeline.lib.models.musicnn.tags import VARIANTS, tag_names
 from navembed_pipeline.lib.models.tf_checkpoint import read_checkpoint
 
 WEIGHTS_ID = "pypi:musicnn==0.1.0"  # the entry in the model registry's WEIGHTS_REPOS
