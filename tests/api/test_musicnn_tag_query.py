@@ -20,8 +20,8 @@ from navembed_api.uploads import UploadService
 from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.models import WEIGHTS_REPOS, musicnn_weights
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models import WEIGHTS_REPOS
+from navembed_pipeline.lib.models.musicnn import install, tag_names
 from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.models.weights import weights_present
 from navembed_pipeline.lib.settings import Settings
@@ -48,7 +48,7 @@ def weights(tmp_path_factory) -> Path:
         return configured
     models_dir = tmp_path_factory.mktemp("musicnn-models")
     try:
-        musicnn_weights.install(models_dir)
+        install(models_dir)
     except NavembedError as exc:
         pytest.skip(f"MusiCNN's weights could not be downloaded here (no PyPI?): {exc}")
     return models_dir

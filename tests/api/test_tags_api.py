@@ -12,7 +12,7 @@ import pytest
 
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.store.failure_log import FailureLog
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models.musicnn import tag_names
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from tests.api.app_fixtures import api_settings, running_app

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models.musicnn import tag_names
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.tag_metadata import bucket_tag_metadata, library_tag_observation
 from tests.lib.store.milvus_fixture import drop_everything

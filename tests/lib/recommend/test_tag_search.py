@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models.musicnn import tag_names
 from navembed_pipeline.lib.recommend import InvalidRequestError, PlaylistRules, RecommendRequest
 from navembed_pipeline.lib.recommend.tag_text import UnknownTagError
 from navembed_pipeline.lib.recommend.tags import TagScores, tag_distribution, top_tags

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.models.musicnn_tags import tag_names
+from navembed_pipeline.lib.models.musicnn import tag_names
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError
 from navembed_pipeline.lib.recommend.tag_text import TagVocabulary, UnknownTagError
 
