@@ -61,9 +61,15 @@ class Conflict(ApiError):
 
 
 class Unprocessable(ApiError):
-    """Well-formed but impossible: an unknown model, a model without a text tower."""
+    """Well-formed but impossible: an unknown model, a model without a text tower.
+
+    ``details`` become fields of the error body beside ``message`` (e.g. the tag ``vocabulary``)."""
 
     status_code = 422
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class OrchestratorUnavailable(ApiError):
@@ -138,7 +144,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             LOGGER.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(error_body(str(exc)), status_code=status, headers=headers)
+        body = {**error_body(str(exc)), **getattr(exc, "details", {})}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,7 +15,7 @@ from navembed_api import recommender
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer
 from navembed_api.limits import BODY_LIMIT_RESPONSES, BodyLimits
-from navembed_api.routes import batch, dagster_ui, health, plugin, recommend, text
+from navembed_api.routes import batch, dagster_ui, health, plugin, recommend, text, tracks
 from navembed_api.settings import ApiSettings
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.store_handle import StoreHandle
@@ -34,7 +34,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="navembed", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan(settings))
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.api_max_request_bytes)
-    for router in (batch.router, text.router, health.router, recommend.router, plugin.router, dagster_ui.router):
+    for router in (batch.router, text.router, health.router, recommend.router, tracks.router, plugin.router,
+                   dagster_ui.router):
         app.include_router(router, responses=BODY_LIMIT_RESPONSES)  # BodyLimits answers these on any route
     return app
 
@@ -67,12 +68,13 @@ def open_services(settings: ApiSettings) -> Services:
     store = StoreHandle(uri=settings.milvus_uri, token=settings.milvus_token, data_dir=settings.milvus_data_dir,
                         failures_db=settings.failures_db)
     services = Services(settings=settings, dagster=dagster, models=models, store=store,
-                        batch=BatchControl(dagster, models_dir_check=weights_checker(settings.models_dir)))
+                        batch=BatchControl(dagster, models_dir_check=weights_checker(settings.weights_dir)))
     if settings.socket_path is not None:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         uploads = UploadService(roots=settings.allowed_roots, models=models, model_names=settings.enabled_models(),
                                 store=store, renamer=Renamer(timeout=settings.rename_timeout_seconds, api_key=key),
-                                fingerprints=FingerprintStore(settings.fingerprints_db))
+                                fingerprints=FingerprintStore(settings.fingerprints_db),
+                                tag_names=recommender.tag_vocabulary(settings.model_options))
         services.socket = UploadSocketServer(settings.socket_path, uploads.handle,
                                              max_request_bytes=settings.socket_max_request_bytes,
                                              idle_timeout=settings.socket_idle_timeout_seconds,

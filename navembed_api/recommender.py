@@ -18,17 +18,21 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
 from navembed_pipeline.lib.library import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, SonicService, TrackCatalog, VectorCache
+from navembed_pipeline.lib.models import ModelOptions, musicnn_variant, tag_names
+from navembed_pipeline.lib.recommend import (TAGS_FIELD, TAGS_MODEL, Recommender, SonicService, TrackCatalog,
+                                             VectorCache)
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
+WEIGHTS_CHECK_S = 60.0  # how long "are MuQ-MuLan's weights here?" is believed (a download shows within it)
 FINGERPRINTS_FILE = "fingerprints.sqlite"  # the pipeline's fingerprint store under the data dir
 
 
@@ -53,7 +57,9 @@ def build(services: Services) -> RecommenderState:
                         snapshot_dir=settings.data_dir / "vector-cache")
     catalog = TrackCatalog(library.get, library.db_path)  # one SQLite read per track while navidrome.db is unchanged
     engine = Recommender(cache, catalog, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
-                         default_models=settings.enabled_models())
+                         default_models=settings.enabled_models(),
+                         text_ready=remembered(lambda: services.models.weights_present("muq"), WEIGHTS_CHECK_S),
+                         tag_names=tag_vocabulary(settings.model_options))
     groups = FingerprintGroups(settings.data_dir / FINGERPRINTS_FILE)
     sonic = SonicService(engine, library.tracks, recording_groups=groups)
     return RecommenderState(engine, sonic, cache)
@@ -85,11 +91,31 @@ def _warm(state: RecommenderState) -> None:
     try:
         for model in state.engine.default_models:
             state.cache.field(model)
+        if TAGS_MODEL in state.engine.default_models:  # shown in every answer's why
+            state.cache.field(TAGS_MODEL, TAGS_FIELD)
         state.sonic.artists()
     except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
         LOGGER.warning("could not preload the vectors", exc_info=True)
     finally:
         state.warmed.set()
+
+
+def tag_vocabulary(options: ModelOptions) -> tuple[str, ...]:
+    """The tags the musicnn model stores with these options (its variant's 50, in the stored order)."""
+    return tag_names(musicnn_variant(options))
+
+
+def remembered(check: Callable[[], bool], seconds: float) -> Callable[[], bool]:
+    """``check``, asked again only once its last answer is ``seconds`` old (it looks at files)."""
+    last: list[tuple[float, bool]] = []
+
+    def cached() -> bool:
+        now = time.monotonic()
+        if not last or now - last[0][0] >= seconds:
+            last[:] = [(now, bool(check()))]
+        return last[0][1]
+
+    return cached
 
 
 async def _refresh_loop(state: RecommenderState) -> None:

@@ -33,6 +33,7 @@ from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import (cue_segments, load_audio, probe, read_cue_file, safe_file_name, split_cue,
                                            upload_id)
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES
+from navembed_pipeline.lib.recommend import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.api.uploads")
@@ -94,12 +95,14 @@ class UploadService:
 
     def __init__(self, *, roots: Sequence[Path], models: ModelPool, model_names: Sequence[str],
                  store: Callable[[], VectorStore], renamer: Renamer,
-                 fingerprints: FingerprintStore | None = None) -> None:
+                 fingerprints: FingerprintStore | None = None, tag_names: Sequence[str] = ()) -> None:
+        """``tag_names``: the musicnn model's tags (its variant's), to show an upload's strongest ones."""
         self.roots = tuple(Path(r).resolve() for r in roots)
         self.models = models
         self.model_names = list(model_names)
         self.store = store
         self.renamer = renamer
+        self.tag_names = tuple(tag_names)
         self.fingerprints = fingerprints
         self.uploads = UploadStore(fingerprints) if fingerprints is not None else None
         self.finder = DuplicateFinder(fingerprints=fingerprints, store=store)
@@ -133,6 +136,9 @@ class UploadService:
             answer["splitFiles"] = [f.split for f in files]
         answer["duplicateMatches"] = [{"name": n, "matches": m} for n, m in matches.items() if m]
         answer["models"] = self.model_names
+        if self.tag_names and TAGS_MODEL in vectors:
+            answer["tags"] = [{"name": f.name, "tags": as_json(top_tags(v[TAGS_FIELD], self.tag_names))}
+                              for f, v in zip(files, vectors[TAGS_MODEL], strict=True) if TAGS_FIELD in v]
         answer["stored"] = not all_duplicates
         if renamed.error:
             answer["renameError"] = renamed.error
@@ -240,9 +246,10 @@ class UploadService:
 
 
 def dedup_model(model_names: Sequence[str]) -> str:
-    """The model duplicates are judged by: the first deep model enabled (MuQ first), else dsp."""
+    """The model duplicates are judged by: the first deep model enabled (MuQ first), else dsp.
+    MusiCNN is left out: no duplicate threshold has been measured for its vectors yet."""
     for name in DEEP_MODEL_NAMES:
-        if name in model_names:
+        if name in model_names and name != "musicnn":
             return name
     if not model_names:
         raise Unprocessable("no embedding model is enabled")

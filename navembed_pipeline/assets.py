@@ -2,6 +2,7 @@
 
 import os
 import warnings
+from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
@@ -11,13 +12,15 @@ from navembed_pipeline.lib.engine import (BucketReport, EmbeddingRun, RunOptions
                                           run_ahead_batches)
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
-from navembed_pipeline.lib.runs import asset_name
-from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
+from navembed_pipeline.lib.runs import SHARED_DECODE_MODELS, asset_name, op_name
+from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, EmbeddingModel
 from navembed_pipeline.lib.library import track_fingerprint
+from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
 from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
 from navembed_pipeline.partitions import bucket_partitions
 from navembed_pipeline.run_explain import explain_run
+from navembed_pipeline.tag_metadata import bucket_tag_metadata, library_tag_observation, tag_names_of
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 yet it is the documented way to get one run per range.
@@ -29,6 +32,8 @@ MODEL_TITLES = {
     "mert": "MERT-v1-330M: 24 kHz, 30 s windows / 5 s hop, enriched mean of hidden states (3072-d).",
     "latent": "Music2Latent: 44.1 kHz latents, real/imaginary/magnitude channels, enriched 576-d.",
     "dsp": "Weight-free descriptor v2 (mel shape, chroma, band flatness, onsets, tempo; silence left out), 273-d.",
+    "musicnn": "MusiCNN (musicnn 0.1.0, MSD or MTT weights, ported to PyTorch): 16 kHz, 3 s patches, the mean "
+               "max_pool layer (753-d) plus the 50 tag scores (mean taggram).",
 }
 
 
@@ -93,97 +98,141 @@ def bucket_metadata(report: BucketReport) -> dict[str, object]:
     return metadata
 
 
-def build_embedding_asset(model_name: str) -> dg.AssetsDefinition:
-    """The bucket-partitioned embedding asset of one model."""
-    deep = model_name in DEEP_MODEL_NAMES
+def build_embedding_asset(model_names: Sequence[str]) -> dg.AssetsDefinition:
+    """The bucket-partitioned embedding assets of ``model_names``, one asset per model, from one op: the
+    models selected in a run are embedded by one step that decodes each file once for all of them."""
+    keys = {name: dg.AssetKey(asset_name(name)) for name in model_names}
+    # The GPU pool serialises the heavy models' steps; a step that embeds dsp (musicnn's, tiny) does not wait for it.
+    deep = all(name in DEEP_MODEL_NAMES for name in model_names) and "dsp" not in model_names
+    shared = len(model_names) > 1
 
-    key = dg.AssetKey(asset_name(model_name))
-    # A multi_asset only to be subsettable: its checks also run on their own (no embedding).
+    # A multi_asset to be subsettable (each model's asset, and its checks on their own: no embedding).
     @dg.multi_asset(
-        name=key.path[-1], can_subset=True, check_specs=embedding_check_specs(key),
+        name=op_name(model_names[0]), can_subset=True,
+        check_specs=[spec for key in keys.values() for spec in embedding_check_specs(key)],
         specs=[dg.AssetSpec(
             key, partitions_def=bucket_partitions, deps=[library_tracks], skippable=True,
             group_name="embeddings", kinds={"pytorch", "milvus"}, owners=OWNERS,
-            freshness_policy=NIGHTLY_FRESHNESS, metadata=definition_metadata(model_name),
-            description=f"{MODEL_TITLES[model_name]} Vectors of every track in the bucket, upserted into "
-                        f"Milvus; unchanged tracks are skipped, unreadable ones recorded as failed.")],
+            freshness_policy=NIGHTLY_FRESHNESS, metadata=definition_metadata(name),
+            description=f"{MODEL_TITLES.get(name, name)} Vectors of every track in the bucket, upserted into "
+                        f"Milvus; unchanged tracks are skipped, unreadable ones recorded as failed."
+                        + (f" Embedded in one step with {', '.join(m for m in model_names if m != name)}: "
+                           "each file is decoded once for all of them." if shared else ""))
+            for name, key in keys.items()],
         backfill_policy=dg.BackfillPolicy.single_run(), pool="gpu" if deep else None,
     )
     def _embeddings(context: dg.AssetExecutionContext, config: EmbedConfig, navidrome: NavidromeResource,
                     vector_store: VectorStoreResource, models: ModelsResource):
         if models.nice:
             os.nice(19)
-        # A run of the per-run checks alone is not partitioned: it covers every bucket.
-        partitioned = key in context.selected_asset_keys or dg.AssetCheckKey(key, TRACKS_CHECK) in \
-            context.selected_asset_check_keys
-        buckets = list(context.partition_keys) if partitioned else list(BUCKETS)
+        embed = [name for name, key in keys.items() if key in context.selected_asset_keys]
+        check = [name for name, key in keys.items() if key not in context.selected_asset_keys
+                 and any(c.asset_key == key for c in context.selected_asset_check_keys)]
         try:
-            if key in context.selected_asset_keys:
-                yield from _embed(context, config, model_name, buckets, navidrome, vector_store, models)
-            else:
-                yield from run_checks_alone(context, key, models.get(model_name), buckets,
+            if embed:
+                yield from _embed(context, config, embed, _buckets(context, keys[embed[0]]), navidrome,
+                                  vector_store, models)
+            for name in check:
+                yield from run_checks_alone(context, keys[name], models.get(name), _buckets(context, keys[name]),
                                             navidrome.library(), vector_store.client())
         except NavembedError as exc:
-            raise dg.Failure(description=f"{model_name}: {exc}") from exc
+            raise dg.Failure(description=f"{', '.join(embed or check)}: {exc}") from exc
 
     return _embeddings
 
 
-def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: str, buckets: list[str],
+def _buckets(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[str]:
+    """The run's buckets; a run of the per-run checks alone is not partitioned: it covers every bucket."""
+    partitioned = key in context.selected_asset_keys or dg.AssetCheckKey(key, TRACKS_CHECK) in \
+        context.selected_asset_check_keys
+    return list(context.partition_keys) if partitioned else list(BUCKETS)
+
+
+def _staging(context: dg.AssetExecutionContext, config: EmbedConfig, model: EmbeddingModel, store: VectorStore,
+             buckets: list[str]) -> str | None:
+    """The collection a rebuild of ``model`` writes to (None: the live one).
+
+    A model upgrade that changed the vectors' dimensions (e.g. dsp v1 → v2) cannot be written into
+    the old collection: the run over all buckets (the sensor asks for one) rebuilds it instead.
+    """
+    upgrade = not config.clear_existing and store.needs_rebuild(model.name, model.vector_fields)
+    if not (config.clear_existing or upgrade):
+        return None
+    if sorted(buckets) != list(BUCKETS):
+        reason = ("clear_existing rebuilds" if config.clear_existing else
+                  f"{model.name}'s vectors changed dimensions ({model.version}), which rebuilds")
+        raise dg.Failure(description=f"{reason} the whole collection: run it over all "
+                                     f"256 buckets (got {len(buckets)})")
+    pending = store.pending_rebuilds(model.name)
+    # A rebuild cut short (cancel, crash) is resumed: its finished tracks are skipped.
+    staging = pending[-1] if pending else store.begin_rebuild(model.name, model.vector_fields)
+    for stale in pending[:-1]:
+        store.abort_rebuild(model.name, stale)
+    context.log.info(f"{model.name}: {'model upgrade' if upgrade else 'clear_existing'}: writing to {staging} "
+                     f"({'resumed' if pending else 'new'}); search keeps using the old vectors until this run completes")
+    return staging
+
+
+def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_names: list[str], buckets: list[str],
            navidrome: NavidromeResource, vector_store: VectorStoreResource, models: ModelsResource):
     explain_run(context, config.model_dump())
     store = vector_store.client()
-    model = models.get(model_name)
-    staging = None
-    # A model upgrade that changed the vectors' dimensions (e.g. dsp v1 → v2) cannot be written into
-    # the old collection: the run over all buckets (the sensor asks for one) rebuilds it instead.
-    upgrade = not config.clear_existing and store.needs_rebuild(model_name, model.vector_fields)
-    if config.clear_existing or upgrade:
-        if sorted(buckets) != list(BUCKETS):
-            reason = ("clear_existing rebuilds" if config.clear_existing else
-                      f"{model_name}'s vectors changed dimensions ({model.version}), which rebuilds")
-            raise dg.Failure(description=f"{reason} the whole collection: run it over all "
-                                         f"256 buckets (got {len(buckets)})")
-        pending = store.pending_rebuilds(model_name)
-        # A rebuild cut short (cancel, crash) is resumed: its finished tracks are skipped.
-        staging = pending[-1] if pending else store.begin_rebuild(model_name, model.vector_fields)
-        for stale in pending[:-1]:
-            store.abort_rebuild(model_name, stale)
-        context.log.info(f"{'model upgrade' if upgrade else 'clear_existing'}: writing to {staging} "
-                         f"({'resumed' if pending else 'new'}); "
-                         "search keeps using the old vectors until this run completes")
+    chosen = [models.get(name) for name in model_names]
+    staging = {model.name: _staging(context, config, model, store, buckets) for model in chosen}
     grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)
-    options = RunOptions(force=config.force, only_failed=config.only_failed, collection=staging,
+    options = RunOptions(force=config.force, only_failed=config.only_failed,
+                         collections=tuple((name, c) for name, c in staging.items() if c is not None),
                          decode_workers=models.decode_workers, decode_processes=models.decode_processes,
                          write_batch_tracks=models.write_batch_tracks,
                          progress_interval=models.progress_interval)
     fingerprinter = vector_store.fingerprinter()
-    run = EmbeddingRun(model=model, store=store, options=options, fingerprinter=fingerprinter)
-    checks = EmbeddingChecks(context, asset_key=context.asset_key, model_name=model_name, model_version=model.version,
-                             declared=model.vector_fields, store=store, tracks_by_bucket=grouped, collection=staging)
-    checks.prefetch()
+    run = EmbeddingRun(models=chosen, store=store, options=options, fingerprinter=fingerprinter)
+    checks = {model.name: EmbeddingChecks(context, asset_key=dg.AssetKey(asset_name(model.name)), model_name=model.name,
+                                          model_version=model.version, declared=model.vector_fields, store=store,
+                                          tracks_by_bucket=grouped, collection=staging[model.name])
+              for model in chosen}
+    for model_checks in checks.values():
+        model_checks.prefetch()
+    by_name = {model.name: model for model in chosen}
+    tag_names = {model.name: names for model in chosen if (names := tag_names_of(model))}
     # The engine runs ahead on its own thread: Dagster records a finished bucket (materialization,
     # check evaluation) while the next buckets embed, instead of the model waiting for the event log.
     # The buckets one store write finished arrive together: their check reads are one query.
     bursts = run_ahead_batches(lambda stop: run.run(
         grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
-        on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
+        on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{'-'.join(model_names)}")
     for reports in bursts:
-        counts = checks.after_buckets(reports)
-        for report in reports:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=report.bucket,
-                                          metadata={**bucket_metadata(report), **counts[report.bucket],
-                                                    **model_metadata(model, store)})
-        yield from checks.evaluate_done(reports)  # after their materializations: the results point at them
-    context.log.info(format_stages(model_name, run.stage_seconds, utilisation=run.utilisation))
+        for name in dict.fromkeys(r.model for r in reports):
+            mine = [r for r in reports if r.model == name]
+            counts = checks[name].after_buckets(mine)
+            tags = bucket_tag_metadata(store, name, tag_names[name], [r.bucket for r in mine],
+                                       collection=staging[name]) if name in tag_names else {}
+            for report in mine:
+                yield dg.AssetMaterialization(asset_key=dg.AssetKey(asset_name(name)), partition=report.bucket,
+                                              metadata={**bucket_metadata(report), **counts[report.bucket],
+                                                        **tags.get(report.bucket, {}),
+                                                        **model_metadata(by_name[name], store)})
+            yield from checks[name].evaluate_done(mine)  # after their materializations: the results point at them
+    context.log.info(format_stages("+".join(model_names), run.stage_seconds, utilisation=run.utilisation))
     if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once
         done = fingerprinter.backfill([t for tracks in grouped.values() for t in tracks])
         if done:
             context.log.info(f"fingerprinted {done} track(s) embedded before fingerprints existed")
-    if staging is not None:
-        store.commit_rebuild(model_name, staging)
-        context.log.info(f"clear_existing: {staging} is now live")
-    yield from checks.finish()
+    for name, collection in staging.items():
+        if collection is not None:
+            store.commit_rebuild(name, collection)
+            context.log.info(f"{name}: clear_existing: {collection} is now live")
+    for name, names in tag_names.items():  # the library's tag distribution, after this run's writes (and switch)
+        yield library_tag_observation(dg.AssetKey(asset_name(name)), store, name, names)
+    for model_checks in checks.values():
+        yield from model_checks.finish()
 
 
-embedding_assets = [build_embedding_asset(name) for name in MODEL_NAMES]
+def embedding_groups(model_names: Sequence[str]) -> list[tuple[str, ...]]:
+    """Models embedded by one step each: those that share a decode together, every other one alone."""
+    shared = tuple(m for m in model_names if m in SHARED_DECODE_MODELS)
+    alone = [(m,) for m in model_names if m not in SHARED_DECODE_MODELS]
+    return [*alone, *([shared] if shared else [])]
+
+
+embedding_assets = [build_embedding_asset(group) for group in embedding_groups(MODEL_NAMES)]

@@ -130,9 +130,9 @@ class EmbeddingChecks:
         for bucket, tracks in self._tracks.items():
             self._audit.add(bucket, self._rows.get(bucket, []), {t.id: t for t in tracks})
         if VECTORS_CHECK in self._selected:
-            yield vectors_result(self._audit)
+            yield vectors_result(self._key, self._audit)
         if VERSION_CHECK in self._selected:
-            yield version_result(self._audit)
+            yield version_result(self._key, self._audit)
 
     # ----- on their own ---------------------------------------------------------------------
     def run_alone(self) -> Iterator[dg.AssetCheckEvaluation | dg.AssetCheckResult]:
@@ -196,7 +196,7 @@ def tracks_evaluation(key: dg.AssetKey, account: BucketAccount,
         metadata=metadata, description=description, target_materialization_data=target)
 
 
-def vectors_result(audit: VectorAudit) -> dg.AssetCheckResult:
+def vectors_result(key: dg.AssetKey, audit: VectorAudit) -> dg.AssetCheckResult:
     invalid = audit.invalid()
     metadata: dict[str, object] = {
         "buckets": audit.buckets, "rows": audit.rows, "tracks": audit.tracks,
@@ -215,11 +215,11 @@ def vectors_result(audit: VectorAudit) -> dg.AssetCheckResult:
     else:
         description = (f"{audit.rows} rows of {audit.tracks} tracks sound; {audit.vectors_checked} rows' vectors "
                        "examined (those written by this run, or every row when the check runs on its own)")
-    return dg.AssetCheckResult(check_name=VECTORS_CHECK, passed=audit.vectors_valid,
+    return dg.AssetCheckResult(asset_key=key, check_name=VECTORS_CHECK, passed=audit.vectors_valid,
                                severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=description)
 
 
-def version_result(audit: VectorAudit) -> dg.AssetCheckResult:
+def version_result(key: dg.AssetKey, audit: VectorAudit) -> dg.AssetCheckResult:
     stale = audit.stale()
     metadata: dict[str, object] = {"stale_tracks": len(stale), "model_version": audit.model_version,
                                    "rows_by_version": dg.MetadataValue.json(dict(audit.versions))}
@@ -227,7 +227,7 @@ def version_result(audit: VectorAudit) -> dg.AssetCheckResult:
         metadata["stale"] = problems_table(stale, "stored")
     description = (f"{len(stale)} track(s) hold vectors of another model version than {audit.model_version}; "
                    "the next reconcile re-embeds them" if stale else f"all vectors from {audit.model_version}")
-    return dg.AssetCheckResult(check_name=VERSION_CHECK, passed=not stale, severity=dg.AssetCheckSeverity.WARN,
+    return dg.AssetCheckResult(asset_key=key, check_name=VERSION_CHECK, passed=not stale, severity=dg.AssetCheckSeverity.WARN,
                                metadata=metadata, description=description)
 
 

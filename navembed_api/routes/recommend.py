@@ -26,7 +26,7 @@ from navembed_api.routes import ModelName
 from navembed_pipeline.lib.library import Track
 from navembed_pipeline.lib.recommend import (MAX_SIZE, MAX_STEPS, Neighbour, NoVectorsError, PathSpec, Playlist,
                                              PlaylistRules, Recommender, RecommendError, RecommendRequest, SonicService,
-                                             UnknownArtistError, UnknownTrackError)
+                                             UnknownArtistError, UnknownTagError, UnknownTrackError)
 
 router = APIRouter(tags=["recommend"])
 SUBSONIC_VERSION = "1.16.1"
@@ -66,7 +66,9 @@ class PlaylistBody(BaseModel):
     """Inputs, models and rules of one playlist; what each mode needs is listed under the endpoint."""
 
     seeds: list[str] = Field([], max_length=100, description="Track ids to start from (similar, mixed).")
-    prompts: list[str] = Field([], max_length=20, description="Text prompts (text, mixed); need muq.")
+    prompts: list[str] = Field([], max_length=20, description=(
+        "Text prompts (text, mixed): read by MuQ-MuLan when its weights are here, else as MusiCNN tags "
+        "('chill electronic', 'rock but not metal'); the answer's text_model says which."))
     negative_prompts: list[str] = Field([], max_length=20, description="Steer away from these descriptions.")
     negative_tracks: list[str] = Field([], max_length=100, description="Steer away from tracks like these.")
     models: list[ModelName] = Field([], description="Models to fuse (default: every enabled model with vectors).")
@@ -113,9 +115,12 @@ def answer(engine: Recommender, request: RecommendRequest) -> Playlist:
 
 @contextlib.contextmanager
 def refusals_as_http() -> Iterator[None]:
-    """The engine's refusals as the API's 404 (unknown track or artist) / 409 (no vectors) / 422."""
+    """The engine's refusals as the API's 404 (unknown track or artist) / 409 (no vectors) / 422
+    (a prompt word that is no tag: the body lists the ``vocabulary``)."""
     try:
         yield
+    except UnknownTagError as exc:
+        raise Unprocessable(str(exc), unknown=list(exc.unknown), vocabulary=list(exc.vocabulary)) from exc
     except (UnknownTrackError, UnknownArtistError) as exc:
         raise NotFound(str(exc)) from exc
     except NoVectorsError as exc:

@@ -39,9 +39,20 @@ DAGSTER_TRIGGER_TAGS = (("dagster/sensor_name", "sensor"), ("dagster/schedule_na
 UI_TRIGGER = "dagster_ui"
 
 
+# Models embedded by one step: each file is decoded once and fed to all of them (issue 21, 25), while
+# Dagster still shows one asset per model (a multi_asset; this is its op, the node that runs them).
+SHARED_DECODE_MODELS = ("dsp", "musicnn")
+SHARED_DECODE_OP = "shared_decode_embeddings"
+
+
 def asset_name(model: str) -> str:
     """The embedding asset of ``model`` (``dsp`` → ``dsp_embeddings``)."""
     return f"{model}{ASSET_SUFFIX}"
+
+
+def op_name(model: str) -> str:
+    """The op (step) that embeds ``model``: the shared-decode op for dsp and musicnn, else its asset's name."""
+    return SHARED_DECODE_OP if model in SHARED_DECODE_MODELS else asset_name(model)
 
 
 def range_tags(first: str = BUCKETS[0], last: str = BUCKETS[-1]) -> dict[str, str]:
@@ -57,9 +68,10 @@ def run_tags(trigger: str, *, first: str = BUCKETS[0], last: str = BUCKETS[-1]) 
 # ── run config ────────────────────────────────────────────────────────────────────────────────
 def embed_run_config(models: Sequence[str], *, force: bool = False, clear_existing: bool = False,
                      only_failed: bool = False) -> dict[str, Any]:
-    """Run config for the embedding job restricted to ``models`` (one op config per asset)."""
+    """Run config for the embedding job restricted to ``models`` (one config per op: models that share
+    a decode share their op's)."""
     config = {"force": force, "clear_existing": clear_existing, "only_failed": only_failed}
-    return {"ops": {asset_name(m): {"config": dict(config)} for m in models}}
+    return {"ops": {op_name(m): {"config": dict(config)} for m in models}}
 
 
 # ── classification ────────────────────────────────────────────────────────────────────────────

@@ -10,14 +10,17 @@ from navembed_pipeline.lib.models import MODEL_NAMES
 
 def test_the_dagster_definitions_carry_the_contracts_names_and_tags() -> None:
     assert (reembed_job.name, retry_failed_tracks_job.name) == runs.EMBEDDING_JOBS
-    assert {a.key for a in embedding_assets} == {dg.AssetKey(runs.asset_name(m)) for m in MODEL_NAMES}
+    assert {k for a in embedding_assets for k in a.keys} == {dg.AssetKey(runs.asset_name(m)) for m in MODEL_NAMES}
+    shared = [a for a in embedding_assets if a.op.name == runs.SHARED_DECODE_OP]  # one step, one asset per model
+    assert [sorted(k.path[0] for k in a.keys) for a in shared] == [
+        sorted(runs.asset_name(m) for m in runs.SHARED_DECODE_MODELS if m in MODEL_NAMES)]
     assert all(job.tags[runs.KIND_TAG] == runs.EMBEDDING_KIND for job in (reembed_job, retry_failed_tracks_job))
 
 
-def test_run_config_names_one_asset_per_model() -> None:
-    config = runs.embed_run_config(["dsp", "muq"], force=True)
-    assert config == {"ops": {
-        "dsp_embeddings": {"config": {"force": True, "clear_existing": False, "only_failed": False}},
+def test_run_config_names_one_op_per_step() -> None:
+    config = runs.embed_run_config(["dsp", "musicnn", "muq"], force=True)
+    assert config == {"ops": {  # dsp and musicnn are embedded by one step (one decode per file)
+        "shared_decode_embeddings": {"config": {"force": True, "clear_existing": False, "only_failed": False}},
         "muq_embeddings": {"config": {"force": True, "clear_existing": False, "only_failed": False}}}}
 
 

@@ -107,7 +107,7 @@ def test_two_machines_split_the_buckets_into_runs_the_job_accepts(monkeypatch) -
         assert spec.models == ("dsp", "muq")
         selected = job.get_subset(asset_selection={dg.AssetKey(f"{m}_embeddings") for m in spec.models})
         checked = dg.validate_run_config(selected, run_config(spec))
-        assert set(checked["ops"]) == {"dsp_embeddings", "muq_embeddings"}
+        assert set(checked["ops"]) == {"shared_decode_embeddings", "muq_embeddings"}  # dsp's step is shared
 
 
 def test_a_job_id_must_be_a_plain_word() -> None:

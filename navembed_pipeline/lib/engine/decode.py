@@ -10,11 +10,16 @@ a file that cannot be decoded comes back as a ``Decoded`` with its error, not as
 process that dies (a decoder crash on a damaged file) costs only the track it was on: that track is
 tried once more in a fresh worker and, if it kills that one too, recorded as failed. Wall and CPU
 seconds of decoding are reported to ``on_time``.
+
+Several models (``feeds``): each track is still decoded once, at the highest rate among the models that
+want it (``wanted``), and each of those models gets its share (``Decoded.for_model``): the waves at its
+rate, or the vectors a worker process embedded for it.
 """
 
+import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,8 +27,8 @@ import numpy as np
 
 from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
-from navembed_pipeline.lib.engine.worker import (DecodedTrack, decode_and_embed, decode_in_process, decode_track,
-                                                 discard, spool_folder, unspool)
+from navembed_pipeline.lib.engine.worker import (DecodedTrack, ModelFeed, decode_and_embed, decode_for_models,
+                                                 decode_in_process, decode_track, discard, spool_folder, unspool)
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import TrackSegment
 
@@ -39,10 +44,15 @@ class Decoded:
     error: str | None
     vectors: tuple | None = None
     model_error: str | None = None
+    feeds: dict[str, "Decoded"] | None = None  # decoded once for several models: each one's share
 
     @property
     def readable(self) -> bool:
         return self.waves is not None or self.vectors is not None or self.model_error is not None
+
+    def for_model(self, name: str) -> "Decoded":
+        """What model ``name`` embeds: its share of a decode for several models, else this (an error too)."""
+        return self if self.feeds is None else self.feeds[name]
 
 
 @dataclass
@@ -57,6 +67,8 @@ class DecodeAhead:
     processes: bool = False
     embed_with: tuple[str, object] | None = None  # (model name, options): worker processes embed too
     worker: Callable[[Track, int, bool], DecodedTrack] = decode_track  # a module-level function (processes pickle it)
+    feeds: tuple[ModelFeed, ...] = ()  # several models from one decode (``sample_rate`` and ``embed_with`` unused)
+    wanted: Mapping[str, tuple[str, ...]] | None = None  # track id -> the feeds it is decoded for (None: all)
     _pool: ThreadPoolExecutor | WorkerPool | None = field(default=None, init=False, repr=False)
     _spool: str = field(default="", init=False, repr=False)  # where worker processes leave decoded waves
     _saver: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
@@ -106,6 +118,11 @@ class DecodeAhead:
 
     def _submit(self, track: Track) -> Future[DecodedTrack]:
         wants_print = self._wants_print(track)
+        if self.feeds:
+            names = None if self.wanted is None else set(self.wanted[track.id])
+            feeds = tuple(f for f in self.feeds if names is None or f.name in names)
+            return self._pool.submit(decode_for_models, self.worker, track, wants_print, feeds,
+                                     self._spool if self.processes else None, os.getpid())
         if not self.processes:
             return self._pool.submit(self.worker, track, self.sample_rate, wants_print)
         if self.embed_with is not None:
@@ -128,10 +145,16 @@ class DecodeAhead:
                                       f"(a crash in FFmpeg on damaged audio?): {exc}", None, 0.0, 0.0)
         self.on_time("decode", result.seconds)
         self.on_time("decode_cpu", result.cpu_seconds)
-        for stage, seconds in result.model_seconds.items():  # embedded in the worker
-            self.on_time(stage, seconds)
-            if stage == "model_cpu":
-                self.on_time("worker_model_cpu", seconds)
+        for share in (result, *(result.feeds or {}).values()):
+            for stage, seconds in share.model_seconds.items():  # embedded in the worker
+                self.on_time(stage, seconds)
+                if stage == "model_cpu":
+                    self.on_time("worker_model_cpu", seconds)
         if self._saver is not None:
             self._saver.submit(self.fingerprinter.record, track, result.prints, result.print_error)
-        return Decoded(track, result.segments, result.waves, result.error, result.vectors, result.model_error)
+        feeds = None if result.feeds is None else {name: _decoded(track, share) for name, share in result.feeds.items()}
+        return dataclasses.replace(_decoded(track, result), feeds=feeds)
+
+
+def _decoded(track: Track, result: DecodedTrack) -> Decoded:
+    return Decoded(track, result.segments, result.waves, result.error, result.vectors, result.model_error)

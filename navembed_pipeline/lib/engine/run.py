@@ -9,6 +9,10 @@ finishes. Unreadable audio is recorded as a failed track and the run goes on; a 
 Three parts, one module each: ``planner`` (what to embed, vanished tracks deleted),
 ``decode`` (worker threads decode the next tracks while the model works) and ``writer``
 (batched upserts, failure records); this module embeds and keeps the books (``heartbeat``).
+
+Several models in one run (``models=``, e.g. dsp + musicnn): each is planned, written, counted and
+reported on its own (a ``ModelLane``; reports and progress lines name their model), while each track
+is decoded once, at the highest rate among the models that want it, and fed to each of them.
 """
 
 import logging
@@ -16,15 +20,16 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.engine.decode import DecodeAhead, Decoded
-from navembed_pipeline.lib.engine.planner import BucketState, RunPlanner
+from navembed_pipeline.lib.engine.planner import BucketState, RunPlan, RunPlanner
 from navembed_pipeline.lib.engine.summary import PlanSummary
+from navembed_pipeline.lib.engine.worker import ModelFeed
 from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.models.base import EmbeddingModel
@@ -61,6 +66,7 @@ class BucketReport:
     deleted: int
     seconds: float
     failures: tuple[tuple[str, str, str], ...] = ()  # (track id, "Artist - Title", error)
+    model: str = ""  # whose vectors (a run over several models reports each model's buckets)
 
     @property
     def tracks_per_second(self) -> float:
@@ -80,6 +86,7 @@ class RunOptions:
     write_batch_tracks: int = 32  # tracks per upsert: fewer store round trips; a crash redoes at most these
     progress_interval: float = 5.0  # most seconds between progress lines; the first finished tracks at once
     model_threads: int | None = None  # torch CPU threads during the run; None: the model's ``cpu_threads``
+    collections: tuple[tuple[str, str], ...] = ()  # (model, staging collection) per model, over ``collection``
 
 
 # Runs with at least this many tracks to decode use worker processes (worker.py says why); a
@@ -129,22 +136,41 @@ class Utilisation:
                 f"{self.decode_workers}, embedding {self.model_busy:.0%} of a core, cores busy {self.cores_busy:.2f}")
 
 
-class EmbeddingRun:
-    """One model over a set of buckets of library tracks."""
+@dataclass
+class ModelLane:
+    """One model's share of a run: its plan, writes, counters and failures in a row."""
 
-    def __init__(self, *, model: EmbeddingModel, store: VectorStore, options: RunOptions,
-                 clock: Callable[[], float] = time.monotonic, fingerprinter: TrackFingerprinter | None = None) -> None:
-        self.model = model
+    model: EmbeddingModel
+    plan: RunPlan
+    writer: RunWriter
+    tally: Tally
+    buffer: WriteBuffer = field(default_factory=WriteBuffer)
+    failures_in_a_row: int = 0
+
+    @property
+    def states(self) -> dict[str, BucketState]:
+        return self.plan.states
+
+
+class EmbeddingRun:
+    """One model (``model``), or several decoded once for all (``models``), over a set of buckets."""
+
+    def __init__(self, *, model: EmbeddingModel | None = None, models: Sequence[EmbeddingModel] = (),
+                 store: VectorStore, options: RunOptions, clock: Callable[[], float] = time.monotonic,
+                 fingerprinter: TrackFingerprinter | None = None) -> None:
+        self.models = (model,) if model is not None else tuple(models)
+        if not self.models or len({m.name for m in self.models}) != len(self.models):
+            raise ValueError("an embedding run needs one model, or several different ones")
+        self.model = self.models[0]
         self.fingerprinter = fingerprinter
         self.store = store
         self.options = options
         self._clock = clock
-        self.plan: PlanSummary | None = None  # set when ``run`` has planned
+        self.plan: PlanSummary | None = None  # set when ``run`` has planned (the first model's)
+        self.plans: dict[str, PlanSummary] = {}  # every model's
         self.utilisation: Utilisation | None = None  # set when ``run`` has finished
-        self._model_failures_in_a_row = 0
         self._stages: dict[str, float] = dict.fromkeys(STAGES + CPU_STAGES, 0.0)
         self._stages_lock = threading.Lock()
-        self._writer: RunWriter | None = None
 
     @property
     def stage_seconds(self) -> dict[str, float]:
@@ -160,72 +186,118 @@ class EmbeddingRun:
             on_progress: Callable[[Progress], None] = lambda _: None,
             on_plan: Callable[[PlanSummary], None] = lambda _: None,
             stop: threading.Event | None = None) -> Iterator[BucketReport]:
-        """Process every bucket in key order, yielding one report per bucket as it finishes.
+        """Process every bucket in key order, yielding one report per bucket (and model) as it finishes.
 
-        ``on_progress`` is called from a heartbeat thread every ``progress_interval`` seconds while
-        the run works (even inside a long model call), and once more at the end. Once ``stop`` is set
-        the run writes what it has embedded and returns after the current batch.
+        ``on_progress`` is called from a heartbeat thread (one per model) every ``progress_interval``
+        seconds while the run works (even inside a long model call), and once more at the end. Once
+        ``stop`` is set the run writes what it has embedded and returns after the current batch.
         """
         opts = self.options
         began, cpu_began = time.perf_counter(), time.process_time()
-        self.store.ensure_collection(self.model.name, self.model.vector_fields, collection=opts.collection)
-        planner = RunPlanner(self.model, self.store, force=opts.force, only_failed=opts.only_failed,
-                             collection=opts.collection)
-        plan = planner.plan(tracks_by_bucket, self._clock)
+        lanes = {m.name: self._lane(m, tracks_by_bucket) for m in self.models}
         self._add_time("plan", time.perf_counter() - began)
-        self.plan = plan.summary
-        on_plan(plan.summary)  # before any track is decoded: what this run is about to do
-        states = plan.states
-        self._writer = RunWriter(self.model.name, self.store, opts.collection, plan.previously_failed, self._add_time)
-        processes = len(plan.queue) >= PROCESSES_FROM_TRACKS if opts.decode_processes is None else opts.decode_processes
+        for lane in lanes.values():
+            on_plan(lane.plan.summary)  # before any track is decoded: what this run is about to do
+        queue, wanted = self._queue(lanes)
+        processes = len(queue) >= PROCESSES_FROM_TRACKS if opts.decode_processes is None else opts.decode_processes
         workers = decode_workers_for(processes, opts.decode_workers)
-        embed_with = (self.model.name, self.model.options) if processes and self._workers_can_embed() else None
-        decoder = DecodeAhead(self.model.sample_rate, workers, opts.batch_tracks, self._add_time,
-                              self.fingerprinter, processes=processes, embed_with=embed_with)
-        tally = Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
-                      skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
-        for state in states.values():
-            if state.pending == 0:
-                yield self._report(state)
+        decoder = self._decoder(workers, processes, wanted)
+        for lane in lanes.values():
+            for state in lane.states.values():
+                if state.pending == 0:
+                    yield self._report(lane, state)
         thread_cpu = time.thread_time()
-        with Heartbeat(tally, opts.progress_interval, on_progress), self._model_threads():
-            buffer = WriteBuffer()
-            for batch in decoder.batches(plan.queue):
+        with ExitStack() as beats, self._model_threads():
+            for lane in lanes.values():
+                beats.enter_context(Heartbeat(lane.tally, opts.progress_interval, on_progress))
+            for batch in decoder.batches(queue):
                 if stop is not None and stop.is_set():
                     break
-                tally.current = batch[0][1].track.display_name
-                for bucket, _ in batch:
-                    if states[bucket].begun is None:
-                        states[bucket].begun = self._clock()
-                buffer.rows.extend(self._embed_batch(batch, states))
-                buffer.tracks.extend(batch)
-                # progress moves as tracks finish, before their write
-                tally.count([states[bucket].has_failed(decoded.track.id) for bucket, decoded in batch])
-                if len(buffer.tracks) >= opts.write_batch_tracks:
-                    yield from self._flush(buffer, states, tally)
-            yield from self._flush(buffer, states, tally)
+                for lane in lanes.values():
+                    share = [(b, d.for_model(lane.model.name)) for b, d in batch
+                             if lane.model.name in wanted[d.track.id]]
+                    if share:
+                        yield from self._embed_share(lane, share)
+            for lane in lanes.values():
+                yield from self._flush(lane)
         self._add_time("model_cpu", time.thread_time() - thread_cpu)
         seconds = self.stage_seconds
         cpu = time.process_time() - cpu_began  # + the worker processes':
         cpu += seconds["decode_cpu"] + seconds["worker_model_cpu"] if processes else 0.0
         self.utilisation = Utilisation(time.perf_counter() - began, cpu, workers, processes,
                                        seconds["decode_cpu"], seconds["model_cpu"])
-        on_progress(tally.snapshot())
+        for lane in lanes.values():
+            on_progress(lane.tally.snapshot())
 
-    def _workers_can_embed(self) -> bool:
+    def _lane(self, model: EmbeddingModel, tracks_by_bucket: dict[str, list[Track]]) -> ModelLane:
+        """Plan ``model``'s part of the run (its store reads and deletes) and set up its writer and counters."""
+        opts = self.options
+        collection = dict(opts.collections).get(model.name, opts.collection)
+        self.store.ensure_collection(model.name, model.vector_fields, collection=collection)
+        planner = RunPlanner(model, self.store, force=opts.force, only_failed=opts.only_failed, collection=collection)
+        plan = planner.plan(tracks_by_bucket, self._clock)
+        self.plans[model.name] = plan.summary
+        self.plan = self.plan or plan.summary
+        writer = RunWriter(model.name, self.store, collection, plan.previously_failed, self._add_time)
+        tally = Tally(model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
+                      skipped=sum(s.skipped for s in plan.states.values()), started=self._clock(), clock=self._clock)
+        return ModelLane(model, plan, writer, tally)
+
+    @staticmethod
+    def _queue(lanes: dict[str, ModelLane]) -> tuple[list[tuple[str, Track]], dict[str, tuple[str, ...]]]:
+        """Every track some model wants, once, in bucket order; and per track id the models that want it."""
+        wanted: dict[str, tuple[str, ...]] = {}
+        entries: dict[str, tuple[str, Track]] = {}
+        for name, lane in lanes.items():
+            for bucket, track in lane.plan.queue:
+                entries.setdefault(track.id, (bucket, track))
+                wanted[track.id] = (*wanted.get(track.id, ()), name)
+        order = {name: i for i, name in enumerate(lanes)}
+        queue = sorted(entries.values(), key=lambda e: e[0])  # stable: each model's track order within a bucket
+        return queue, {tid: tuple(sorted(names, key=order.__getitem__)) for tid, names in wanted.items()}
+
+    def _decoder(self, workers: int, processes: bool, wanted: dict[str, tuple[str, ...]]) -> DecodeAhead:
+        """Decode ahead for one model (at its rate), or for several (one decode per track, shared)."""
+        opts = self.options
+        if len(self.models) == 1:
+            embed_with = (self.model.name, self.model.options) if processes and self._workers_can_embed(self.model) \
+                else None
+            return DecodeAhead(self.model.sample_rate, workers, opts.batch_tracks, self._add_time,
+                               self.fingerprinter, processes=processes, embed_with=embed_with)
+        feeds = tuple(ModelFeed(m.name, m.sample_rate, m.options if processes and self._workers_can_embed(m) else None)
+                      for m in self.models)
+        return DecodeAhead(max(f.sample_rate for f in feeds), workers, opts.batch_tracks, self._add_time,
+                           self.fingerprinter, processes=processes, feeds=feeds, wanted=wanted)
+
+    def _embed_share(self, lane: ModelLane, batch: list[tuple[str, Decoded]]) -> Iterator[BucketReport]:
+        """One model's part of a decoded batch: embed it, count it, write when a write batch is full."""
+        lane.tally.current = batch[0][1].track.display_name
+        for bucket, _ in batch:
+            if lane.states[bucket].begun is None:
+                lane.states[bucket].begun = self._clock()
+        lane.buffer.rows.extend(self._embed_batch(lane, batch))
+        lane.buffer.tracks.extend(batch)
+        # progress moves as tracks finish, before their write
+        lane.tally.count([lane.states[bucket].has_failed(decoded.track.id) for bucket, decoded in batch])
+        if len(lane.buffer.tracks) >= self.options.write_batch_tracks:
+            yield from self._flush(lane)
+
+    @staticmethod
+    def _workers_can_embed(model: EmbeddingModel) -> bool:
         """Whether worker processes can build this very model themselves (a registered CPU model that
         asks for it; not a subclass of one, which a worker's ``create_model`` would not build)."""
         from navembed_pipeline.lib.models import model_class  # noqa: PLC0415
 
-        return (self.model.embeds_in_workers and self.model.device.type == "cpu"
-                and type(self.model) is model_class(self.model.name))
+        return model.embeds_in_workers and model.device.type == "cpu" and type(model) is model_class(model.name)
 
     @contextmanager
     def _model_threads(self) -> Iterator[None]:
         """torch's CPU threads for the run: a light model (dsp) runs best on one, the decode threads
-        on the other cores (its many small ops otherwise spin idle threads: 40 % more CPU measured)."""
-        count = self.options.model_threads or self.model.cpu_threads
-        if count is None or self.model.device.type != "cpu":
+        on the other cores (its many small ops otherwise spin idle threads: 40 % more CPU measured).
+        Several models: the most any of them asks for, torch's default if one leaves it to torch."""
+        wanted = [m.cpu_threads for m in self.models if m.device.type == "cpu"]
+        count = self.options.model_threads or (None if not wanted or None in wanted else max(wanted))
+        if count is None:
             yield
             return
         import torch  # noqa: PLC0415 (the models import it anyway; the engine itself does not need it)
@@ -237,61 +309,58 @@ class EmbeddingRun:
         finally:
             torch.set_num_threads(before)
 
-    def _flush(self, buffer: WriteBuffer, states: dict[str, BucketState], tally: Tally) -> Iterator[BucketReport]:
-        """Write the buffered rows in one upsert, then count their tracks and report finished buckets."""
-        assert self._writer is not None
-        for state, embedded in self._writer.flush(buffer, states):
+    def _flush(self, lane: ModelLane) -> Iterator[BucketReport]:
+        """Write the lane's buffered rows in one upsert, then count their tracks and report finished buckets."""
+        for state, embedded in lane.writer.flush(lane.buffer, lane.states):
             state.pending -= 1
-            tally.written += embedded
+            lane.tally.written += embedded
             state.embedded += embedded
             if state.pending == 0:
-                yield self._report(state)
+                yield self._report(lane, state)
 
-    def _embed_batch(self, batch: list[tuple[str, Decoded]], states: dict[str, BucketState]) -> list[VectorRow]:
+    def _embed_batch(self, lane: ModelLane, batch: list[tuple[str, Decoded]]) -> list[VectorRow]:
         """Vectors of the batch's readable tracks as rows; unreadable or failing tracks are recorded.
 
         A model error fails only the tracks it happens on: a failing batch is retried track by track,
         and a track that fails alone is recorded with the error. Only a model failing on track after
         track (``MAX_CONSECUTIVE_MODEL_FAILURES``) is treated as systemic and ends the run.
         """
-        assert self._writer is not None
         for bucket, decoded in batch:
             if decoded.error is not None:
-                self._writer.fail(states[bucket], decoded.track, decoded.error)
+                lane.writer.fail(lane.states[bucket], decoded.track, decoded.error)
         ready = [(b, d) for b, d in batch if d.readable]
         if not ready:
             return []
         try:
-            rows = self._rows(ready)
+            rows = self._rows(lane.model, ready)
         except MODEL_ERRORS as exc:
             if len(ready) == 1:
-                self._model_failure(states[ready[0][0]], ready[0][1].track, exc)
+                self._model_failure(lane, ready[0][0], ready[0][1].track, exc)
                 return []
             # One bad input must not sink its batch-mates: isolate it, then fail only that track.
-            LOGGER.warning("batch of %d failed (%s); retrying track by track", len(ready), exc)
+            LOGGER.warning("%s: batch of %d failed (%s); retrying track by track", lane.model.name, len(ready), exc)
             rows = []
             for item in ready:
                 try:
-                    rows.extend(self._rows([item]))
+                    rows.extend(self._rows(lane.model, [item]))
                 except MODEL_ERRORS as one:
-                    self._model_failure(states[item[0]], item[1].track, one)
+                    self._model_failure(lane, item[0], item[1].track, one)
                 else:
-                    self._model_failures_in_a_row = 0
+                    lane.failures_in_a_row = 0
             return rows
-        self._model_failures_in_a_row = 0
+        lane.failures_in_a_row = 0
         return rows
 
-    def _model_failure(self, state: BucketState, track: Track, exc: BaseException) -> None:
-        assert self._writer is not None
+    def _model_failure(self, lane: ModelLane, bucket: str, track: Track, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, WorkerModelError) else f"{type(exc).__name__}: {exc}"
-        self._writer.fail(state, track, f"model error: {reason}")
-        self._model_failures_in_a_row += 1
-        if self._model_failures_in_a_row >= MAX_CONSECUTIVE_MODEL_FAILURES:
-            raise ModelLoadError(f"model {self.model.name!r} failed on {self._model_failures_in_a_row} tracks in "
+        lane.writer.fail(lane.states[bucket], track, f"model error: {reason}")
+        lane.failures_in_a_row += 1
+        if lane.failures_in_a_row >= MAX_CONSECUTIVE_MODEL_FAILURES:
+            raise ModelLoadError(f"model {lane.model.name!r} failed on {lane.failures_in_a_row} tracks in "
                                  f"a row (last: {type(exc).__name__}: {exc}); stopping the run — this looks like "
                                  "a broken model or device, not bad audio") from exc
 
-    def _rows(self, ready: list[tuple[str, Decoded]]) -> list[VectorRow]:
+    def _rows(self, model: EmbeddingModel, ready: list[tuple[str, Decoded]]) -> list[VectorRow]:
         if all(d.waves is None for _, d in ready):  # embedded by the worker processes
             failed = [d.model_error for _, d in ready if d.model_error is not None]
             if failed:
@@ -301,7 +370,7 @@ class EmbeddingRun:
             waves = [w for _, d in ready for w in d.waves or ()]
             timings: dict[str, float] = {}
             try:
-                vectors = iter(self.model.embed(waves, timings=timings))
+                vectors = iter(model.embed(waves, timings=timings))
             finally:
                 for stage, seconds in timings.items():
                     self._add_time(stage, seconds)
@@ -315,15 +384,15 @@ class EmbeddingRun:
                 rows.append(VectorRow(
                     track_id=decoded.track.id, segment=segment.index, name=segment.title,
                     offset_seconds=segment.offset_seconds, duration_seconds=segment.duration_seconds,
-                    model_id=self.model.name, model_version=self.model.version, fingerprint=fingerprint,
+                    model_id=model.name, model_version=model.version, fingerprint=fingerprint,
                     bucket=bucket, vectors=vector.vectors))
         return rows
 
-    def _report(self, state: BucketState) -> BucketReport:
+    def _report(self, lane: ModelLane, state: BucketState) -> BucketReport:
         failed = len(state.failures)
         return BucketReport(state.bucket, embedded=state.embedded, skipped=state.skipped, failed=failed,
                             deleted=state.deleted, seconds=round(self._clock() - (state.begun or state.started), 3),
-                            failures=tuple(state.failures[:FAILURE_SAMPLE]))
+                            failures=tuple(state.failures[:FAILURE_SAMPLE]), model=lane.model.name)
 
 
 def group_by_bucket(tracks: Sequence[Track], buckets: Sequence[str] | None = None) -> dict[str, list[Track]]:

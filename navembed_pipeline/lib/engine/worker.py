@@ -1,5 +1,7 @@
 """What a decode worker process does for one track: decode its segments, fingerprint them, and for a
-CPU model that asks for it (dsp) embed them too, so that only vectors travel back.
+CPU model that asks for it (dsp) embed them too, so that only vectors travel back. With several models
+(``decode_for_models``) the track is decoded once, at the highest rate they need, and each model gets
+its share: the waves resampled to its rate, or its vectors when it embeds in the worker.
 
 Decode worker *processes* (``DecodeAhead`` with ``processes=True``) instead of threads: FFmpeg releases
 the GIL while it decodes, but a track is tens of thousands of small decoder calls, and each one hands
@@ -22,7 +24,7 @@ import numpy as np
 
 from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
 from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
-from navembed_pipeline.lib.library.audio import load_audio
+from navembed_pipeline.lib.library.audio import load_audio, resample
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import TrackSegment, segments_for
 from navembed_pipeline.lib.pids import pid_alive
@@ -45,6 +47,18 @@ class DecodedTrack:
     vectors: tuple | None = None
     model_error: str | None = None
     model_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # "model", "enrich", "model_cpu"
+    # Decoded once for several models (``decode_for_models``): each model's share, by model name.
+    feeds: dict[str, "DecodedTrack"] | None = None
+
+
+@dataclass(frozen=True)
+class ModelFeed:
+    """One model fed from a shared decode: its name, its rate, and its options when worker processes
+    embed with it (a CPU model that asks for it, as dsp does); None: its waves travel back."""
+
+    name: str
+    sample_rate: int
+    embed_options: object | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ def spool_folder(owner: int) -> str:
 
 def discard(result: DecodedTrack) -> None:
     """Remove the files of a result nobody will read (a cancelled run)."""
+    for share in (result.feeds or {}).values():
+        discard(share)
     for wave in result.waves or ():
         if isinstance(wave, SpooledWave):
             with contextlib.suppress(OSError):
@@ -117,6 +133,8 @@ def spool(result: DecodedTrack, folder: str, owner: int) -> DecodedTrack:
 
 def unspool(result: DecodedTrack) -> DecodedTrack:
     """``result`` with any spooled waves read back."""
+    if result.feeds:
+        return dataclasses.replace(result, feeds={name: unspool(share) for name, share in result.feeds.items()})
     if result.waves is None or not any(isinstance(w, SpooledWave) for w in result.waves):
         return result
     return dataclasses.replace(result, waves=tuple(w.load() if isinstance(w, SpooledWave) else w
@@ -134,6 +152,11 @@ def decode_and_embed(worker: Callable[[Track, int, bool], DecodedTrack], track: 
     result = worker(track, sample_rate, fingerprint)
     if result.waves is None:
         return result
+    return _embed_here(result, model_name, options)
+
+
+def _embed_here(result: DecodedTrack, model_name: str, options: object) -> DecodedTrack:
+    """``result`` embedded in this process with ``model_name``: its vectors (or the model's error) for its waves."""
     import torch  # noqa: PLC0415 - only workers that embed need it
 
     from navembed_pipeline.lib.models import create_model  # noqa: PLC0415
@@ -150,6 +173,30 @@ def decode_and_embed(worker: Callable[[Track, int, bool], DecodedTrack], track: 
         vectors, error = None, f"{type(exc).__name__}: {exc}"
     timings["model_cpu"] = time.thread_time() - cpu
     return dataclasses.replace(result, waves=None, vectors=vectors, model_error=error, model_seconds=timings)
+
+
+def decode_for_models(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, fingerprint: bool,
+                      feeds: tuple[ModelFeed, ...], folder: str | None, owner: int) -> DecodedTrack:
+    """Decode ``track`` once, at the highest rate ``feeds`` need, and give each model its share (``feeds``
+    of the result): the waves resampled to its rate (under ``folder`` when in a worker process), or its
+    vectors when it embeds here. Resampling counts as decode time; fingerprints come from the one decode."""
+    rate = max(feed.sample_rate for feed in feeds)
+    result = worker(track, rate, fingerprint)
+    if result.waves is None:
+        return result
+    shares: dict[str, DecodedTrack] = {}
+    started, cpu = time.perf_counter(), time.thread_time()
+    for feed in feeds:
+        waves = tuple(resample(wave, rate, feed.sample_rate) for wave in result.waves)
+        shares[feed.name] = dataclasses.replace(result, waves=waves, prints=None, seconds=0.0, cpu_seconds=0.0)
+    result = dataclasses.replace(result, waves=None, feeds=shares, seconds=result.seconds + time.perf_counter() - started,
+                                 cpu_seconds=result.cpu_seconds + time.thread_time() - cpu)
+    for feed in feeds:
+        if feed.embed_options is not None:
+            shares[feed.name] = _embed_here(shares[feed.name], feed.name, feed.embed_options)
+        elif folder is not None:
+            shares[feed.name] = spool(shares[feed.name], folder, owner)
+    return result
 
 
 def decode_in_process(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, sample_rate: int,

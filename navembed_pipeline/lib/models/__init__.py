@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from navembed_pipeline.lib.errors import ConfigError
-from navembed_pipeline.lib.models.options import ModelOptions, model_extras
+from navembed_pipeline.lib.models.options import ModelOptions, model_extras, musicnn_variant
 from navembed_pipeline.lib.public import lazy_names
 
 if TYPE_CHECKING:
@@ -21,15 +21,17 @@ _CLASSES = {
     "mert": ("navembed_pipeline.lib.models.mert", "MertModel"),
     "latent": ("navembed_pipeline.lib.models.latent", "LatentModel"),
     "dsp": ("navembed_pipeline.lib.models.dsp.model", "DspModel"),
+    "musicnn": ("navembed_pipeline.lib.models.musicnn.model", "MusicnnModel"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
-DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent")
+DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent", "musicnn")
 # Each class's ``weights_repos``, readable without importing the class (a test keeps them equal).
 WEIGHTS_REPOS: dict[str, tuple[str, ...]] = {
     "muq": ("OpenMuQ/MuQ-MuLan-large", "OpenMuQ/MuQ-large-msd-iter", "FacebookAI/xlm-roberta-base"),
     "mert": ("m-a-p/MERT-v1-330M",),
     "latent": ("SonyCSLParis/music2latent",),
     "dsp": (),
+    "musicnn": ("pypi:musicnn==0.1.0",),  # a PyPI wheel converted by musicnn.weights, not a hub repo
 }
 
 
@@ -46,7 +48,8 @@ def model_class(name: str) -> "type[EmbeddingModel]":
 
 
 def weights_repos(name: str) -> tuple[str, ...]:
-    """The Hugging Face repositories model ``name`` needs (empty for weight-free models)."""
+    """The weight sets model ``name`` needs: Hugging Face repositories, or ``pypi:`` wheels (empty for
+    weight-free models)."""
     _check_name(name)
     return WEIGHTS_REPOS[name]
 
@@ -57,7 +60,9 @@ def create_model(name: str, options: ModelOptions | None = None) -> "EmbeddingMo
 
 
 # ``from navembed_pipeline.lib.models import EmbeddingModel`` works too, importing torch then.
-__getattr__ = lazy_names(__name__, {"EmbeddingModel": "base", "download": "weights", "weights_present": "weights"})
+__getattr__ = lazy_names(__name__, {"EmbeddingModel": "base", "download": "weights", "weights_present": "weights",
+                                    "tag_names": "musicnn.tags"})  # tag_names(variant): MusiCNN's 50 tags, in order
 
 __all__ = ["DEEP_MODEL_NAMES", "MODEL_NAMES", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
-           "download", "model_class", "model_extras", "weights_present", "weights_repos"]
+           "download", "model_class", "model_extras", "musicnn_variant", "tag_names", "weights_present",
+           "weights_repos"]

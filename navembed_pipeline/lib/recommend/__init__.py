@@ -2,7 +2,8 @@
 
 Plain Python (no web or Dagster imports). ``Recommender(vectors, catalog, embed_text=...)``
 answers a ``RecommendRequest`` with a ``Playlist``; ``VectorCache(store)`` keeps the store's
-vectors in this process for fast searches.
+vectors in this process for fast searches. MusiCNN's tags: each track's scores and top tags
+(``tags.py``) and prompts read as tags when MuQ-MuLan is absent (``tag_text.py``).
 
 May import: the shared leaves, ``library`` (tracks) and ``store`` (vectors, through its public names only).
 """
@@ -17,12 +18,16 @@ from navembed_pipeline.lib.recommend.request import (MAX_SIZE, MAX_STEPS, Contri
                                                      Playlist, PlaylistRules, RecommendedTrack, RecommendRequest,
                                                      VectorSeed)
 from navembed_pipeline.lib.recommend.sonic import Neighbour, SonicService, UnknownArtistError
+from navembed_pipeline.lib.recommend.tag_text import TagQuery, TagVocabulary, UnknownTagError
+from navembed_pipeline.lib.recommend.tags import (TAGS_FIELD, TAGS_MODEL, TEXT_MODEL, TagScore, TagScores, as_json,
+                                                  distribution_markdown, tag_distribution, top_tags)
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 __all__ = [
-    "DEFAULT_MODELS", "MAX_SIZE", "MAX_STEPS", "TEXT_FIELDS", "Contribution", "Explanation", "FieldVectors",
-    "InvalidRequestError", "LibraryStats", "Neighbour", "NoVectorsError", "PathSpec", "Penalty", "Playlist",
-    "PlaylistRules", "RecommendError", "RecommendRequest", "RecommendedTrack", "Recommender", "ScoreCalibration",
-    "SonicService", "StaticVectors", "TrackCatalog", "UnknownArtistError", "UnknownTrackError", "VectorCache",
-    "VectorSeed",
+    "Contribution", "DEFAULT_MODELS", "Explanation", "FieldVectors", "InvalidRequestError", "LibraryStats",
+    "MAX_SIZE", "MAX_STEPS", "Neighbour", "NoVectorsError", "PathSpec", "Penalty", "Playlist", "PlaylistRules",
+    "RecommendError", "RecommendRequest", "RecommendedTrack", "Recommender", "ScoreCalibration", "SonicService",
+    "StaticVectors", "TAGS_FIELD", "TAGS_MODEL", "TEXT_FIELDS", "TEXT_MODEL", "TagQuery", "TagScore", "TagScores",
+    "TagVocabulary", "TrackCatalog", "UnknownArtistError", "UnknownTagError", "UnknownTrackError", "VectorCache",
+    "VectorSeed", "as_json", "distribution_markdown", "tag_distribution", "top_tags",
 ]

@@ -1,14 +1,16 @@
 """The recommendation engine: a request in, an explained playlist out.
 
 Positive inputs (seed tracks, uploaded vectors, text prompts) become probes in each requested
-model; text goes through the MuLan joint space (``muq``'s ``mulan`` field), so models without a
-text tower only hear the tracks. Candidates are the union of every probe's nearest tracks; they
-are scored exactly and fused (``fusion.py``), then arranged under the playlist rules
-(``rules.py``). When the rules leave the playlist short, the search widens (4x) until it is full
-or has seen the whole library.
+model; text goes through the MuLan joint space (``muq``'s ``mulan`` field) when MuQ-MuLan's weights
+are here, else through MusiCNN's tags (``musicnn``'s ``tags`` field: prompts read as tag words,
+``tag_text.py``), so models without either only hear the tracks. Candidates are the union of every
+probe's nearest tracks; they are scored exactly and fused (``fusion.py``), then arranged under the
+playlist rules (``rules.py``). When the rules leave the playlist short, the search widens (4x) until
+it is full or has seen the whole library.
 """
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
 from navembed_pipeline.lib.recommend.request import Playlist, RecommendedTrack, RecommendRequest, validate
 from navembed_pipeline.lib.recommend.rules import Catalog, Pool, eligible, select
 from navembed_pipeline.lib.recommend.search import Search, VectorSource
+from navembed_pipeline.lib.recommend.tag_text import TagVocabulary
+from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, TEXT_MODEL, tag_scores, top_tags
 
 TEXT_FIELDS: Mapping[str, str] = {"muq": "mulan"}  # models with a text tower → their joint-space field
 DEFAULT_MODELS = ("muq", "mert", "latent", "dsp")
@@ -31,27 +35,36 @@ class Recommender:
 
     ``catalog`` is e.g. ``NavidromeLibrary.get``; ``embed_text`` e.g. ``MuQModel.embed_text``
     (None: text prompts are refused). ``default_models`` are used, where they have vectors, when
-    a request names none.
+    a request names none. ``text_ready`` says whether ``embed_text`` can run now (MuQ-MuLan's weights
+    are here; default: whenever it is given); ``tag_names`` are the stored MusiCNN tags (empty: no
+    tags), read as text when MuLan cannot be, and shown in each track's ``why``.
     """
 
     def __init__(self, vectors: VectorSource, catalog: Catalog, *, embed_text: EmbedText | None = None,
                  default_models: Sequence[str] = DEFAULT_MODELS,
-                 text_fields: Mapping[str, str] = TEXT_FIELDS) -> None:
+                 text_fields: Mapping[str, str] = TEXT_FIELDS, text_ready: Callable[[], bool] | None = None,
+                 tag_names: Sequence[str] = ()) -> None:
         self.vectors = vectors
         self.catalog = catalog
         self.prompts = PromptVectors(embed_text)
+        self.text_ready = text_ready if text_ready is not None else (lambda: embed_text is not None)
         self.default_models = tuple(default_models)
         self.text_fields = dict(text_fields)
+        self.tags = TagVocabulary(tag_names) if tag_names else None
 
     def recommend(self, request: RecommendRequest) -> Playlist:
         """The playlist for ``request``; raises a RecommendError the caller can show as a 4xx."""
         validate(request)
         notes: list[str] = []
         search = self._search(request)
+        text_model = self._text_model(search, request)
         self._check_tracks(search, request, notes)
-        texts = self.prompts((*request.prompts, *request.negative_prompts))
+        texts = self.prompts((*request.prompts, *request.negative_prompts)) if text_model == "muq" else {}
         negatives = [search.track_probes([t], "negative_track") for t in request.negative_tracks]
-        negatives += [self._text_probes(search, p, texts, "negative_prompt") for p in request.negative_prompts]
+        if text_model == TEXT_MODEL:
+            negatives += self._tag_negatives(request)
+        else:
+            negatives += [self._text_probes(search, p, texts, "negative_prompt") for p in request.negative_prompts]
         if request.mode == "path":
             stops, known = path_stops(search, request, catalog=self.catalog, negatives=negatives)
             if len(stops) - 2 < request.path.steps:
@@ -59,9 +72,10 @@ class Recommender:
                              "the end than the one before; the others are left out")
             tracks = [_track(s.track_id, known, s.scores, s.index, s.role) for s in stops]
         else:
-            positives = self._positives(search, request, texts, notes)
+            positives = self._positives(search, request, texts, notes, text_model)
             tracks = self._ranked(search, request, positives, negatives)
-        return Playlist(request.mode, search.models, search.weights, request.fusion, tuple(tracks), tuple(notes))
+        return Playlist(request.mode, search.models, search.weights, request.fusion,
+                        tuple(self._with_tags(search, tracks)), tuple(notes), text_model)
 
     def sonic_similarity(self, reference: str, track_ids: Sequence[str], *,
                          models: Sequence[str] = ()) -> dict[str, float]:
@@ -78,7 +92,7 @@ class Recommender:
 
     def _search(self, request: RecommendRequest) -> Search:
         names = list(dict.fromkeys(request.models or self.default_models))
-        known = {*DEFAULT_MODELS, *self.default_models, *self.text_fields}
+        known = {*DEFAULT_MODELS, *self.default_models, *self.text_fields, *self._tag_models()}
         unknown = sorted({m for m in (*names, *request.weights) if m not in known or m not in names})
         if unknown:
             raise InvalidRequestError(f"unknown or unrequested model(s) {', '.join(unknown)}; "
@@ -94,11 +108,59 @@ class Recommender:
         if not usable:
             raise NoVectorsError("no model has any vectors yet (is the library embedded?): "
                                  "run `navembed reembed` (or POST /batch/start) first")
-        if (request.prompts or request.negative_prompts) and not set(usable) & set(self.text_fields):
-            raise InvalidRequestError(f"text prompts need a model with a text tower "
-                                      f"({', '.join(self.text_fields)}) among the models, with vectors")
+        readers = {*self.text_fields, *self._tag_models()}
+        if (request.prompts or request.negative_prompts) and not set(usable) & readers:
+            raise InvalidRequestError("text prompts need muq (MuQ-MuLan's text tower) or musicnn (its tags) "
+                                      "among the models, with vectors")
         total = sum(usable.values())
         return Search(self.vectors, {m: w / total for m, w in usable.items()})
+
+    def _tag_models(self) -> tuple[str, ...]:
+        return (TAGS_MODEL,) if self.tags is not None else ()
+
+    def _text_model(self, search: Search, request: RecommendRequest) -> str | None:
+        """How this request's prompts are read: MuLan when its weights are here, else MusiCNN's tags
+        when the library has them, else MuLan (whose missing weights then say what to download)."""
+        if not (request.prompts or request.negative_prompts):
+            return None
+        if "muq" in search.models and self.text_ready():
+            return "muq"
+        if TAGS_MODEL in search.models and self.tags is not None \
+                and len(self.vectors.field(TAGS_MODEL, TAGS_FIELD)) > 0:
+            return TEXT_MODEL
+        if "muq" in search.models:
+            return "muq"
+        raise InvalidRequestError(f"text prompts need MuQ-MuLan's weights (navembed models download muq) or "
+                                  f"the {TAGS_MODEL} model's tags (embed the library with {TAGS_MODEL})")
+
+    def _tag_probe(self, tags: Sequence[str], source: str, ref: str) -> Probe:
+        return Probe(TAGS_MODEL, TAGS_FIELD, source, ref, self.tags.weights(tags)[None, :])
+
+    def _tag_positives(self, prompt: str) -> tuple[Probe, list[list[Probe]]]:
+        """A prompt's wanted tags as one probe; each tag it steers away from as a negative input."""
+        query = self.tags.parse(prompt)
+        if not query.positive:
+            raise InvalidRequestError(f"prompt {prompt[:80]!r} only names tags to avoid; put those in "
+                                      "negative_prompts, or name a tag to look for")
+        return (self._tag_probe(query.positive, "prompt", prompt),
+                [[self._tag_probe([tag], "negative_prompt", tag)] for tag in query.negative])
+
+    def _tag_negatives(self, request: RecommendRequest) -> list[list[Probe]]:
+        """Negative inputs of the tag path: each negative prompt (all its tags), and each tag a prompt avoids."""
+        groups = [[self._tag_probe((*q.positive, *q.negative), "negative_prompt", p)]
+                  for p in request.negative_prompts for q in [self.tags.parse(p)]]
+        return groups + [g for p in request.prompts for g in self._tag_positives(p)[1]]
+
+    def _with_tags(self, search: Search, tracks: list[RecommendedTrack]) -> list[RecommendedTrack]:
+        """Each track with its strongest MusiCNN tags in its ``why`` (where the tags model is in use)."""
+        if self.tags is None or TAGS_MODEL not in (*search.models, *self.default_models):
+            return tracks
+        field = self.vectors.field(TAGS_MODEL, TAGS_FIELD)
+        if len(field) == 0 or field.dimension != len(self.tags.names):
+            return tracks
+        scores = tag_scores(field)
+        return [dataclasses.replace(t, why=dataclasses.replace(t.why, tags=top_tags(found, self.tags.names)))
+                if (found := scores.of(t.id)) is not None else t for t in tracks]
 
     def _check_tracks(self, search: Search, request: RecommendRequest, notes: list[str]) -> None:
         ends = (request.path.start, request.path.end) if request.mode == "path" and request.path else ()
@@ -127,7 +189,7 @@ class Recommender:
         return probes
 
     def _positives(self, search: Search, request: RecommendRequest, texts: Mapping[str, np.ndarray],
-                   notes: list[str]) -> list[Probe]:
+                   notes: list[str], text_model: str | None) -> list[Probe]:
         probes = search.track_probes(request.seeds, "seed")
         for seed in request.seed_vectors:
             if seed.model not in search.models:
@@ -140,7 +202,10 @@ class Recommender:
                                           f"{search.field(seed.model, seed.field).dimension}")
             probes.append(Probe(seed.model, seed.field, "vector", seed.label, vectors))
         for prompt in request.prompts:
-            probes += self._text_probes(search, prompt, texts, "prompt")
+            if text_model == TEXT_MODEL:
+                probes.append(self._tag_positives(prompt)[0])
+            else:
+                probes += self._text_probes(search, prompt, texts, "prompt")
         if not probes:
             raise InvalidRequestError("none of the inputs can be searched in the requested models")
         return probes

@@ -119,11 +119,22 @@ class Penalty:
 
 
 @dataclass(frozen=True)
+class TagScore:
+    """One MusiCNN tag of a track and its score (0..1: the model's mean probability over the track)."""
+
+    tag: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Explanation:
-    """``sum(c.value for c in contributions) + penalty.value`` is the score, exactly (math.fsum)."""
+    """``sum(c.value for c in contributions) + penalty.value`` is the score, exactly (math.fsum).
+
+    ``tags``: the track's strongest MusiCNN tags, where the library has them (shown, not scored)."""
 
     contributions: tuple[Contribution, ...]
     penalty: Penalty | None = None
+    tags: tuple[TagScore, ...] = ()
 
     def values(self) -> list[float]:
         return [c.value for c in self.contributions] + ([self.penalty.value] if self.penalty else [])
@@ -148,6 +159,7 @@ class Playlist:
     fusion: Fusion
     tracks: tuple[RecommendedTrack, ...]
     notes: tuple[str, ...] = ()  # e.g. a seed some model has not embedded yet
+    text_model: str | None = None  # how prompts were read: "muq" (MuLan) or "musicnn-tags"; None: no prompts
 
 
 def validate(request: RecommendRequest) -> None:

@@ -14,6 +14,7 @@ from navembed_pipeline.lib.recommend.errors import NoVectorsError
 from navembed_pipeline.lib.recommend.fusion import Probe, Term, make_term
 from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD
 from navembed_pipeline.lib.recommend.rules import SimilarityTo
+from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TagScores, tag_scores
 from navembed_pipeline.lib.recommend.vectors import Block, FieldVectors, as_queries, spread
 
 
@@ -63,9 +64,12 @@ class Search:
     def candidates(self, probes: Sequence[Probe], k: int) -> list[str]:
         """Track ids among the ``k`` nearest to any probe, in each probe's own field."""
         by_field: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
-        for probe in probes:
-            by_field[(probe.model, probe.field)].append(np.atleast_2d(probe.vectors))
         found: dict[str, None] = {}
+        for probe in probes:
+            if probe.field == TAGS_FIELD:  # tag weights: the tracks with the highest weighted scores
+                found.update((track, None) for track in self.tag_scores(probe.model).top(probe.vectors, k))
+                continue
+            by_field[(probe.model, probe.field)].append(np.atleast_2d(probe.vectors))
         for (model, field), queries in by_field.items():
             vectors = self.field(model, field)
             found.update((vectors.track_ids[i], None) for i in vectors.candidates(np.concatenate(queries), k))
@@ -74,9 +78,12 @@ class Search:
     def terms(self, probes: Sequence[Probe], ids: Sequence[str], *, fusion: str, rrf_k: int) -> list[Term]:
         """Each probe's similarity to the tracks ``ids``, normalised for fusion."""
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, probe in enumerate(probes):
-            groups[(probe.model, probe.field)].append(i)
         terms: dict[int, Term] = {}
+        for i, probe in enumerate(probes):
+            if probe.field == TAGS_FIELD:
+                terms[i] = self._tag_term(probe, ids, fusion=fusion, rrf_k=rrf_k)
+            else:
+                groups[(probe.model, probe.field)].append(i)
         for (model, field), members in groups.items():
             vectors = self.field(model, field)
             queries = as_queries(np.concatenate([probes[i].vectors for i in members]), vectors.dimension)
@@ -90,6 +97,17 @@ class Search:
                 terms[i] = make_term(probes[i], cosine, spread(sample[:, columns].max(axis=1)),
                                      fusion=fusion, rrf_k=rrf_k, calibrated=calibrated)
         return [terms[i] for i in range(len(probes))]
+
+    def tag_scores(self, model: str) -> TagScores:
+        """The raw tag scores of ``model``'s ``tags`` field, pinned for this request."""
+        return tag_scores(self.field(model, TAGS_FIELD))
+
+    def _tag_term(self, probe: Probe, ids: Sequence[str], *, fusion: str, rrf_k: int) -> Term:
+        """A tag probe's term: each track's weighted tag score (the mean score of the wanted tags),
+        normalised against the whole library's scores like a cosine is against its sample."""
+        tags = self.tag_scores(probe.model)
+        library = tags.weighted(probe.vectors).astype(np.float64)
+        return make_term(probe, tags.of_many(ids, probe.vectors), spread(library), fusion=fusion, rrf_k=rrf_k)
 
     def similarity_to(self, ids: Sequence[str], *, calibrated: bool = False) -> SimilarityTo:
         """Sonic similarity of the tracks ``ids`` to one track: per-model cosines mixed by model weight.

@@ -34,7 +34,8 @@ class FieldVectors:
         if vectors.ndim != 2 or len(vectors) != len(track_ids):
             raise ValueError(f"{model}.{field}: {len(track_ids)} ids but vectors of shape {vectors.shape}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors /= np.where(norms > _EPS, norms, 1.0)
+        norms = np.where(norms > _EPS, norms, 1.0)
+        vectors /= norms
         order = (np.lexsort((np.asarray(segments, dtype=np.int64), np.asarray(track_ids, dtype=str)))
                  if len(track_ids) else np.zeros(0, dtype=np.int64))
         ids = [track_ids[i] for i in order]
@@ -46,6 +47,7 @@ class FieldVectors:
         self.ann: AnnIndex | None = None
         if len(ids) >= max(ivf_min_rows, 1):
             self.ann = ann if ann is not None and ann.matches(self.rows) else build_ann(self.rows)
+        self.norms = norms[order, 0]  # rows * norms = the stored values (tag scores)
         # Where each track's rows are: rows[ptr[t]:ptr[t+1]] (segment order).
         self._ptr = np.searchsorted(by_track, np.arange(len(self.track_ids) + 1))
         self._single = bool(len(ids) == len(self.track_ids))
