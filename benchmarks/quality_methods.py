@@ -147,7 +147,7 @@ def _bliss_version() -> str:
 
 
 def _bliss(path: Path) -> np.ndarray:
-    """bliss-audio's 23 features; its Rust core panics (a BaseException) on undecodable files."""
+    """bliss-audio's features (20 in 0.1.x, 23 in 0.2); its Rust core panics (a BaseException) on undecodable files."""
     import bliss_audio
 
     try:
