@@ -36,7 +36,8 @@ class Computed:
 class Methods:
     """dsp v1, dsp v2 (raw pooled vector), bliss-audio and Chromaprint on one decoded wave per file."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, only: Sequence[str] | None = None) -> None:
+        """``only``: compute just these methods (default: every one)."""
         import navembed_pipeline.lib.fingerprints as fingerprints
         import navembed_pipeline.lib.models.dsp_features  # noqa: F401  (digested below)
         import navembed_pipeline.lib.models.dsp_pooling  # noqa: F401
@@ -54,6 +55,8 @@ class Methods:
             "chromaprint": _source_digest("navembed_pipeline.lib.fingerprints"),
             "bliss": _bliss_version(),
         }
+        if only is not None:
+            self.revisions = {m: rev for m, rev in self.revisions.items() if m in only}
         self._frames_rev = _source_digest("navembed_pipeline.lib.models.dsp_features")
         self.cache_dir = cache_dir / "computed"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
