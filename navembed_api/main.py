@@ -67,7 +67,7 @@ def open_services(settings: ApiSettings) -> Services:
     store = StoreHandle(uri=settings.milvus_uri, token=settings.milvus_token, data_dir=settings.milvus_data_dir,
                         failures_db=settings.failures_db)
     services = Services(settings=settings, dagster=dagster, models=models, store=store,
-                        batch=BatchControl(dagster, models_dir_check=weights_checker(settings.models_dir)))
+                        batch=BatchControl(dagster, models_dir_check=weights_checker(settings.weights_dir)))
     if settings.socket_path is not None:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         uploads = UploadService(roots=settings.allowed_roots, models=models, model_names=settings.enabled_models(),

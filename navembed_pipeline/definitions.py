@@ -34,10 +34,10 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "models": ModelsResource(device=settings.models_device, dtype=settings.models_dtype,
                                  batch_size=settings.models_batch_size,
                                  idle_unload_seconds=settings.models_idle_unload_seconds,
-                                 models_dir=str(settings.models_dir or ""),
+                                 models_dir=str(settings.weights_dir),
                                  decode_workers=settings.decode_workers, decode_processes=settings.decode_processes,
                                  nice=settings.nice,
-                                 mert_layers=settings.mert_layers),
+                                 mert_layers=settings.mert_layers, musicnn_variant=settings.musicnn_variant),
     }
 
 

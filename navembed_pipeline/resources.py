@@ -61,6 +61,7 @@ class ModelsResource(dg.ConfigurableResource):
     write_batch_tracks: int = 32  # tracks per store write; a crash redoes at most this many
     progress_interval: float = 5.0  # most seconds between progress log lines (each is a Dagster event)
     mert_layers: str = "mean"  # MERT's vector: 'mean' (3,072-d), 'all' (76,800-d) or hidden-state indices
+    musicnn_variant: str = "MSD_musicnn"  # MusiCNN's weights: MSD_musicnn or MTT_musicnn
     nice: bool = False
 
     _models: dict[str, EmbeddingModel] = PrivateAttr(default_factory=dict)
@@ -70,7 +71,8 @@ class ModelsResource(dg.ConfigurableResource):
         return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size,
                             idle_unload_seconds=self.idle_unload_seconds,
                             models_dir=Path(self.models_dir) if self.models_dir else None,
-                            extra=model_extras(mert_layers=self.mert_layers))
+                            extra=model_extras(mert_layers=self.mert_layers,
+                                               musicnn_variant=self.musicnn_variant))
 
     def get(self, name: str) -> EmbeddingModel:
         if name not in self._models:

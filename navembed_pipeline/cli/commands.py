@@ -48,11 +48,12 @@ def _register_embed(commands: argparse._SubParsersAction) -> None:
                               description="Embed one file with one model and print its vector(s). A CUE "
                                           "sheet beside the file (same name, .cue) splits it into tracks.")
     cmd.add_argument("path", type=Path, help="audio file (FLAC, MP3, OGG/Opus, WAV, M4A/AAC)")
-    cmd.add_argument("--model", default="dsp", help="muq | mert | latent | dsp (default: dsp)")
+    cmd.add_argument("--model", default="dsp", help="muq | mert | latent | musicnn | dsp (default: dsp)")
     cmd.add_argument("--segment", metavar="START:END", help="only this part, in seconds (END may be empty)")
     cmd.add_argument("--json", action="store_true", help="print JSON with the full vectors")
     cmd.add_argument("--device", default="auto", help="auto | cuda | cpu")
-    cmd.add_argument("--models-dir", type=Path, default=None, help="where downloaded weights live")
+    cmd.add_argument("--models-dir", type=Path, default=None,
+                     help="where downloaded weights live (default: the settings' models folder)")
     cmd.set_defaults(handler=_embed)
 
 
@@ -61,7 +62,7 @@ def _embed(args: argparse.Namespace) -> int:
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
 
-    model = create_model(args.model, ModelOptions(device=args.device, models_dir=args.models_dir))
+    model = create_model(args.model, ModelOptions(device=args.device, models_dir=_models_dir(args)))
     try:
         result = embed_file(model, args.path, segment=_parse_segment(args.segment))
     finally:
@@ -115,16 +116,20 @@ def _sample_library(args: argparse.Namespace) -> int:
 def _register_models(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser("models", help="list models or download their weights",
                               description="List the models, or download weights (an explicit act: "
-                                          "MuQ-MuLan, MERT and Music2Latent weights are CC BY-NC 4.0).")
+                                          "MuQ-MuLan, MERT and Music2Latent weights are CC BY-NC 4.0; "
+                                          "MusiCNN's are ISC, from the musicnn wheel on PyPI).")
     sub = cmd.add_subparsers(title="actions", metavar="ACTION")
     listing = sub.add_parser("list", help="models, dimensions, weights present?")
     listing.add_argument("--models-dir", type=Path, default=None)
     listing.set_defaults(handler=_models_list)
     download = sub.add_parser("download", help="download weights into --models-dir",
                               description="Download the weights of the named deep models (default: all) "
-                                          "from the Hugging Face hub into --models-dir.")
-    download.add_argument("names", nargs="*", help="muq mert latent (default: all three)")
-    download.add_argument("--models-dir", type=Path, required=True, help="target directory")
+                                          "into --models-dir: MuQ, MERT and Music2Latent from the Hugging "
+                                          "Face hub; MusiCNN from PyPI's musicnn 0.1.0 wheel, converted "
+                                          "to safetensors (no TensorFlow needed).")
+    download.add_argument("names", nargs="*", help="muq mert latent musicnn (default: all four)")
+    download.add_argument("--models-dir", type=Path, default=None,
+                          help="target directory (default: the settings' models folder, <data_dir>/models)")
     download.add_argument("--yes", action="store_true", help="accept the licences without asking")
     download.set_defaults(handler=_models_download)
 
@@ -135,7 +140,7 @@ def _models_list(args: argparse.Namespace) -> int:
 
     for name in MODEL_NAMES:
         cls = model_class(name)
-        present = weights_present(cls.weights_repos, args.models_dir)
+        present = weights_present(cls.weights_repos, _models_dir(args))
         print(f"{name:7} {cls.sample_rate:>6} Hz  weights: {'present' if present else 'missing':8} "
               f"licence: {cls.licence}")
     return 0
@@ -146,6 +151,7 @@ def _models_download(args: argparse.Namespace) -> int:
     from navembed_pipeline.lib.models.weights import download
 
     names = args.names or list(DEEP_MODEL_NAMES)
+    models_dir = _models_dir(args)
     for name in names:
         cls = model_class(name)
         if not cls.weights_repos:
@@ -156,8 +162,17 @@ def _models_download(args: argparse.Namespace) -> int:
             print("  skipped")
             continue
         for repo in cls.weights_repos:
-            print(f"  -> {download(repo, args.models_dir)}")
+            print(f"  -> {download(repo, models_dir)}")
     return 0
+
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    """``--models-dir``, else the settings' models folder (``NAVEMBED_MODELS_DIR`` or ``<data_dir>/models``)."""
+    if args.models_dir is not None:
+        return args.models_dir
+    from navembed_pipeline.lib.settings import Settings
+
+    return Settings().weights_dir
 
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -10,7 +10,13 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, weights_repos
-from navembed_pipeline.lib.models.options import MERT_LAYERS_PATTERN, ModelOptions, model_extras
+from navembed_pipeline.lib.models.options import (
+    DEFAULT_MUSICNN_VARIANT,
+    MERT_LAYERS_PATTERN,
+    MUSICNN_VARIANT_PATTERN,
+    ModelOptions,
+    model_extras,
+)
 from navembed_pipeline.lib.models.weights import weights_present
 from navembed_pipeline.lib.navidrome import parse_path_map
 
@@ -41,7 +47,8 @@ class Settings(BaseSettings):
     models: str = Field("auto", description="Comma-separated models to embed with; 'auto' = dsp plus every "
                         "deep model whose weights are present.")
     models_dir: Path | None = Field(None, description="Directory of downloaded weights "
-                                    "(<org>--<name>/ per repo); the Hugging Face cache is used too.")
+                                    "(<org>--<name>/ per repo, musicnn-0.1.0/ for MusiCNN); unset = "
+                                    "<data_dir>/models. The Hugging Face cache is used too.")
     models_device: str = Field("auto", validation_alias=_env("NAVEMBED_MODELS_DEVICE", "TEXT_EMBEDDING_DEVICE"),
                                description="auto | cuda | cpu.")
     models_dtype: str = Field("float32", description="float32 | float16 | bfloat16 (half precision on GPU only).")
@@ -50,6 +57,9 @@ class Settings(BaseSettings):
                              "(3,072-d); a list of hidden-state indices such as '6,12' (their mean, 3,072-d); "
                              "'all' = the original system's 76,800-d vector (embedded Milvus Lite only: Milvus "
                              "standalone caps vectors at 32,768-d). Changing it re-embeds mert.")
+    musicnn_variant: str = Field(DEFAULT_MUSICNN_VARIANT, pattern=MUSICNN_VARIANT_PATTERN,
+                                 description="MusiCNN's weights: MSD_musicnn (Million Song Dataset tags) or "
+                                 "MTT_musicnn (MagnaTagATune tags). Changing it re-embeds musicnn.")
     models_batch_size: int = Field(4, ge=1, description="Audio windows per forward pass (GPU memory bound).")
     models_idle_unload_seconds: float = Field(360.0, ge=30.0, description="Unload a model idle this long.")
     decode_workers: int = Field(0, ge=0, description="Workers decoding audio ahead of the model; 0 = automatic "
@@ -103,11 +113,17 @@ class Settings(BaseSettings):
         return url or None
 
     @property
+    def weights_dir(self) -> Path:
+        """Where downloaded weights are looked for: ``models_dir``, else ``<data_dir>/models``."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    @property
     def model_options(self) -> ModelOptions:
         return ModelOptions(device=self.models_device, dtype=self.models_dtype,
                             idle_unload_seconds=self.models_idle_unload_seconds,
-                            batch_size=self.models_batch_size, models_dir=self.models_dir,
-                            extra=model_extras(mert_layers=self.mert_layers))
+                            batch_size=self.models_batch_size, models_dir=self.weights_dir,
+                            extra=model_extras(mert_layers=self.mert_layers,
+                                               musicnn_variant=self.musicnn_variant))
 
     def enabled_models(self) -> list[str]:
         """The models to embed with: the explicit list, or dsp + deep models with weights present."""
@@ -117,7 +133,7 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
             return names
-        deep = [m for m in DEEP_MODEL_NAMES if weights_present(weights_repos(m), self.models_dir)]
+        deep = [m for m in DEEP_MODEL_NAMES if weights_present(weights_repos(m), self.weights_dir)]
         return ["dsp", *deep]
 
 

@@ -18,15 +18,17 @@ _CLASSES = {
     "mert": ("navembed_pipeline.lib.models.mert", "MertModel"),
     "latent": ("navembed_pipeline.lib.models.latent", "LatentModel"),
     "dsp": ("navembed_pipeline.lib.models.dsp", "DspModel"),
+    "musicnn": ("navembed_pipeline.lib.models.musicnn", "MusicnnModel"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
-DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent")
+DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent", "musicnn")
 # Each class's ``weights_repos``, readable without importing the class (a test keeps them equal).
 WEIGHTS_REPOS: dict[str, tuple[str, ...]] = {
     "muq": ("OpenMuQ/MuQ-MuLan-large", "OpenMuQ/MuQ-large-msd-iter", "FacebookAI/xlm-roberta-base"),
     "mert": ("m-a-p/MERT-v1-330M",),
     "latent": ("SonyCSLParis/music2latent",),
     "dsp": (),
+    "musicnn": ("pypi:musicnn==0.1.0",),  # a PyPI wheel converted by musicnn_weights, not a hub repo
 }
 
 
@@ -43,7 +45,8 @@ def model_class(name: str) -> "type[EmbeddingModel]":
 
 
 def weights_repos(name: str) -> tuple[str, ...]:
-    """The Hugging Face repositories model ``name`` needs (empty for weight-free models)."""
+    """The weight sets model ``name`` needs: Hugging Face repositories, or ``pypi:`` wheels (empty for
+    weight-free models)."""
     _check_name(name)
     return WEIGHTS_REPOS[name]
 

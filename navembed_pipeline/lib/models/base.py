@@ -135,6 +135,17 @@ class EmbeddingModel(ABC):
         needed, forward passes up to features on the CPU) and ``"enrich"`` (pooling windows into vectors).
         """
         started = time.perf_counter()
+        per_track = self.window_features(waves)
+        pooling = time.perf_counter()
+        vectors = [TrackVectors(self._pool(feats), len(feats)) for feats in per_track]
+        if timings is not None:
+            timings["model"] = timings.get("model", 0.0) + pooling - started
+            timings["enrich"] = timings.get("enrich", 0.0) + time.perf_counter() - pooling
+        return vectors
+
+    def window_features(self, waves: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+        """Per input, the features of each of its windows (``_forward``'s output), in order; windows of
+        all inputs are batched together."""
         windows: list[tuple[int, np.ndarray]] = []
         for index, wave in enumerate(waves):
             for window in self._windows(np.asarray(wave, dtype=np.float32)):
@@ -144,12 +155,7 @@ class EmbeddingModel(ABC):
             for batch in self._batches(windows):
                 for (track, _), feature in zip(batch, self._forward_batch(model, batch), strict=True):
                     per_track[track].append(feature)
-        pooling = time.perf_counter()
-        vectors = [TrackVectors(self._pool(feats), len(feats)) for feats in per_track]
-        if timings is not None:
-            timings["model"] = timings.get("model", 0.0) + pooling - started
-            timings["enrich"] = timings.get("enrich", 0.0) + time.perf_counter() - pooling
-        return vectors
+        return per_track
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """Embed text prompts into the model's joint audio-text space, ``(N, D)``."""

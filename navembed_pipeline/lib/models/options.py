@@ -12,11 +12,17 @@ DEVICES = ("auto", "cuda", "cpu")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 MERT_LAYERS_OPTION = "mert_layers"
 MERT_LAYERS_PATTERN = r"^(mean|all|\d+(\s*,\s*\d+)*)$"
+MUSICNN_VARIANT_OPTION = "musicnn_variant"
+MUSICNN_VARIANT_PATTERN = r"^(MSD|MTT)_musicnn$"
+DEFAULT_MUSICNN_VARIANT = "MSD_musicnn"
 
 
-def model_extras(*, mert_layers: str = "mean") -> dict[str, Any]:
+def model_extras(*, mert_layers: str = "mean", musicnn_variant: str = DEFAULT_MUSICNN_VARIANT) -> dict[str, Any]:
     """``ModelOptions.extra`` from the settings: only what differs from the models' defaults."""
-    return {} if mert_layers == "mean" else {MERT_LAYERS_OPTION: mert_layers}
+    extra: dict[str, Any] = {} if mert_layers == "mean" else {MERT_LAYERS_OPTION: mert_layers}
+    if musicnn_variant != DEFAULT_MUSICNN_VARIANT:
+        extra[MUSICNN_VARIANT_OPTION] = musicnn_variant
+    return extra
 
 
 @dataclass(frozen=True)

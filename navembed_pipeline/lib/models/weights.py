@@ -4,6 +4,9 @@ Weights are never shipped and never fetched implicitly: MuQ-MuLan, MERT and Musi
 weights are licensed CC BY-NC 4.0, so downloading is the user's own act
 (``navembed models download``). A repo ``org/name`` is looked up, in order, in
 ``<models_dir>/org--name/`` and in the Hugging Face cache (offline, no network).
+
+MusiCNN's weights (ISC, free) come from a PyPI wheel instead: their id ``pypi:musicnn==0.1.0``
+names the folder ``<models_dir>/musicnn-0.1.0/`` (see ``musicnn_weights``); no Hugging Face cache.
 """
 
 from pathlib import Path
@@ -14,8 +17,13 @@ CC_BY_NC = ("CC BY-NC 4.0 (non-commercial use only; code is MIT/Apache). "
             "The weights are not part of navembed and are never redistributed by it.")
 
 
+PYPI_PREFIX = "pypi:"
+
+
 def local_dir_name(repo_id: str) -> str:
-    """``org/name`` -> ``org--name`` (the directory name under the models dir)."""
+    """``org/name`` -> ``org--name``, ``pypi:name==1.0`` -> ``name-1.0`` (the folder under the models dir)."""
+    if repo_id.startswith(PYPI_PREFIX):
+        return repo_id.removeprefix(PYPI_PREFIX).replace("==", "-")
     return repo_id.replace("/", "--")
 
 
@@ -25,10 +33,10 @@ def find_weights(repo_id: str, models_dir: Path | None, *, model_name: str) -> P
         candidate = Path(models_dir) / local_dir_name(repo_id)
         if candidate.is_dir() and any(candidate.iterdir()):
             return candidate
-    cached = _hf_cache_dir(repo_id)
+    cached = None if repo_id.startswith(PYPI_PREFIX) else _hf_cache_dir(repo_id)
     if cached is not None:
         return cached
-    where = f"{models_dir}/{local_dir_name(repo_id)}" if models_dir else "the Hugging Face cache"
+    where = f"{models_dir}/{local_dir_name(repo_id)}" if models_dir else "the Hugging Face cache (no models folder set)"
     raise WeightsMissingError(
         f"weights for model {model_name!r} ({repo_id}) are not on this machine (looked in {where}). "
         f"Download them explicitly with: navembed models download {model_name}")
@@ -46,6 +54,10 @@ def weights_present(repo_ids: tuple[str, ...], models_dir: Path | None) -> bool:
 
 def download(repo_id: str, models_dir: Path) -> Path:
     """Download ``repo_id`` into ``<models_dir>/org--name`` (network; explicit user action only)."""
+    from navembed_pipeline.lib.models import musicnn_weights
+
+    if repo_id == musicnn_weights.WEIGHTS_ID:
+        return musicnn_weights.install(Path(models_dir))
     from huggingface_hub import snapshot_download
 
     target = Path(models_dir) / local_dir_name(repo_id)

@@ -1,0 +1,141 @@
+"""`musicnn`: MusiCNN (Pons & Serra 2019, ``musicnn`` 0.1.0 on PyPI, ISC) in PyTorch.
+
+A track at 16 kHz is cut into consecutive 3-s patches (187 frames, the original's
+``input_overlap=False``: the incomplete tail is dropped; a track shorter than one patch repeats its
+frames) whose log-mel spectrogram (``musicnn_mel``) runs through the network (``musicnn_net``).
+Each patch yields every candidate layer: the taggram (50 sigmoid tag scores), the penultimate
+dense layer (200), ``max_pool`` and ``mean_pool`` (753 each). Two vectors are stored per track:
+- ``embedding``: ``similarity_vector`` of the patches' layers — the one place that says which layer
+  and pooling make the similarity vector (to be set by measurement; bump ``SIMILARITY_VERSION``);
+- ``tags``: the mean taggram over patches, 50 raw scores in 0..1, named by ``musicnn_tags``.
+
+Weights: ``MSD_musicnn`` (default) or ``MTT_musicnn`` (``ModelOptions.extra["musicnn_variant"]``,
+setting ``NAVEMBED_MUSICNN_VARIANT``), converted from the wheel by ``navembed models download
+musicnn`` (``musicnn_weights``). Fidelity to the TensorFlow original: ``tests/lib/models/test_musicnn*``.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from navembed_pipeline.lib.enrich import l2_normalise
+from navembed_pipeline.lib.errors import ModelLoadError
+from navembed_pipeline.lib.models.base import EMBEDDING_FIELD, EmbeddingModel, ModelOptions
+from navembed_pipeline.lib.models.musicnn_mel import (
+    HOP_SAMPLES,
+    N_FFT,
+    SAMPLE_RATE,
+    LogMel,
+    fill_patch,
+    patch_windows,
+)
+from navembed_pipeline.lib.models.musicnn_net import LAYER_SIZES, MusicnnNet, build_network, state_dict_from_tf
+from navembed_pipeline.lib.models.musicnn_tags import DEFAULT_VARIANT, check_variant
+from navembed_pipeline.lib.models.musicnn_weights import WEIGHTS_ID, load_variant
+from navembed_pipeline.lib.models.options import MUSICNN_VARIANT_OPTION
+
+TAGS_FIELD = "tags"
+MUSICNN_LICENCE = ("ISC (musicnn 0.1.0 by Jordi Pons, Music Technology Group, Universitat Pompeu Fabra; "
+                   "weights and code free to use, copy and modify with the copyright notice)")
+PORT_VERSION = "1"  # the port itself (front end, network); bump if its outputs change
+# The similarity vector: which layer, pooled how over a track's patches. Chosen by measurement
+# (issue 21: same-album precision@5 on held-out real recordings); bump SIMILARITY_VERSION on change.
+SIMILARITY_LAYER = "max_pool"
+SIMILARITY_VERSION = "1"
+SIMILARITY_DIMENSION = LAYER_SIZES[SIMILARITY_LAYER]
+# Patches per forward pass for each unit of ``ModelOptions.batch_size`` (a unit is sized for 30-s
+# windows of the other models; a 3-s patch is a tenth of one).
+PATCHES_PER_BATCH_UNIT = 8
+
+
+def split_layers(features: np.ndarray) -> dict[str, np.ndarray]:
+    """``(patches, 1756)`` rows of ``_forward``'s output → each layer ``(patches, size)`` by name."""
+    out, start = {}, 0
+    for name, size in LAYER_SIZES.items():
+        out[name] = features[:, start : start + size]
+        start += size
+    return out
+
+
+def similarity_vector(layers_per_patch: dict[str, np.ndarray]) -> np.ndarray:
+    """The ``embedding`` of one track from its patches' layers: mean over patches of ``max_pool``,
+    L2-normalised."""
+    return l2_normalise(layers_per_patch[SIMILARITY_LAYER].mean(axis=0))
+
+
+def tag_scores(layers_per_patch: dict[str, np.ndarray]) -> np.ndarray:
+    """The ``tags`` vector: the mean taggram over the patches (raw sigmoid scores, 0..1)."""
+    return layers_per_patch["taggram"].mean(axis=0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _LoadedMusicnn:
+    frontend: LogMel
+    network: MusicnnNet
+
+
+class MusicnnModel(EmbeddingModel):
+    """MusiCNN tagger (``MSD_musicnn`` or ``MTT_musicnn``): a similarity vector and 50 tag scores."""
+
+    name = "musicnn"
+    sample_rate = SAMPLE_RATE
+    window_seconds = HOP_SAMPLES / SAMPLE_RATE  # 2.992 s: 187 frames of 256 samples
+    hop_seconds = HOP_SAMPLES / SAMPLE_RATE
+    licence = MUSICNN_LICENCE
+    weights_repos = (WEIGHTS_ID,)
+    min_window_samples = N_FFT  # one STFT frame
+
+    def __init__(self, options: ModelOptions | None = None, **kwargs: Any) -> None:
+        extra = (options or ModelOptions()).extra
+        self.weights_variant = check_variant(extra.get(MUSICNN_VARIANT_OPTION, DEFAULT_VARIANT))
+        super().__init__(options, **kwargs)
+
+    @property
+    def dimension(self) -> int:
+        return SIMILARITY_DIMENSION
+
+    @property
+    def vector_fields(self) -> dict[str, int]:
+        return {EMBEDDING_FIELD: self.dimension, TAGS_FIELD: LAYER_SIZES["taggram"]}
+
+    @property
+    def variant(self) -> str:
+        return f"{self.weights_variant}-port{PORT_VERSION}-{SIMILARITY_LAYER}{SIMILARITY_VERSION}"
+
+    @property
+    def batch_size(self) -> int:
+        return self._gpu_batch or self.options.batch_size * PATCHES_PER_BATCH_UNIT
+
+    def patch_layers(self, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Per 16 kHz waveform, every candidate layer of each of its patches (``(patches, size)``)."""
+        return [split_layers(np.stack(features)) for features in self.window_features(waves)]
+
+    def mel_layers(self, mel: np.ndarray) -> dict[str, np.ndarray]:
+        """The layers of ready-made log-mel patches ``(patches, 187, 96)`` (the original's network input)."""
+        with self.model_session() as model, torch.inference_mode():
+            outputs = model.network(torch.from_numpy(np.asarray(mel, np.float32)).to(self.device, self.dtype))
+        return {name: outputs[name].float().cpu().numpy() for name in LAYER_SIZES}
+
+    def _windows(self, wave: np.ndarray) -> list[np.ndarray]:
+        return patch_windows(wave)
+
+    def _load(self) -> _LoadedMusicnn:
+        tensors = load_variant(self.options.models_dir, self.weights_variant)
+        try:
+            network = build_network(state_dict_from_tf(tensors))
+        except (KeyError, RuntimeError) as exc:
+            raise ModelLoadError(f"the {self.weights_variant} weights do not fit MusiCNN's network ({exc}); "
+                                 "re-download them with: navembed models download musicnn") from exc
+        return _LoadedMusicnn(LogMel().to(self.device), network.to(self.device, self.dtype))
+
+    def _forward(self, model: _LoadedMusicnn, batch: torch.Tensor) -> list[np.ndarray]:
+        mel = fill_patch(model.frontend(batch)).to(self.dtype)
+        outputs = model.network(mel)
+        rows = torch.cat([outputs[name].float() for name in LAYER_SIZES], dim=1)
+        return list(rows.cpu().numpy())
+
+    def _pool(self, window_features: list[np.ndarray]) -> dict[str, np.ndarray]:
+        layers = split_layers(np.stack(window_features))
+        return {EMBEDDING_FIELD: similarity_vector(layers), TAGS_FIELD: tag_scores(layers)}
