@@ -17,12 +17,18 @@ import numpy as np
 from navembed_pipeline.lib.audio import load_audio
 
 
-def _source_digest(*modules: str) -> str:
+def source_digest(*modules: str) -> str:
     """A digest of the source files of ``modules``: the cache key changes whenever the code does."""
     digest = hashlib.sha1()
     for module in modules:
         digest.update(Path(sys.modules[module].__file__).read_bytes())
     return digest.hexdigest()[:12]
+
+
+def file_key(path: Path) -> str:
+    """A cache name for one version of a file (its resolved path, size and modification time)."""
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -49,15 +55,15 @@ class Methods:
         self.v1 = DspV1Model(ModelOptions(device="cpu"))
         self.v2 = DspModel(ModelOptions(device="cpu"))
         self.revisions = {
-            "dsp_v1": _source_digest("navembed_pipeline.lib.models.dsp_v1"),
-            "dsp_v2_raw": _source_digest("navembed_pipeline.lib.models.dsp_features",
+            "dsp_v1": source_digest("navembed_pipeline.lib.models.dsp_v1"),
+            "dsp_v2_raw": source_digest("navembed_pipeline.lib.models.dsp_features",
                                          "navembed_pipeline.lib.models.dsp_pooling", "navembed_pipeline.lib.models.dsp"),
-            "chromaprint": _source_digest("navembed_pipeline.lib.fingerprints"),
+            "chromaprint": source_digest("navembed_pipeline.lib.fingerprints"),
             "bliss": _bliss_version(),
         }
         if only is not None:
             self.revisions = {m: rev for m, rev in self.revisions.items() if m in only}
-        self._frames_rev = _source_digest("navembed_pipeline.lib.models.dsp_features")
+        self._frames_rev = source_digest("navembed_pipeline.lib.models.dsp_features")
         self.cache_dir = cache_dir / "computed"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -128,9 +134,7 @@ class Methods:
             return [stored[f"w{i}"].astype(np.float32) for i in range(len(stored.files))]
 
     def _key(self, path: Path) -> Path:
-        stat = path.stat()
-        name = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
-        return self.cache_dir / f"{name}.json"
+        return self.cache_dir / f"{file_key(path)}.json"
 
     def _load(self, path: Path) -> dict:
         key = self._key(path)
