@@ -1,9 +1,9 @@
 """MusiCNN's per-patch layers of real recordings, computed with navembed's port and cached per file.
 
-A file's 3-s patches are the port's (``musicnn_mel.patch_windows``: consecutive, the incomplete
+A file's 3-s patches are the port's (``musicnn.mel.patch_windows``: consecutive, the incomplete
 tail dropped; their count here from the header's duration, ``audio.probe``); of those, at most
 ``patches`` evenly spaced ones (first and last included) are decoded by navembed's own path
-(``lib/audio.load_audio`` at 16 kHz, each patch's samples reached by seeking, so a long track is not
+(``lib/library/audio.load_audio`` at 16 kHz, each patch's samples reached by seeking, so a long track is not
 decoded whole for six patches) and go through the port's log-mel front end and network. A track
 shorter than one patch is decoded whole (``patch_windows`` then repeats its frames). Every candidate
 layer of each chosen patch is kept (taggram 50, penultimate 200, ``max_pool`` and ``mean_pool`` 753)
@@ -18,8 +18,8 @@ import numpy as np
 
 from benchmarks.quality_methods import file_key, source_digest
 
-PORT_MODULES = ("navembed_pipeline.lib.models.musicnn", "navembed_pipeline.lib.models.musicnn_mel",
-                "navembed_pipeline.lib.models.musicnn_net", "navembed_pipeline.lib.audio")
+PORT_MODULES = ("navembed_pipeline.lib.models.musicnn.model", "navembed_pipeline.lib.models.musicnn.mel",
+                "navembed_pipeline.lib.models.musicnn.net", "navembed_pipeline.lib.library.audio")
 
 
 def evenly_spaced(count: int, budget: int) -> np.ndarray:
@@ -34,9 +34,11 @@ class MusicnnPatches:
 
     def __init__(self, cache_dir: Path, models_dir: Path | None, *, variant: str = "MSD_musicnn",
                  patches: int = 10) -> None:
-        import navembed_pipeline.lib.audio  # noqa: F401  (digested below)
-        from navembed_pipeline.lib.models.base import ModelOptions
-        from navembed_pipeline.lib.models.musicnn import MusicnnModel
+        import navembed_pipeline.lib.library.audio  # noqa: F401  (digested below)
+        import navembed_pipeline.lib.models.musicnn.mel  # noqa: F401
+        import navembed_pipeline.lib.models.musicnn.net  # noqa: F401
+        from navembed_pipeline.lib.models import ModelOptions
+        from navembed_pipeline.lib.models.musicnn.model import MusicnnModel
         from navembed_pipeline.lib.models.options import MUSICNN_VARIANT_OPTION
 
         self.model = MusicnnModel(ModelOptions(device="cpu", models_dir=models_dir,
@@ -66,7 +68,7 @@ class MusicnnPatches:
     def _compute(self, path: Path) -> dict[str, np.ndarray]:
         import torch
 
-        from navembed_pipeline.lib.models.musicnn_mel import SAMPLE_RATE, LogMel, fill_patch
+        from navembed_pipeline.lib.models.musicnn.mel import SAMPLE_RATE, LogMel, fill_patch
 
         if self._frontend is None:
             self._frontend = LogMel()
@@ -84,8 +86,8 @@ def patch_reader(path: Path) -> tuple[int, Callable[[int], np.ndarray]]:
     window alone: the samples ``[i·HOP_SAMPLES − 256, … + WINDOW_SAMPLES)`` of the track, zeros
     outside it (``patch_windows`` pads 256 zeros in front; a header duration a little too long
     leaves a last window short, filled with zeros)."""
-    from navembed_pipeline.lib.audio import load_audio, probe
-    from navembed_pipeline.lib.models.musicnn_mel import (
+    from navembed_pipeline.lib.library import load_audio, probe
+    from navembed_pipeline.lib.models.musicnn.mel import (
         CENTER_PAD,
         HOP_SAMPLES,
         SAMPLE_RATE,

@@ -229,7 +229,7 @@ def gather(tracks: list[Track], cache: Path, models_dir: Path | None, *, patches
 
 def quick_tracks(work: Path) -> list[Track]:
     """Generated songs: three styles as albums, five songs each; the last two styles are "held out"."""
-    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.library import write_audio
     from navembed_pipeline.sample_data.synth import render
 
     return [Track(write_audio(work / f"{style}{seed}.ogg", render(style, seconds=12, seed=seed), 44100), style,

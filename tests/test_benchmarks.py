@@ -43,6 +43,7 @@ def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None
     assert "Long run: 10 tracks" in report and "dsp job (Dagster)" in report
     assert "Quality on generated recordings:" in report and "same-album precision@5" in report
     assert "Calibrated similarity (generated songs)" in report and "plugin similar_tracks" in report
+    assert "MusiCNN on the CPU" in report  # measured, or skipped saying why (no weights in the temp dir)
     quality = json.loads((tmp_path / "var" / "bench" / "quality.json").read_text())
     assert set(quality["results"]) == {"dsp_v1", "dsp_v2", "dsp_v2_stats", "bliss", "chromaprint"}
     assert "Workers, dsp, 24 tracks (24 generated tracks × 2 s" in report and "speed-up" in report
@@ -55,7 +56,7 @@ def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None
 @pytest.fixture(scope="module")
 def musicnn_weights(tmp_path_factory) -> Path:
     """MSD_musicnn converted from the real ``musicnn`` 0.1.0 wheel (skipped only without a package index)."""
-    from navembed_pipeline.lib.models.musicnn_weights import WheelError, fetch_wheel, install
+    from navembed_pipeline.lib.models.musicnn.weights import WheelError, fetch_wheel, install
 
     try:
         wheel = fetch_wheel(tmp_path_factory.mktemp("musicnn-wheel"))
@@ -69,9 +70,8 @@ def musicnn_weights(tmp_path_factory) -> Path:
 def test_musicnn_patch_reader_decodes_the_same_windows_as_the_whole_track(tmp_path) -> None:
     """The benchmark decodes only the patches it uses, by seeking: the samples must be the port's own."""
     from benchmarks.musicnn_patches import evenly_spaced, patch_reader
-    from navembed_pipeline.lib.audio import load_audio
-    from navembed_pipeline.lib.encode import write_audio
-    from navembed_pipeline.lib.models.musicnn_mel import SAMPLE_RATE, patch_windows
+    from navembed_pipeline.lib.library import load_audio, write_audio
+    from navembed_pipeline.lib.models.musicnn.mel import SAMPLE_RATE, patch_windows
     from navembed_pipeline.sample_data.synth import render
 
     for name, seconds in (("long", 20), ("short", 2)):
