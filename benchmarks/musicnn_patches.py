@@ -33,7 +33,7 @@ class MusicnnPatches:
     """The port's layers per patch for audio files, through a per-file cache."""
 
     def __init__(self, cache_dir: Path, models_dir: Path | None, *, variant: str = "MSD_musicnn",
-                 patches: int = 10) -> None:
+                 patches: int = 6) -> None:
         import navembed_pipeline.lib.library.audio  # noqa: F401  (digested below)
         import navembed_pipeline.lib.models.musicnn.mel  # noqa: F401
         import navembed_pipeline.lib.models.musicnn.net  # noqa: F401
