@@ -17,12 +17,18 @@ import numpy as np
 from navembed_pipeline.lib.library import load_audio
 
 
-def _source_digest(*modules: str) -> str:
+def source_digest(*modules: str) -> str:
     """A digest of the source files of ``modules``: the cache key changes whenever the code does."""
     digest = hashlib.sha1()
     for module in modules:
         digest.update(Path(sys.modules[module].__file__).read_bytes())
     return digest.hexdigest()[:12]
+
+
+def file_key(path: Path) -> str:
+    """A cache name for one version of a file (its resolved path, size and modification time)."""
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class Computed:
 class Methods:
     """dsp v1, dsp v2 (raw pooled vector), bliss-audio and Chromaprint on one decoded wave per file."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, only: Sequence[str] | None = None) -> None:
+        """``only``: compute just these methods (default: every one)."""
         import navembed_pipeline.lib.duplicates.chromaprint as fingerprints
         import navembed_pipeline.lib.models.dsp.features  # noqa: F401  (digested below)
         import navembed_pipeline.lib.models.dsp.pooling  # noqa: F401
@@ -48,13 +55,15 @@ class Methods:
         self.v1 = DspV1Model(ModelOptions(device="cpu"))
         self.v2 = DspModel(ModelOptions(device="cpu"))
         self.revisions = {
-            "dsp_v1": _source_digest("navembed_pipeline.lib.models.dsp.v1"),
-            "dsp_v2_raw": _source_digest("navembed_pipeline.lib.models.dsp.features",
+            "dsp_v1": source_digest("navembed_pipeline.lib.models.dsp.v1"),
+            "dsp_v2_raw": source_digest("navembed_pipeline.lib.models.dsp.features",
                                          "navembed_pipeline.lib.models.dsp.pooling", "navembed_pipeline.lib.models.dsp.model"),
-            "chromaprint": _source_digest("navembed_pipeline.lib.duplicates.chromaprint"),
+            "chromaprint": source_digest("navembed_pipeline.lib.duplicates.chromaprint"),
             "bliss": _bliss_version(),
         }
-        self._frames_rev = _source_digest("navembed_pipeline.lib.models.dsp.features")
+        if only is not None:
+            self.revisions = {m: rev for m, rev in self.revisions.items() if m in only}
+        self._frames_rev = source_digest("navembed_pipeline.lib.models.dsp.features")
         self.cache_dir = cache_dir / "computed"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -125,9 +134,7 @@ class Methods:
             return [stored[f"w{i}"].astype(np.float32) for i in range(len(stored.files))]
 
     def _key(self, path: Path) -> Path:
-        stat = path.stat()
-        name = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:20]
-        return self.cache_dir / f"{name}.json"
+        return self.cache_dir / f"{file_key(path)}.json"
 
     def _load(self, path: Path) -> dict:
         key = self._key(path)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,3 +53,58 @@ def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None
     assert all(r["buckets_once"] and r["stored"] == 24 for r in workers["results"].values())
     if not torch.cuda.is_available():
         assert "Deep models (GPU section): skipped — no CUDA device on this machine" in report
+
+
+@pytest.fixture(scope="module")
+def musicnn_weights(tmp_path_factory) -> Path:
+    """MSD_musicnn converted from the real ``musicnn`` 0.1.0 wheel (skipped only without a package index)."""
+    from navembed_pipeline.lib.models.musicnn.weights import WheelError, fetch_wheel, install
+
+    try:
+        wheel = fetch_wheel(tmp_path_factory.mktemp("musicnn-wheel"))
+    except WheelError as exc:
+        pytest.skip(f"the musicnn 0.1.0 wheel cannot be fetched from the package index here: {exc}")
+    models_dir = tmp_path_factory.mktemp("musicnn-models")
+    install(models_dir, wheel=wheel)
+    return models_dir
+
+
+def test_musicnn_patch_reader_decodes_the_same_windows_as_the_whole_track(tmp_path) -> None:
+    """The benchmark decodes only the patches it uses, by seeking: the samples must be the port's own."""
+    from benchmarks.musicnn_patches import evenly_spaced, patch_reader
+    from navembed_pipeline.lib.library import load_audio, write_audio
+    from navembed_pipeline.lib.models.musicnn.mel import SAMPLE_RATE, patch_windows
+    from navembed_pipeline.sample_data.synth import render
+
+    for name, seconds in (("long", 20), ("short", 2)):
+        path = write_audio(tmp_path / f"{name}.ogg", render("chords", seconds=seconds, seed=1), 44100)
+        whole = patch_windows(load_audio(path, SAMPLE_RATE))
+        count, read = patch_reader(path)
+        assert count == len(whole)
+        for index in evenly_spaced(count, 3):
+            np.testing.assert_allclose(read(int(index)), whole[index], atol=1e-6)
+    assert list(evenly_spaced(106, 6)) == [0, 21, 42, 63, 84, 105] and list(evenly_spaced(4, 6)) == [0, 1, 2, 3]
+
+
+@pytest.mark.timeout(900)
+def test_musicnn_quality_quick_measures_every_candidate_and_fusion(tmp_path, musicnn_weights) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "musicnn_quality.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.musicnn_quality", "--quick", "--models-dir",
+                           str(musicnn_weights), "--json", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "MusiCNN quality (MSD_musicnn, at most 6 patches per track) on generated recordings" in done.stdout
+    result = json.loads(out.read_text())
+    precision = result["precision_at_5"]
+    # layers x poolings x centrings (none, library, reference), fusions of the two fixed centrings x 3 weights
+    assert len([c for c in precision if c.startswith("musicnn ") and "shipped" not in c]) == 4 * 2 * 3
+    assert len([c for c in precision if c.startswith("fusion ") and "shipped" not in c]) == 4 * 2 * 2 * 3
+    assert all(0.0 <= v <= 1.0 for values in precision.values() for v in values.values())
+    assert {"all", "held_out"} == set(precision["dsp_v2"])
+    # three clearly different generated styles, five songs each (chance 4/14): the real model tells them apart
+    assert precision[result["best"]["best musicnn"]]["all"] > 0.5
+    assert "musicnn shipped" in precision and "fusion shipped (equal weights)" in precision
+    for kind in ("best musicnn", "best fusion", "shipped musicnn", "shipped fusion"):
+        mean, low, high = result["minus_dsp_v2"][kind]["all"]
+        assert low <= mean <= high
