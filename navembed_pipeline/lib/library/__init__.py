@@ -1,0 +1,1 @@
+"""The Navidrome library: its database, files, and listening history."""
