@@ -102,7 +102,10 @@ def library_mixes(engine: Recommender, tracks: Mapping[str, Track], *, options: 
     ids = [t for t in field.track_ids if t in tracks]
     if len(ids) < 2 * options.min_cluster_tracks:
         return []
+    # Directions away from the library's mean: one model's vectors share a large common part, which
+    # would otherwise leave k-means one big cluster and a few outliers.
     data = _normalised(np.stack([field.vectors_of(t).mean(axis=0) for t in ids]).astype(np.float64))
+    data = _normalised(data - data.mean(axis=0))
     k = options.clusters or min(options.max_clusters, max(2, round(math.sqrt(len(ids)))))
     k = min(k, len(ids) // options.min_cluster_tracks)
     centroids, labels = kmeans2(data, k, minit="++", seed=0, iter=20)
@@ -139,7 +142,8 @@ def user_mixes(engine: Recommender, tracks: Mapping[str, Track], history: Listen
     slug = _slug(user.user_name) + (f"-{_slug(slug_suffix)}" if slug_suffix else "")
     mixes = []
     request = for_you_request(engine, tracks, history, now=now, options=options, library_ids=library_ids)
-    if request is not None and (picked := _similar(engine, request)):
+    if request is not None and (picked := _distinct_songs(_similar(engine, request), tracks,
+                                                          before=(*request.seeds, *request.rules.previous))):
         seeds = request.seeds
         names = ", ".join(tracks[t].title for t in seeds[:3]) + (" ..." if len(seeds) > 3 else "")
         mixes.append(Mix(
@@ -162,7 +166,7 @@ def user_mixes(engine: Recommender, tracks: Mapping[str, Track], history: Listen
                if a.starred and _embedded(engine, a.track_id)]
     for number, seed in enumerate(starred[:options.radio_stations], start=1):
         radio = RecommendRequest(mode="similar", seeds=(seed,), rules=replace(rules, size=max(1, options.size - 1)))
-        if picked := _similar(engine, radio):
+        if picked := _distinct_songs(_similar(engine, radio), tracks, before=(seed, *rules.previous)):
             mixes.append(Mix(
                 kind="radio", slug=f"radio-{slug}-{number}", title=f"Radio · {tracks[seed].title} · {user.user_name}",
                 user=user.user_name,
@@ -239,11 +243,28 @@ def _varied(ranked: Sequence[str], tracks: Mapping[str, Track], size: int, max_p
     """Up to ``size`` of ``ranked`` in order, at most ``max_per_artist`` per artist (then the rest, if short)."""
     counts: Counter[str] = Counter()
     picked, held = [], []
-    for track_id in ranked:
+    for track_id in _distinct_songs(ranked, tracks):
         artist = tracks[track_id].artist.strip().casefold()
         (picked if counts[artist] < max_per_artist else held).append(track_id)
         counts[artist] += 1
     return (picked + held)[:size] if len(picked) < size else picked[:size]
+
+
+def _song(track: Track) -> tuple[str, str]:
+    return track.artist.strip().casefold(), track.title.strip().casefold()
+
+
+def _distinct_songs(ids: Sequence[str], tracks: Mapping[str, Track], *, before: Sequence[str] = ()) -> list[str]:
+    """``ids`` without a second copy of one song (same artist and title, e.g. a FLAC and its MP3), nor
+    songs of ``before``."""
+    seen = {_song(tracks[t]) for t in before if t in tracks}
+    out = []
+    for track_id in ids:
+        song = _song(tracks[track_id]) if track_id in tracks else ("", track_id)
+        if song not in seen:
+            seen.add(song)
+            out.append(track_id)
+    return out
 
 
 def _shared(ids: Sequence[str], tracks: Mapping[str, Track], tagging: Tagging | None) -> tuple[str, str]:
