@@ -105,6 +105,13 @@ class NavidromeHistory:
                      library_ids=None if a or not limited else frozenset(access.get(i, ())))
                 for i, u, n, a in rows]
 
+    def library_ids(self) -> list[int]:
+        """Every library's id (those a user does not see are left out of their mixes)."""
+        with self._read() as conn:
+            if not _columns(conn, "library"):
+                return []
+            return [int(i) for (i,) in conn.execute("SELECT id FROM library ORDER BY id")]
+
     def find_user(self, name_or_id: str) -> User | None:
         """The user with this id, else with this user name (case-insensitive, as Navidrome logs in)."""
         users = self.users()

@@ -15,7 +15,7 @@ from navembed_pipeline.sample_data.navidrome_fixture import (FixtureAnnotation, 
                                                              FixtureUser, add_users, annotate, create_navidrome_db)
 from tests.lib.recommend_helpers import field, grouped_vectors
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NOW = datetime.now(UTC).replace(microsecond=0)  # the API dates "recent" by the clock
 # 12-d centres, noise wide enough that two tracks of one sound are not "the same recording" (cosine < 0.98)
 GROUPS = {g: np.eye(12)[i] * 1.0 for i, g in enumerate("pdb")}
 ARTISTS = {"p": ("Keys A", "Keys B"), "d": ("Kit A", "Kit B"), "b": ("Low A", "Low B")}
