@@ -49,13 +49,15 @@ def sonic_mixes(context: dg.AssetExecutionContext, navidrome: NavidromeResource,
     try:
         library = navidrome.library()
         history = NavidromeHistory(Path(navidrome.db_path))
-        cache = VectorCache(vector_store.client(), background=False)
+        store = vector_store.client()
+        cache = VectorCache(store, background=False)
         try:
             engine = Recommender(cache, library.get, default_models=mixes.model_list())
             run = build_and_write(engine, library, history, Path(mixes.playlists_dir),
                                   now=datetime.now(UTC), options=mixes.options())
         finally:
             cache.close()
+            store.close()
     except NavembedError as exc:
         raise dg.Failure(description=f"sonic mixes: {exc}") from exc
     report = run.report

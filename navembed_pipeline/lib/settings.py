@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         description="Keep Dagster's runs, event log and schedules in PostgreSQL "
                     "(postgresql+psycopg2://user:pass@host:5432/db) instead of SQLite under data_dir.")
 
+    @field_validator("playlists_dir", mode="before")
+    @classmethod
+    def _unset_playlists_dir(cls, value: object) -> object:
+        """An empty value (how the stack passes an unset setting on) means the default, not the cwd."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("models_device")
     @classmethod
     def _device(cls, value: str) -> str:
