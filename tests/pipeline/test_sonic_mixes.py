@@ -61,3 +61,16 @@ def test_the_sensor_asks_for_the_mixes_after_an_embedding_run_only(sample_librar
         sensor_name="sonic_mixes_after_runs", dagster_instance=instance, dagster_run=mixes_run.dagster_run,
         dagster_event=mixes_run.get_run_success_event())
     assert isinstance(sonic_mixes_after_runs(context), dg.SkipReason)
+
+
+def test_the_playlists_folder_setting(monkeypatch, tmp_path) -> None:
+    from navembed_pipeline.definitions import resources_for
+    from navembed_pipeline.lib.settings import Settings
+
+    monkeypatch.setenv("NAVEMBED_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("NAVEMBED_PLAYLISTS_DIR", "")  # how the stack passes an unset setting on
+    assert Settings().mixes_dir == tmp_path / "data" / "playlists"
+    monkeypatch.setenv("NAVEMBED_PLAYLISTS_DIR", str(tmp_path / "music" / "navembed"))
+    monkeypatch.setenv("NAVEMBED_MIX_SIZE", "7")
+    mixes = resources_for(Settings())["mixes"]
+    assert (mixes.playlists_dir, mixes.size) == (str(tmp_path / "music" / "navembed"), 7)
