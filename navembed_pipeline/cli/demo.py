@@ -224,11 +224,15 @@ def _text_search(api: httpx.Client, say: Callable[[str], None]) -> None:
 def _for_you(api: httpx.Client, say: Callable[[str], None]) -> None:
     playlist = _ok(api.get("/playlist/for-you", params={"user": FOR_YOU_USER, "size": PLAYLIST_SIZE}),
                    "/playlist/for-you")
-    say(f"==> GET /playlist/for-you?user={FOR_YOU_USER}: near the {len(playlist['seeds'])} tracks they play and "
-        f"star most, without their {playlist['left_out_recent_plays']} recent plays")
+    say(f"==> GET /playlist/for-you?user={FOR_YOU_USER}: near the {_count(len(playlist['seeds']), 'track')} they "
+        f"play and star most, leaving out {_count(playlist['left_out_recent_plays'], 'recent play')}")
     _print_tracks(playlist, say)
     if not playlist["tracks"]:
         raise DemoFailed(f"{FOR_YOU_USER}'s For you mix is empty")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[str], None]) -> None:
@@ -260,7 +264,7 @@ def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[
     written = {path.name for path in run.report.written}
     for mix in run.mixes:
         if file_name(mix.slug) in written:
-            say(f"    {file_name(mix.slug)}: {mix.title} ({len(mix.track_ids)} tracks)")
+            say(f"    {file_name(mix.slug)}: {mix.title} ({_count(len(mix.track_ids), 'track')})")
     music = library.root / "music"
     say(f"    Navidrome finds them on its next scan with ND_MUSICFOLDER={music} and "
         f"ND_PLAYLISTSPATH={folder.relative_to(music)} (the folder lies inside its 'Music' library); "
