@@ -26,7 +26,7 @@ from navembed_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from navembed_api.routes import ModelName
 from navembed_pipeline.lib.errors import LibraryError
 from navembed_pipeline.lib.library.history import NavidromeHistory
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, Playlist, PlaylistRules, RecommendError,
                                              Recommender, RecommendRequest, UnknownTrackError)
 from navembed_pipeline.lib.recommend.mixes import MixOptions, for_you_request

@@ -197,7 +197,7 @@ def _check_run(final: dict[str, Any], models: list[str], library: Any, say: Call
 
 
 def _seed(library: Any) -> Any:
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 
     tracks = {str(t.path): t for t in NavidromeLibrary(library.db_path).tracks()}
     return tracks[str(library.duplicate_pair[0])]
@@ -241,8 +241,8 @@ def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[
 
     from navembed_pipeline.lib.library.history import NavidromeHistory
     from navembed_pipeline.lib.library.m3u import file_name
-    from navembed_pipeline.lib.milvus_process import ensure_running
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.store.server import ensure_running
+    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
     from navembed_pipeline.lib.recommend import Recommender, VectorCache
     from navembed_pipeline.lib.recommend.mix_files import build_and_write
     from navembed_pipeline.lib.recommend.mixes import MixOptions

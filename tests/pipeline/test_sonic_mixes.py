@@ -4,7 +4,7 @@ navidrome.db has four users, three with listening history), and the sensor that 
 import dagster as dg
 
 from navembed_pipeline.lib.library.m3u import MARKER
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.mixes import MixesResource, sonic_mixes, sonic_mixes_after_runs
 from tests.lib.library.test_m3u import navidrome_import
 from tests.pipeline.helpers import embed, pipeline_resources

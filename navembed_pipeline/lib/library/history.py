@@ -3,7 +3,7 @@
 Navidrome keeps one ``annotation`` row per (user, item, item type): how often and when the user
 last played it, a 0..5 rating, a star and when it was starred. Items are tracks (``media_file``),
 albums and artists. ``user_library`` says which libraries a user may see; admins see all of them.
-The schema is ``history_schema.sql`` (from Navidrome's migrations).
+The schema is ``history.sql`` (from Navidrome's migrations).
 
 Old databases are read as far as they go: no ``annotation`` table (or no ``user`` table) means no
 history, no ``rated_at`` column means no rating dates, no ``user_library`` means every user sees
@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from navembed_pipeline.lib.errors import LibraryError
-from navembed_pipeline.lib.navidrome import DEFAULT_BUSY_TIMEOUT_S, EPOCH, parse_timestamp
+from navembed_pipeline.lib.library.navidrome import DEFAULT_BUSY_TIMEOUT_S, EPOCH, parse_timestamp
 
 TRACK_ITEM = "media_file"
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.navidrome import Library, Track
+from navembed_pipeline.lib.library.navidrome import Library, Track
 
 PREFIX = "navembed · "
 FILE_PREFIX = "navembed-"

@@ -13,7 +13,7 @@ from pathlib import Path
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library.history import NavidromeHistory
 from navembed_pipeline.lib.library.m3u import PlaylistSpec, WriteReport, file_name, write_playlists
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.mixes import TAGS_FIELD, TAGS_MODEL, Mix, MixOptions, Tagging, build_mixes
 from navembed_pipeline.lib.recommend.search import VectorSource

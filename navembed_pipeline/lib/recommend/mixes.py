@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from navembed_pipeline.lib.library.history import ListeningHistory, TrackAnnotation
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.errors import RecommendError
 from navembed_pipeline.lib.recommend.request import PlaylistRules, RecommendRequest

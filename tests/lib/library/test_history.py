@@ -145,7 +145,7 @@ def test_missing_file_and_not_a_database_are_clear_errors(tmp_path: Path) -> Non
 
 
 def test_the_schema_file_matches_what_the_fixture_creates(db) -> None:
-    """The fixture builds annotation/user/user_library from history_schema.sql, verbatim."""
+    """The fixture builds annotation/user/user_library from history.sql, verbatim."""
     path, _ = db
     with closing(sqlite3.connect(path)) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(annotation)")]

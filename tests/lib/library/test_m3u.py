@@ -22,7 +22,7 @@ import pytest
 from navembed_pipeline.lib.library import m3u
 from navembed_pipeline.lib.library.m3u import (MANIFEST, MARKER, PlaylistSpec, PlaylistWriteError, is_ours,
                                                write_playlists)
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, map_path
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, map_path
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 
 BUILT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

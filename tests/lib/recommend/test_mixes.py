@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.library.history import NavidromeHistory
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.recommend import Recommender, StaticVectors
 from navembed_pipeline.lib.recommend.mixes import MixOptions, Tagging, build_mixes, for_you_request, library_mixes
 from navembed_pipeline.sample_data.navidrome_fixture import (FixtureAnnotation, FixtureLibrary, FixtureTrack,

@@ -1,7 +1,7 @@
 -- Navidrome's own schema for the listening-history tables navembed reads: user, user_library, annotation.
 --
 -- Source: github.com/navidrome/navidrome at commit 295886cb9a432d375afa796ed8a32db0775464af, the same
--- state as ../navidrome_schema.sql. Derived by executing, on SQLite, the statements of the migrations
+-- state as navidrome.sql. Derived by executing, on SQLite, the statements of the migrations
 -- that last shaped these tables, in version order, and copying sqlite_master.sql verbatim:
 --   user:         20241024125533_fix_sort_tags_collation_and_index.sql (user_dg_tmp, renamed to user,
 --                 and its index) + 20260815015320_add_user_scrobble_filter.sql (ADD COLUMN);
