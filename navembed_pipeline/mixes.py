@@ -12,11 +12,9 @@ from pathlib import Path
 import dagster as dg
 
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.library.history import NavidromeHistory
+from navembed_pipeline.lib.library import NavidromeHistory
 from navembed_pipeline.lib.models import MODEL_NAMES
-from navembed_pipeline.lib.recommend import Recommender, VectorCache
-from navembed_pipeline.lib.recommend.mix_files import build_and_write, preview
-from navembed_pipeline.lib.recommend.mixes import MixOptions
+from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write, preview
 from navembed_pipeline.lib.runs import TRIGGER_TAG, asset_name, is_embedding_run
 from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
 from navembed_pipeline.sensors import active_embedding_run

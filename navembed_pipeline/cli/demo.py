@@ -197,7 +197,7 @@ def _check_run(final: dict[str, Any], models: list[str], library: Any, say: Call
 
 
 def _seed(library: Any) -> Any:
-    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library import NavidromeLibrary
 
     tracks = {str(t.path): t for t in NavidromeLibrary(library.db_path).tracks()}
     return tracks[str(library.duplicate_pair[0])]
@@ -239,14 +239,9 @@ def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[
     """Build the sonic mixes as the ``sonic_mixes`` asset does, from the running store."""
     from datetime import UTC, datetime
 
-    from navembed_pipeline.lib.library.history import NavidromeHistory
-    from navembed_pipeline.lib.library.m3u import file_name
-    from navembed_pipeline.lib.store.server import ensure_running
-    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
-    from navembed_pipeline.lib.recommend import Recommender, VectorCache
-    from navembed_pipeline.lib.recommend.mix_files import build_and_write
-    from navembed_pipeline.lib.recommend.mixes import MixOptions
-    from navembed_pipeline.lib.store import VectorStore
+    from navembed_pipeline.lib.library import NavidromeHistory, NavidromeLibrary, playlist_file_name
+    from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write
+    from navembed_pipeline.lib.store import VectorStore, ensure_running
 
     store = VectorStore(ensure_running(settings.milvus_data_dir))
     cache = VectorCache(store, background=False)
@@ -263,8 +258,8 @@ def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[
         f"history) written to {folder}")
     written = {path.name for path in run.report.written}
     for mix in run.mixes:
-        if file_name(mix.slug) in written:
-            say(f"    {file_name(mix.slug)}: {mix.title} ({_count(len(mix.track_ids), 'track')})")
+        if playlist_file_name(mix.slug) in written:
+            say(f"    {playlist_file_name(mix.slug)}: {mix.title} ({_count(len(mix.track_ids), 'track')})")
     music = library.root / "music"
     say(f"    Navidrome finds them on its next scan with ND_MUSICFOLDER={music} and "
         f"ND_PLAYLISTSPATH={folder.relative_to(music)} (the folder lies inside its 'Music' library); "

@@ -18,7 +18,7 @@ _PUBLIC = {
     "track_fingerprint": "segments",
     "UPLOAD_PREFIX": "upload_ids", "is_upload_id": "upload_ids", "upload_id": "upload_ids",
     "NavidromeHistory": "history", "ListeningHistory": "history", "User": "history",
-    "PlaylistSpec": "m3u", "write_playlists": "m3u",
+    "PlaylistSpec": "m3u", "write_playlists": "m3u", "playlist_file_name": "m3u:file_name",
 }
 __getattr__ = lazy_names(__name__, _PUBLIC)
 __all__ = sorted(_PUBLIC)

@@ -13,7 +13,7 @@ from navembed_pipeline.lib.recommend import Recommender, StaticVectors
 from navembed_pipeline.lib.recommend.mixes import MixOptions, Tagging, build_mixes, for_you_request, library_mixes
 from navembed_pipeline.sample_data.navidrome_fixture import (FixtureAnnotation, FixtureLibrary, FixtureTrack,
                                                              FixtureUser, add_users, annotate, create_navidrome_db)
-from tests.lib.recommend_helpers import field, grouped_vectors
+from tests.lib.recommend.helpers import field, grouped_vectors
 
 NOW = datetime.now(UTC).replace(microsecond=0)  # the API dates "recent" by the clock
 # 12-d centres, noise wide enough that two tracks of one sound are not "the same recording" (cosine < 0.98)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.recommend import PlaylistRules, RecommendRequest
-from tests.lib.recommend_helpers import field, recommender, track
+from tests.lib.recommend.helpers import field, recommender, track
 
 COUNT = 10
 DIM = COUNT + 12

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from navembed_pipeline.lib.models.dsp_features import COLUMNS, FRAME_COLUMNS, FRAMES_PER_SECOND, HOP, N_FFT
+from navembed_pipeline.lib.models.dsp.features import COLUMNS, FRAME_COLUMNS, FRAMES_PER_SECOND, HOP, N_FFT
 
 SILENCE_BELOW_LOUD_DB = 45.0
 SILENCE_FLOOR_DB = -70.0

@@ -1,4 +1,4 @@
-"""`dsp` v1, kept only for side-by-side measurements (benchmarks/quality.py); `dsp.py` is the model.
+"""`dsp` v1, kept only for side-by-side measurements (benchmarks/quality.py); `model.py` is the model.
 
 The original weight-free timbre/harmony/rhythm descriptor, unchanged:
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from navembed_pipeline.lib.models.enrich import enrich
 from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.models.enrich import enrich
 
 SAMPLE_RATE = 22050
 N_FFT = 2048

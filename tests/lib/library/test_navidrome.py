@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.library import navidrome
 from navembed_pipeline.lib.errors import LibraryError
+from navembed_pipeline.lib.library import navidrome
 from navembed_pipeline.lib.library.navidrome import EPOCH, NavidromeLibrary, map_path, parse_timestamp
-from navembed_pipeline.sample_data.navidrome_fixture import (
-    FixtureLibrary,
-    FixtureTrack,
-    create_navidrome_db,
-    mark_missing,
-)
+from navembed_pipeline.sample_data.navidrome_fixture import (FixtureLibrary, FixtureTrack, create_navidrome_db,
+                                                             mark_missing)
 
 LIBRARIES = [FixtureLibrary(1, "Music Library", "/music"), FixtureLibrary(2, "Vinyl Rips", "/srv/vinyl")]
 MTIME = datetime(2025, 6, 7, 8, 9, 10, 500000, tzinfo=timezone(timedelta(hours=2)))

@@ -11,7 +11,7 @@ import pytest
 
 from navembed_pipeline.lib.recommend import (InvalidRequestError, NoVectorsError, PathSpec, PlaylistRules,
                                              RecommendRequest, UnknownTrackError, VectorSeed)
-from tests.lib.recommend_helpers import field, grouped_vectors, recommender, track, unit
+from tests.lib.recommend.helpers import field, grouped_vectors, recommender, track, unit
 
 PIANO, DRUMS = unit(1, 0, 0, 0, 0, 0, 0, 0), unit(0, 1, 0, 0, 0, 0, 0, 0)
 # Alike within a group (cosine ~0.85), unlike across; never near-identical (that would be a duplicate).

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.recommend import FieldVectors
-from tests.lib.recommend_helpers import field, unit
+from tests.lib.recommend.helpers import field, unit
 
 
 def test_similarity_is_the_cosine_and_nan_for_tracks_without_vectors():

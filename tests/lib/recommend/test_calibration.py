@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.recommend.calibration import (CalibrationError, FieldCalibration, LibraryStats, ScoreCalibration,
-                                               load_calibration, save_calibration)
+from navembed_pipeline.lib.recommend.calibration import (CalibrationError, FieldCalibration, LibraryStats,
+                                                         ScoreCalibration, load_calibration, save_calibration)
 
 
 def clustered(rows: int = 400, dim: int = 24, *, offset: float = 3.0, seed: int = 0) -> np.ndarray:

@@ -5,20 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.engine.run import (
-    MAX_CONSECUTIVE_MODEL_FAILURES,
-    MIN_TRACKS_FOR_ETA,
-    EmbeddingRun,
-    RunOptions,
-    group_by_bucket,
-)
-from navembed_pipeline.lib.library.encode import write_audio
+from navembed_pipeline.lib.engine.run import (MAX_CONSECUTIVE_MODEL_FAILURES, MIN_TRACKS_FOR_ETA, EmbeddingRun,
+                                              RunOptions, group_by_bucket)
 from navembed_pipeline.lib.errors import ModelLoadError
+from navembed_pipeline.lib.library.encode import write_audio
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, Track
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
-from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, Track
-from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.runs import Progress
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.sample_data.synth import STYLES, render
 
 RATE = 22_050

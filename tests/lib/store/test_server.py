@@ -13,15 +13,9 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.store.server import (
-    STATE_FILE,
-    MilvusLiteServer,
-    ensure_running,
-    private_socket,
-    running_uri,
-    stop_running,
-)
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.lib.store.server import (STATE_FILE, MilvusLiteServer, ensure_running, private_socket,
+                                                running_uri, stop_running)
 
 ENSURE_IN_CHILD = "import sys; from navembed_pipeline.lib.store.server import ensure_running; " \
                   "print(ensure_running(sys.argv[1]))"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navembed_pipeline.sample_data import synth
-from navembed_pipeline.lib.library.audio import AudioInfo, decode_audio, load_audio, probe, sliding_windows
 from navembed_pipeline.lib.errors import AudioDecodeError
+from navembed_pipeline.lib.library.audio import AudioInfo, decode_audio, load_audio, probe, sliding_windows
+from navembed_pipeline.sample_data import synth
 
 SR = 44100
 SECONDS = 3.0

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.recommend.calibration import load_calibration
 from navembed_pipeline.lib.recommend import VectorCache
+from navembed_pipeline.lib.recommend.calibration import load_calibration
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 DIM = 8

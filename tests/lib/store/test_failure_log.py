@@ -2,15 +2,10 @@
 
 from pathlib import Path
 
-from navembed_pipeline.lib.store.failure_log import FailureLog
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store.schema import (
-    FAILURES_COLLECTION,
-    PLACEHOLDER_FIELD,
-    PLACEHOLDER_VECTOR,
-    failures_index,
-    failures_schema,
-)
+from navembed_pipeline.lib.store.failure_log import FailureLog
+from navembed_pipeline.lib.store.schema import (FAILURES_COLLECTION, PLACEHOLDER_FIELD, PLACEHOLDER_VECTOR,
+                                                failures_index, failures_schema)
 
 
 def test_the_latest_error_per_model_and_track_wins_and_clears_per_track(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from navembed_pipeline.lib.recommend import PlaylistRules, RecommendRequest, UnknownTrackError
 from navembed_pipeline.lib.recommend.sonic import RADIUS_SIMILARITY, SonicService, UnknownArtistError
-from tests.lib.recommend_helpers import field, grouped_vectors, recommender, track
+from tests.lib.recommend.helpers import field, grouped_vectors, recommender, track
 
 AXES = np.eye(8, dtype=np.float32)
 # Groups p, q (near p: shares most of its direction), d and five others; artists by group.

@@ -3,7 +3,7 @@
 import pytest
 
 from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
-from tests.lib.worker_functions import exit_now, refuse, square
+from tests.lib.engine.worker_functions import exit_now, refuse, square
 
 
 def test_results_exceptions_and_a_death_each_reach_their_own_job() -> None:

@@ -1,6 +1,6 @@
 """The reference centre and scale of every raw `dsp` v2 dimension, measured on real recordings.
 
-``dsp_reference.json`` (beside this module) holds, per raw dimension, the median, the scale (the
+``reference.json`` (beside this module) holds, per raw dimension, the median, the scale (the
 robust spread IQR / 1.349, floored) and whether it is centred (the blocks ``dsp.CENTRED_BLOCKS``)
 over the real recordings of ``benchmarks/recordings.py``; it is
 written by ``python -m benchmarks.quality --fit-reference`` and is part of the model's version:
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.models.dsp_pooling import RAW_DIMENSION  # the file must match the model
+from navembed_pipeline.lib.models.dsp.pooling import RAW_DIMENSION  # the file must match the model
 
-REFERENCE_FILE = Path(__file__).with_name("dsp_reference.json")
+REFERENCE_FILE = Path(__file__).with_name("reference.json")
 
 
 @dataclass(frozen=True, eq=False)

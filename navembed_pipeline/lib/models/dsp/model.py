@@ -9,13 +9,13 @@ change between ~1 s summaries, plus a 9-d tempo/periodicity descriptor from the 
 envelope's autocorrelation → 88 × 3 + 9 = 273 dimensions.
 
 Every dimension is scaled (and the offset blocks ``CENTRED_BLOCKS`` centred) by a reference
-measured on real recordings (``dsp_reference.json``), each block is weighted by its *measured*
+measured on real recordings (``reference.json``), each block is weighted by its *measured*
 contribution (see ``BLOCK_WEIGHTS``), and the vector is L2-normalised.
 
 What v1 got wrong and v2 fixes (issue 10): a third of v1's vector was the mean of first
 differences of thousands of frames, which telescopes to ≈ 0; silence was pooled like music; chroma
 bins below 220 Hz were uneven; there was no tempo feature; block weights were set by ear. v1 stays
-reachable as ``dsp_v1.DspV1Model`` for side-by-side measurements (``benchmarks/quality.py``).
+reachable as ``v1.DspV1Model`` for side-by-side measurements (``benchmarks/quality.py``).
 
 Cost (one core, a 6-minute track, ``time.process_time`` on the busy 2-core development machine):
 v1 1.8-2.3 s, v2 0.49-0.60 s — one STFT, one filterbank matrix multiply, no sorting.
@@ -29,25 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.models.enrich import l2_normalise
 from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.models.dsp_features import (
-    COLUMNS,
-    FRAME_COLUMNS,
-    HOP,
-    N_FFT,
-    SAMPLE_RATE,
-    FrameFeatures,
-)
-from navembed_pipeline.lib.models.dsp_pooling import (
-    RAW_DIMENSION,
-    STATS,
-    TEMPO_DIM,
-    audible,
-    frame_statistics,
-    tempo_descriptor,
-)
-from navembed_pipeline.lib.models.dsp_reference import reference
+from navembed_pipeline.lib.models.dsp.features import COLUMNS, FRAME_COLUMNS, HOP, N_FFT, SAMPLE_RATE, FrameFeatures
+from navembed_pipeline.lib.models.dsp.pooling import (RAW_DIMENSION, STATS, TEMPO_DIM, audible, frame_statistics,
+                                                      tempo_descriptor)
+from navembed_pipeline.lib.models.dsp.reference import reference
+from navembed_pipeline.lib.models.enrich import l2_normalise
 
 VERSION = "2"
 WINDOW_SECONDS = 30.0

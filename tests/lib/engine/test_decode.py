@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.engine.decode import DecodeAhead
-from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
 from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.engine.decode import DecodeAhead
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
+from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
-from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
-from tests.lib.worker_functions import dies_on_crash_files
-from tests.lib.test_embedding_run import GOOD_SECONDS, write_library
+from tests.lib.engine.worker_functions import dies_on_crash_files
+from tests.lib.engine.test_run import GOOD_SECONDS, write_library
 
 RATE = 22_050
 

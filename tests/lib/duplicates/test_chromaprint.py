@@ -5,19 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from navembed_pipeline.lib.duplicates.chromaprint import (DUPLICATE_SCORE, Match, fingerprint_pcm, from_blob,
+                                                          is_duplicate, match, seconds_of, to_blob, to_fingerprint_rate)
 from navembed_pipeline.lib.library.audio import load_audio
 from navembed_pipeline.lib.library.encode import write_audio
-from navembed_pipeline.lib.duplicates.chromaprint import (
-    DUPLICATE_SCORE,
-    Match,
-    fingerprint_pcm,
-    from_blob,
-    is_duplicate,
-    match,
-    seconds_of,
-    to_blob,
-    to_fingerprint_rate,
-)
 from navembed_pipeline.sample_data.synth import _Groove, render_song
 
 RATE = 22050  # the dsp model's decode rate: fingerprints come from the pipeline's own waves

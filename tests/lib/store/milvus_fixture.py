@@ -1,6 +1,6 @@
 """Pytest fixtures: one real Milvus Lite server for the whole test session.
 
-Import the fixtures into a test module or a conftest (``from tests.lib.milvus_fixture import
+Import the fixtures into a test module or a conftest (``from tests.lib.store.milvus_fixture import
 milvus_server, milvus_uri, vector_store``). However many places import them, the session shares
 one server process: it starts on first use and stops after its last user.
 """
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
-from navembed_pipeline.lib.store.failure_log import FAILURES_FILE, FailureLog
-from navembed_pipeline.lib.store.server import MilvusLiteServer
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.lib.store.client import GRPC_OPTIONS
+from navembed_pipeline.lib.store.failure_log import FAILURES_FILE, FailureLog
+from navembed_pipeline.lib.store.server import MilvusLiteServer
 
 
 class _Shared:
