@@ -6,6 +6,7 @@ from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.catalog import for_deployment, store_location
 from navembed_pipeline.jobs import reembed_job, retry_failed_tracks_job
 from navembed_pipeline.lib.settings import Settings
+from navembed_pipeline.mixes import MixesResource, sonic_mixes, sonic_mixes_after_runs, sonic_mixes_job
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 from navembed_pipeline.schedules import build_nightly_reconcile_schedule
 from navembed_pipeline.sensors import build_library_change_sensor
@@ -16,9 +17,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     models = settings.enabled_models()
     return dg.Definitions(
         assets=[library_tracks, *for_deployment(embedding_assets, reconcile_cron=settings.reconcile_cron,
-                                                uri=store_location(settings.milvus_uri, settings.milvus_data_dir))],
-        jobs=[reembed_job, retry_failed_tracks_job],
-        sensors=[build_library_change_sensor(models, interval_seconds=settings.sensor_interval_seconds)],
+                                                uri=store_location(settings.milvus_uri, settings.milvus_data_dir)),
+                sonic_mixes],
+        jobs=[reembed_job, retry_failed_tracks_job, sonic_mixes_job],
+        sensors=[build_library_change_sensor(models, interval_seconds=settings.sensor_interval_seconds),
+                 sonic_mixes_after_runs],
         schedules=[build_nightly_reconcile_schedule(models, cron=settings.reconcile_cron)],
         resources=resources_for(settings),
     )
@@ -38,6 +41,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                                  decode_workers=settings.decode_workers, decode_processes=settings.decode_processes,
                                  nice=settings.nice,
                                  mert_layers=settings.mert_layers, musicnn_variant=settings.musicnn_variant),
+        "mixes": MixesResource(playlists_dir=str(settings.mixes_dir), models=",".join(settings.enabled_models()),
+                               size=settings.mix_size),
     }
 
 

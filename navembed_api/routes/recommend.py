@@ -16,6 +16,7 @@ found, 0: anything else). A stock Navidrome answers these endpoints itself throu
 import contextlib
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,10 +24,12 @@ from pydantic import BaseModel, Field, StrictBool
 
 from navembed_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from navembed_api.routes import ModelName
-from navembed_pipeline.lib.library import Track
-from navembed_pipeline.lib.recommend import (MAX_SIZE, MAX_STEPS, Neighbour, NoVectorsError, PathSpec, Playlist,
-                                             PlaylistRules, Recommender, RecommendError, RecommendRequest, SonicService,
-                                             UnknownArtistError, UnknownTagError, UnknownTrackError)
+from navembed_pipeline.lib.errors import LibraryError
+from navembed_pipeline.lib.library import NavidromeHistory, Track
+from navembed_pipeline.lib.recommend import (MAX_SIZE, MAX_STEPS, MixOptions, Neighbour, NoVectorsError, PathSpec,
+                                             Playlist, PlaylistRules, Recommender, RecommendError, RecommendRequest,
+                                             SonicService, UnknownArtistError, UnknownTagError, UnknownTrackError,
+                                             for_you_request)
 
 router = APIRouter(tags=["recommend"])
 SUBSONIC_VERSION = "1.16.1"
@@ -151,6 +154,63 @@ def similar(track_id: str, engine: RecommenderDep, size: Annotated[int, Query(ge
     """Tracks that sound like ``track_id`` (``similar`` mode with default rules)."""
     request = RecommendRequest(mode="similar", seeds=(track_id,), models=tuple(models), rules=PlaylistRules(size=size))
     return dataclasses.asdict(answer(engine, request))
+
+
+def get_history(request: Request) -> NavidromeHistory:
+    """Navidrome's listening history (the database the recommender reads), opened on first use."""
+    state = request.app.state
+    history = getattr(state, "history", None)
+    if history is None:
+        services = getattr(state, "services", None)
+        db = services.settings.navidrome_db if services is not None else None
+        if db is None:
+            raise RecommenderUnavailable(_OFF)
+        try:
+            history = state.history = NavidromeHistory(db)
+        except LibraryError as exc:
+            raise RecommenderUnavailable(f"listening history unavailable: {exc}") from exc
+    return history
+
+
+HistoryDep = Annotated[NavidromeHistory, Depends(get_history)]
+
+
+@router.get("/playlist/for-you", responses={404: {"description": "unknown user"},
+                                           409: {"description": "the user has no history yet, or no vectors"},
+                                           422: {"description": "an out-of-range parameter"},
+                                           503: {"description": "the vector store or Navidrome's database is "
+                                                                "unreachable"}})
+def for_you(engine: RecommenderDep, history: HistoryDep,
+            user: Annotated[str, Query(min_length=1, max_length=255, description="Navidrome user name or id.")],
+            size: Annotated[int, Query(ge=1, le=MAX_SIZE)] = 25,
+            models: Annotated[list[ModelName], Query()] = [],  # noqa: B006 - FastAPI query
+            max_per_artist: Annotated[int, Query(ge=1)] = MixOptions.max_per_artist,
+            diversity: Annotated[float, Query(ge=0.0, le=1.0)] = MixOptions.diversity,
+            recent_days: Annotated[int, Query(ge=0, le=3650)] = MixOptions.recent_days) -> dict[str, Any]:
+    """The user's "For you" mix, as the ``sonic_mixes`` playlists build it: ``similar`` over the tracks
+    the user plays, rates and stars most (Navidrome's listening history), without tracks played in
+    the last ``recent_days`` days, only from the libraries the user may see. Each track's ``why``
+    lists its similarity to each of those seeds, as in the other playlist modes."""
+    try:
+        found = history.find_user(user)
+        if found is None:
+            raise NotFound(f"no Navidrome user {user!r} (looked up by id and by user name)")
+        listening = history.history(found)
+        library_ids = history.library_ids()
+    except LibraryError as exc:
+        raise RecommenderUnavailable(f"listening history unavailable: {exc}") from exc
+    options = MixOptions(size=size, max_per_artist=max_per_artist, diversity=diversity, recent_days=recent_days)
+    with refusals_as_http():
+        tracks = engine.catalog([a.track_id for a in listening.tracks])
+        request = for_you_request(engine, tracks, listening, now=datetime.now(UTC), options=options,
+                                  library_ids=library_ids, models=tuple(models))
+    if request is None:
+        embedded = f"embedded in {', '.join(models)}" if models else "embedded"
+        raise Conflict(f"user {found.user_name!r} has no plays, ratings or stars on tracks {embedded} yet; "
+                       "their For you mix needs some listening history")
+    playlist = answer(engine, request)
+    return {**dataclasses.asdict(playlist), "user": {"id": found.id, "user_name": found.user_name},
+            "seeds": list(request.seeds), "left_out_recent_plays": len(request.rules.previous)}
 
 
 @router.get("/rest/getSonicSimilarTracks")

@@ -8,7 +8,10 @@
 4. draw a progress bar from ``GET /batch/progress?run_id=…`` until the run ends;
 5. ask the API for a similar-track playlist (and a text search when muq is enabled), and the
    upload socket whether an MP3 re-encode of a library track is a duplicate;
-6. stop the stack — or keep it running with ``--keep`` until Ctrl-C.
+6. ask for alice's "For you" mix (``GET /playlist/for-you``), then write the sonic mixes (library
+   clusters, and per user from the sample's listening history) as M3U8 playlists into
+   ``library/music/navembed`` and say how Navidrome would import them;
+7. stop the stack — or keep it running with ``--keep`` until Ctrl-C.
 
 Every step checks what it gets; anything unexpected raises ``DemoFailed`` (exit status 1).
 """
@@ -34,6 +37,8 @@ RUN_TIMEOUT_S = 1800.0
 TERMINAL = ("completed", "completed_with_errors", "failed", "cancelled")
 TEXT_PROMPT = "calm solo piano"
 PLAYLIST_SIZE = 5
+PLAYLISTS_SUBDIR = "navembed"  # inside the sample's "Music" library: ND_PLAYLISTSPATH=navembed
+FOR_YOU_USER = "alice"
 
 
 class DemoFailed(NavembedError):
@@ -65,6 +70,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int
     settings = ApiSettings(
         data_dir=root / "data", navidrome_db=library.db_path, music_root=library.root, milvus_uri="",
         admin_token=token, socket_path=socket_dir / "upload.sock",
+        playlists_dir=library.root / "music" / PLAYLISTS_SUBDIR,
         dagster_port=_port(options.dagster_port, 3000, "Dagster UI", say),
         api_port=_port(options.api_port, 9002, "API", say))
     models = settings.enabled_models()
@@ -86,6 +92,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int
                 _upload_duplicate(settings.socket_path, library.duplicate_pair[1], seed, say)
                 if "muq" in models:
                     _text_search(api, say)
+                _for_you(api, say)
+                _write_mixes(settings, library, models, say)
                 say(f"==> Dagster run (logs, per-bucket tables): {run['dagster_run_url']}")
                 if options.keep:
                     say("==> the stack keeps running; admin token for /batch/* and the Dagster UI "
@@ -211,6 +219,53 @@ def _text_search(api: httpx.Client, say: Callable[[str], None]) -> None:
     _print_tracks(playlist, say)
     if not playlist["tracks"]:
         raise DemoFailed("the text search found nothing")
+
+
+def _for_you(api: httpx.Client, say: Callable[[str], None]) -> None:
+    playlist = _ok(api.get("/playlist/for-you", params={"user": FOR_YOU_USER, "size": PLAYLIST_SIZE}),
+                   "/playlist/for-you")
+    say(f"==> GET /playlist/for-you?user={FOR_YOU_USER}: near the {_count(len(playlist['seeds']), 'track')} they "
+        f"play and star most, leaving out {_count(playlist['left_out_recent_plays'], 'recent play')}")
+    _print_tracks(playlist, say)
+    if not playlist["tracks"]:
+        raise DemoFailed(f"{FOR_YOU_USER}'s For you mix is empty")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[str], None]) -> None:
+    """Build the sonic mixes as the ``sonic_mixes`` asset does, from the running store."""
+    from datetime import UTC, datetime
+
+    from navembed_pipeline.lib.library import NavidromeHistory, NavidromeLibrary, playlist_file_name
+    from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write
+    from navembed_pipeline.lib.store import VectorStore, ensure_running
+
+    store = VectorStore(ensure_running(settings.milvus_data_dir))
+    cache = VectorCache(store, background=False)
+    try:
+        tracks = NavidromeLibrary(library.db_path)
+        engine = Recommender(cache, tracks.get, default_models=models)
+        run = build_and_write(engine, tracks, NavidromeHistory(library.db_path), settings.mixes_dir,
+                              now=datetime.now(UTC), options=MixOptions(size=min(settings.mix_size, 10)))
+    finally:
+        cache.close()
+        store.close()
+    folder = run.report.directory
+    say(f"==> sonic mixes: {len(run.mixes)} playlists ({run.users} of {run.users_total} users have listening "
+        f"history) written to {folder}")
+    written = {path.name for path in run.report.written}
+    for mix in run.mixes:
+        if playlist_file_name(mix.slug) in written:
+            say(f"    {playlist_file_name(mix.slug)}: {mix.title} ({_count(len(mix.track_ids), 'track')})")
+    music = library.root / "music"
+    say(f"    Navidrome finds them on its next scan with ND_MUSICFOLDER={music} and "
+        f"ND_PLAYLISTSPATH={folder.relative_to(music)} (the folder lies inside its 'Music' library); "
+        "the sonic_mixes asset rewrites them after every run")
+    if not run.report.written or run.users != 3:
+        raise DemoFailed(f"expected mixes for the sample's 3 listeners, got {run.users} and {run.report}")
 
 
 def _upload_duplicate(socket_path: Path, upload: Path, seed: Any, say: Callable[[str], None]) -> None:

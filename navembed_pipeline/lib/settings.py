@@ -71,10 +71,20 @@ class Settings(BaseSettings):
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "
                                          "library against the store.")
     reconcile_cron: str = Field("0 3 * * *", description="When the full reconcile schedule runs (cron, UTC).")
+    playlists_dir: Path | None = Field(None, description="Where the sonic mixes are written as M3U8 playlists; "
+                                       "meant to be a folder inside the music library that Navidrome's "
+                                       "PlaylistsPath allows (default: <data_dir>/playlists).")
+    mix_size: int = Field(25, ge=1, le=500, description="Tracks per sonic mix.")
     dagster_postgres_url: SecretStr | None = Field(
         None, validation_alias=_env("NAVEMBED_DAGSTER_POSTGRES_URL", "DAGSTER_POSTGRES_URL"),
         description="Keep Dagster's runs, event log and schedules in PostgreSQL "
                     "(postgresql+psycopg2://user:pass@host:5432/db) instead of SQLite under data_dir.")
+
+    @field_validator("playlists_dir", mode="before")
+    @classmethod
+    def _unset_playlists_dir(cls, value: object) -> object:
+        """An empty value (how the stack passes an unset setting on) means the default, not the cwd."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("models_device")
     @classmethod
@@ -101,6 +111,11 @@ class Settings(BaseSettings):
     def failures_db(self) -> Path:
         """The SQLite failure log: which tracks each model could not embed, and why."""
         return self.data_dir / "failures.sqlite"
+
+    @property
+    def mixes_dir(self) -> Path:
+        """Where the sonic mixes' playlists go: ``playlists_dir``, else ``<data_dir>/playlists``."""
+        return self.playlists_dir or self.data_dir / "playlists"
 
     @property
     def dagster_home(self) -> Path:

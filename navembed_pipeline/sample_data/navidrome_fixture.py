@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 SCHEMA_SQL = resources.files("navembed_pipeline.lib.library").joinpath("navidrome.sql")
+HISTORY_SCHEMA_SQL = resources.files("navembed_pipeline.lib.library").joinpath("history.sql")
 FIXED_TIME = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 _BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DEFAULT_BIT_RATE_KBPS = 320
@@ -99,7 +100,7 @@ def create_navidrome_db(
     if db_path.exists():
         raise FileExistsError(f"{db_path} exists; the fixture only creates new databases")
     with closing(_connect(db_path)) as conn:
-        conn.executescript(f"BEGIN; {SCHEMA_SQL.read_text()} COMMIT;")  # one fsync, not one per statement
+        conn.executescript(f"BEGIN; {SCHEMA_SQL.read_text()} {HISTORY_SCHEMA_SQL.read_text()} COMMIT;")  # one fsync, not one per statement
         if wal:
             conn.execute("PRAGMA journal_mode=WAL")
         with conn:
@@ -109,6 +110,60 @@ def create_navidrome_db(
                 [(lib.id, lib.name, lib.path, *[go_timestamp(now)] * 3) for lib in libraries],
             )
         return _insert_tracks(conn, tracks, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class FixtureUser:
+    """A ``user`` row; ``library_ids`` are its ``user_library`` rows (admins see every library anyway)."""
+
+    user_name: str
+    is_admin: bool = False
+    library_ids: tuple[int, ...] = (1,)
+    id: str | None = None  # None: derived from the user name, shaped like Navidrome's ids
+
+
+@dataclass(frozen=True, slots=True)
+class FixtureAnnotation:
+    """An ``annotation`` row, as Navidrome writes it when a user plays, rates or stars an item."""
+
+    user_name: str
+    item_id: str
+    play_count: int = 0
+    play_date: datetime | None = None
+    rating: int = 0
+    starred: bool = False
+    starred_at: datetime | None = None
+    item_type: str = "media_file"
+
+
+def user_id(user_name: str) -> str:
+    return navidrome_hash("user", user_name)
+
+
+def add_users(db_path: str | Path, users: Sequence[FixtureUser], *, now: datetime = FIXED_TIME) -> list[str]:
+    """Create users (and their library access) as Navidrome's user admin does; return their ids."""
+    ids = [u.id or user_id(u.user_name) for u in users]
+    with closing(_connect(db_path)) as conn, conn:
+        conn.executemany(
+            'INSERT INTO "user" (id, user_name, name, email, password, is_admin, created_at, updated_at)'
+            " VALUES (?, ?, ?, '', '', ?, ?, ?)",
+            [(i, u.user_name, u.user_name.title(), int(u.is_admin), go_timestamp(now), go_timestamp(now))
+             for i, u in zip(ids, users, strict=True)])
+        conn.executemany("INSERT INTO user_library (user_id, library_id) VALUES (?, ?)",
+                         [(i, lib) for i, u in zip(ids, users, strict=True) for lib in u.library_ids])
+    return ids
+
+
+def annotate(db_path: str | Path, annotations: Sequence[FixtureAnnotation]) -> None:
+    """Record plays, ratings and stars (one row per user and item, as Navidrome keeps them)."""
+    with closing(_connect(db_path)) as conn, conn:
+        names = dict(conn.execute('SELECT user_name, id FROM "user"').fetchall())
+        conn.executemany(
+            "INSERT INTO annotation (user_id, item_id, item_type, play_count, play_date, rating, starred,"
+            " starred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(names[a.user_name], a.item_id, a.item_type, a.play_count,
+              go_timestamp(a.play_date) if a.play_date else None, a.rating, int(a.starred),
+              go_timestamp(a.starred_at) if a.starred_at else None) for a in annotations])
 
 
 def add_tracks(db_path: str | Path, tracks: Sequence[FixtureTrack], *, now: datetime = FIXED_TIME) -> list[str]:

@@ -6,12 +6,15 @@ file, and two Navidrome libraries.
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from navembed_pipeline.lib.library import load_audio, write_audio
-from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.sample_data.navidrome_fixture import (FixtureAnnotation, FixtureLibrary, FixtureTrack,
+                                                             FixtureUser, add_users, annotate, create_navidrome_db,
+                                                             navidrome_hash)
 from navembed_pipeline.sample_data.synth import render, write_album
 
 SAMPLE_RATE = 44100
@@ -50,6 +53,28 @@ CORRUPT = "Broken/Damaged/01 Damaged.mp3"
 EXTRA = SampleTrack("Field/Recordings/01 Night Bass.flac", "bass", 2, "Field", "Recordings", "Night Bass")
 
 
+# Listening history: (user, track path, plays, days since the last play, starred days ago or None, rating).
+# alice (admin) plays piano and starred pads long ago; bob drums, and only sees the main library; carol
+# bass and pads across both libraries; dave has an account and no history.
+SAMPLE_USERS: tuple[FixtureUser, ...] = (
+    FixtureUser("alice", is_admin=True, library_ids=(1, 2)),
+    FixtureUser("bob", library_ids=(1,)),
+    FixtureUser("carol", library_ids=(1, 2)),
+    FixtureUser("dave", library_ids=(1,)),
+)
+SAMPLE_HISTORY: tuple[tuple[str, str, int, int | None, int | None, int], ...] = (
+    ("alice", "Piano Trio/Keys/01 Morning Keys.flac", 14, 1, 30, 5),
+    ("alice", "Piano Trio/Keys/02 Evening Keys.mp3", 6, 20, None, 4),
+    ("alice", "Pad Society/Air/02 Cold Pads.flac", 9, 400, 500, 5),
+    ("bob", "Beat Unit/Breaks/01 Breakbeat.wav", 21, 0, 10, 5),
+    ("bob", "Beat Unit/Breaks/02 Rimshot Rush.ogg", 3, 45, 200, 4),
+    ("bob", "Static/Rooms/01 White Room.mp3", 2, 3, None, 0),
+    ("carol", "Low End/Depths/01 Deep Bass.m4a", 17, 2, 90, 5),
+    ("carol", "Pad Society/Air/01 Warm Pads.opus", 5, 30, 300, 4),
+    ("carol", "Field/Recordings/01 Night Bass.flac", 4, 10, 60, 5),  # library 2
+)
+
+
 @dataclass(frozen=True)
 class SampleLibrary:
     """What was written."""
@@ -63,8 +88,12 @@ class SampleLibrary:
     duplicate_pair: tuple[Path, Path]
 
 
-def write_sample_library(root: Path, *, seconds: float = 20.0) -> SampleLibrary:
-    """Write the sample library under ``root`` (idempotent: files are rewritten identically)."""
+def write_sample_library(root: Path, *, seconds: float = 20.0, history_now: datetime | None = None) -> SampleLibrary:
+    """Write the sample library under ``root`` (idempotent: files are rewritten identically).
+
+    Its users' plays and stars are dated relative to ``history_now`` (default: now), so "recently
+    played" means recent whenever the library is written.
+    """
     root = Path(root).resolve()
     music, extra = root / MUSIC_DIR, root / EXTRA_DIR
     fixtures: list[FixtureTrack] = []
@@ -91,9 +120,22 @@ def write_sample_library(root: Path, *, seconds: float = 20.0) -> SampleLibrary:
     create_navidrome_db(db_path, libraries=[FixtureLibrary(1, "Music", str(music)),
                                             FixtureLibrary(2, "Field Recordings", str(extra))],
                         tracks=fixtures)
+    add_users(db_path, SAMPLE_USERS)
+    annotate(db_path, sample_annotations(history_now or datetime.now(UTC)))
     suffixes = sorted({Path(t.path).suffix for t in fixtures})
     return SampleLibrary(root, db_path, len(fixtures), " ".join(suffixes) + " + .cue", corrupt,
                          music / path, (original, copy))
+
+
+def sample_annotations(now: datetime) -> list[FixtureAnnotation]:
+    """``SAMPLE_HISTORY`` as annotation rows dated relative to ``now`` (track ids as the fixture derives them)."""
+    rows = []
+    for user, path, plays, last_played, starred, rating in SAMPLE_HISTORY:
+        rows.append(FixtureAnnotation(
+            user, navidrome_hash(f"{2 if path == EXTRA.path else 1}:{path}"), play_count=plays,
+            play_date=now - timedelta(days=last_played) if last_played is not None else None, rating=rating,
+            starred=starred is not None, starred_at=now - timedelta(days=starred) if starred is not None else None))
+    return rows
 
 
 def _write(base: Path, track: SampleTrack, wave: np.ndarray) -> Path:

@@ -35,6 +35,11 @@ def test_demo_embeds_through_the_api_and_prints_playlists(tmp_path, capsys, monk
     assert "1. " in playlist and "5. " in playlist and "Morning Keys" not in playlist
     assert "yes: duplicate of 'Piano Trio - Morning Keys'" in out
     assert "text tower" not in out  # no muq weights, no text search
+    for_you = out.split("GET /playlist/for-you?user=alice")[1].split("==>")[0]
+    assert "1. " in for_you and "leaving out 1 recent play" in for_you  # alice played Morning Keys yesterday
+    assert "3 of 4 users have listening history" in out
+    assert "navembed-for-you-alice.m3u8: For you · alice" in out and "ND_PLAYLISTSPATH=navembed" in out
+    assert (tmp_path / "demo" / "library" / "music" / "navembed" / "navembed-for-you-bob.m3u8").is_file()
     assert out.rstrip().endswith("==> demo finished")
 
 

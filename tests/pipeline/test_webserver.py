@@ -41,12 +41,13 @@ def test_webserver_lists_assets_partitions_jobs_sensor_and_schedule(webserver) -
     repo = response.json()["data"]["repositoriesOrError"]["nodes"][0]
     assets = {"/".join(a["assetKey"]["path"]): a for a in repo["assetNodes"]}
     assert set(assets) == {"library_tracks", "muq_embeddings", "mert_embeddings", "latent_embeddings",
-                           "dsp_embeddings", "musicnn_embeddings"}
+                           "dsp_embeddings", "musicnn_embeddings", "sonic_mixes"}
+    assert not assets["sonic_mixes"]["isPartitioned"] and assets["sonic_mixes"]["groupName"] == "mixes"
     for name in ("muq", "mert", "latent", "dsp", "musicnn"):
         node = assets[f"{name}_embeddings"]
         assert node["isPartitioned"] and len(node["partitionKeys"]) == 256
         assert node["partitionKeys"][0] == "00" and node["partitionKeys"][-1] == "ff"
         assert node["groupName"] == "embeddings"
-    assert {"reembed_job", "retry_failed_tracks_job"} <= {j["name"] for j in repo["jobs"]}
-    assert [s["name"] for s in repo["sensors"]] == ["library_change_sensor"]
+    assert {"reembed_job", "retry_failed_tracks_job", "sonic_mixes_job"} <= {j["name"] for j in repo["jobs"]}
+    assert sorted(s["name"] for s in repo["sensors"]) == ["library_change_sensor", "sonic_mixes_after_runs"]
     assert [(s["name"], s["cronSchedule"]) for s in repo["schedules"]] == [("nightly_reconcile_schedule", "0 3 * * *")]

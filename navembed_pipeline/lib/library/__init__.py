@@ -1,5 +1,6 @@
 """The music library as files and Navidrome sees it: the Navidrome database reader and its schema, CUE
-sheets, audio decode and encode, safe file names, a track's segments and file version, upload ids.
+sheets, audio decode and encode, safe file names, a track's segments and file version, upload ids, the
+users' listening history, and the M3U8 playlists Navidrome imports.
 
 May import: the shared leaves (``errors``) only; every other domain builds on this one.
 """
@@ -16,6 +17,8 @@ _PUBLIC = {
     "TrackSegment": "segments", "find_cue_sheet": "segments", "segments_for": "segments",
     "track_fingerprint": "segments",
     "UPLOAD_PREFIX": "upload_ids", "is_upload_id": "upload_ids", "upload_id": "upload_ids",
+    "NavidromeHistory": "history", "ListeningHistory": "history", "User": "history",
+    "PlaylistSpec": "m3u", "write_playlists": "m3u", "playlist_file_name": "m3u:file_name",
 }
 __getattr__ = lazy_names(__name__, _PUBLIC)
 __all__ = sorted(_PUBLIC)

@@ -49,11 +49,13 @@ WHERE +m.missing = 0
 
 @dataclass(frozen=True, slots=True)
 class Library:
-    """One Navidrome library; ``path`` is its root as seen from this machine (path map applied)."""
+    """One Navidrome library; ``path`` is its root as seen from this machine (path map applied),
+    ``navidrome_path`` as Navidrome itself sees it (``library.path``, e.g. inside its container)."""
 
     id: int
     name: str
     path: Path
+    navidrome_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,8 @@ class NavidromeLibrary:
         """All libraries, ordered by id, with their roots mapped to this machine."""
         with self._read() as conn:
             rows = conn.execute("SELECT id, name, path FROM library ORDER BY id").fetchall()
-        return [Library(id=i, name=name, path=Path(map_path(path, self.path_map))) for i, name, path in rows]
+        return [Library(id=i, name=name, path=Path(map_path(path, self.path_map)), navidrome_path=path)
+                for i, name, path in rows]
 
     def tracks(self, *, library_ids: Iterable[int] | None = None) -> Iterator[Track]:
         """Yield every present track (``missing = 0``) ordered by id, optionally for some libraries."""

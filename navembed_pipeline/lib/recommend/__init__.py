@@ -14,6 +14,8 @@ from navembed_pipeline.lib.recommend.engine import DEFAULT_MODELS, TEXT_FIELDS, 
 from navembed_pipeline.lib.recommend.errors import (InvalidRequestError, NoVectorsError, RecommendError,
                                                     UnknownTrackError)
 from navembed_pipeline.lib.recommend.index import StaticVectors, VectorCache
+from navembed_pipeline.lib.recommend.mix_files import MixRun, build_and_write, load_tagging, preview
+from navembed_pipeline.lib.recommend.mixes import Mix, MixOptions, Tagging, build_mixes, for_you_request
 from navembed_pipeline.lib.recommend.request import (MAX_SIZE, MAX_STEPS, Contribution, Explanation, PathSpec, Penalty,
                                                      Playlist, PlaylistRules, RecommendedTrack, RecommendRequest,
                                                      VectorSeed)
@@ -25,9 +27,10 @@ from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 __all__ = [
     "Contribution", "DEFAULT_MODELS", "Explanation", "FieldVectors", "InvalidRequestError", "LibraryStats",
-    "MAX_SIZE", "MAX_STEPS", "Neighbour", "NoVectorsError", "PathSpec", "Penalty", "Playlist", "PlaylistRules",
-    "RecommendError", "RecommendRequest", "RecommendedTrack", "Recommender", "ScoreCalibration", "SonicService",
-    "StaticVectors", "TAGS_FIELD", "TAGS_MODEL", "TEXT_FIELDS", "TEXT_MODEL", "TagQuery", "TagScore", "TagScores",
-    "TagVocabulary", "TrackCatalog", "UnknownArtistError", "UnknownTagError", "UnknownTrackError", "VectorCache",
-    "VectorSeed", "as_json", "distribution_markdown", "tag_distribution", "top_tags",
+    "MAX_SIZE", "MAX_STEPS", "Mix", "MixOptions", "MixRun", "Neighbour", "NoVectorsError", "PathSpec", "Penalty",
+    "Playlist", "PlaylistRules", "RecommendError", "RecommendRequest", "RecommendedTrack", "Recommender",
+    "ScoreCalibration", "SonicService", "StaticVectors", "TAGS_FIELD", "TAGS_MODEL", "TEXT_FIELDS", "TEXT_MODEL",
+    "TagQuery", "TagScore", "TagScores", "TagVocabulary", "Tagging", "TrackCatalog", "UnknownArtistError",
+    "UnknownTagError", "UnknownTrackError", "VectorCache", "VectorSeed", "as_json", "build_and_write", "build_mixes",
+    "distribution_markdown", "for_you_request", "load_tagging", "preview", "tag_distribution", "top_tags",
 ]
