@@ -58,11 +58,11 @@ def model_alone(name: str, models_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def engine(name: str, models_dir: Path, db: Path, work: Path, args: argparse.Namespace) -> dict:
-    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
+    from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.store.server import MilvusLiteServer
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
     from navembed_pipeline.lib.store import VectorStore
 
     model = create_model(name, ModelOptions(device=args.device, dtype=args.dtype, models_dir=models_dir))

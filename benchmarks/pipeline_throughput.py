@@ -39,10 +39,10 @@ def dagster_run(db: Path, uri: str, work: Path) -> dict:
 
 
 def engine_run(db: Path, uri: str, work: Path) -> dict:
-    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
     from navembed_pipeline.lib.store import VectorStore
 
     model = create_model("dsp", ModelOptions(device="cpu"))
@@ -60,10 +60,10 @@ def seed_loop(db: Path, uri: str, work: Path) -> dict:
     """The original system's batch job shape: one track at a time, one insert per row."""
     from pymilvus import DataType, MilvusClient
 
-    from navembed_pipeline.lib.audio import load_audio
+    from navembed_pipeline.lib.library.audio import load_audio
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 
     model = create_model("dsp", ModelOptions(device="cpu"))
     client = MilvusClient(uri=uri)
@@ -98,7 +98,7 @@ def seed_loop(db: Path, uri: str, work: Path) -> dict:
 
 def run_variant(name: str, db: Path, work: Path) -> dict:
     """Run one variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
+    from navembed_pipeline.lib.store.server import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         child = subprocess.run([sys.executable, "-m", "benchmarks.pipeline_throughput", "--variant", name,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.audio import load_audio
+from navembed_pipeline.lib.library.audio import load_audio
 
 
 def _source_digest(*modules: str) -> str:
@@ -37,7 +37,7 @@ class Methods:
     """dsp v1, dsp v2 (raw pooled vector), bliss-audio and Chromaprint on one decoded wave per file."""
 
     def __init__(self, cache_dir: Path) -> None:
-        import navembed_pipeline.lib.fingerprints as fingerprints
+        import navembed_pipeline.lib.duplicates.chromaprint as fingerprints
         import navembed_pipeline.lib.models.dsp_features  # noqa: F401  (digested below)
         import navembed_pipeline.lib.models.dsp_pooling  # noqa: F401
         from navembed_pipeline.lib.models.base import ModelOptions
@@ -51,7 +51,7 @@ class Methods:
             "dsp_v1": _source_digest("navembed_pipeline.lib.models.dsp_v1"),
             "dsp_v2_raw": _source_digest("navembed_pipeline.lib.models.dsp_features",
                                          "navembed_pipeline.lib.models.dsp_pooling", "navembed_pipeline.lib.models.dsp"),
-            "chromaprint": _source_digest("navembed_pipeline.lib.fingerprints"),
+            "chromaprint": _source_digest("navembed_pipeline.lib.duplicates.chromaprint"),
             "bliss": _bliss_version(),
         }
         self._frames_rev = _source_digest("navembed_pipeline.lib.models.dsp_features")

@@ -51,8 +51,8 @@ def measure(db: Path, work: Path, workers: int) -> dict:
     import dagster as dg
 
     from navembed_pipeline.cli.fanout import Fanout
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.store.server import MilvusLiteServer
+    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
     from navembed_pipeline.lib.settings import Settings
     from navembed_pipeline.lib.store import VectorStore
 

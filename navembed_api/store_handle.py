@@ -3,10 +3,10 @@
 import threading
 from pathlib import Path
 
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.milvus_process import ensure_running
+from navembed_pipeline.lib.store.failure_log import FailureLog
+from navembed_pipeline.lib.store.server import ensure_running
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store_schema import STANDALONE_MAX_DIM
+from navembed_pipeline.lib.store.schema import STANDALONE_MAX_DIM
 
 
 class StoreHandle:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from navembed_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from navembed_api.routes import ModelName
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, Playlist, PlaylistRules, RecommendError,
                                              Recommender, RecommendRequest, UnknownTrackError)
 from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS

@@ -58,7 +58,7 @@ def _register_embed(commands: argparse._SubParsersAction) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.file_embedding import embed_file
+    from navembed_pipeline.lib.engine.file import embed_file
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
 

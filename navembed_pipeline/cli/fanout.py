@@ -199,7 +199,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
     env = {**os.environ, **settings_env(settings), **instance_env(settings.dagster_home, settings.postgres_url)}
     if not settings.milvus_uri:  # every worker must reach the same store: the Lite server's URI, started once
-        from navembed_pipeline.lib.milvus_process import ensure_running
+        from navembed_pipeline.lib.store.server import ensure_running
 
         env["NAVEMBED_MILVUS_URI"] = ensure_running(settings.milvus_data_dir)
     return env

@@ -101,7 +101,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _milvus_serve(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer, running_uri
+    from navembed_pipeline.lib.store.server import MilvusLiteServer, running_uri
     from navembed_pipeline.lib.settings import Settings
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))

@@ -18,7 +18,7 @@ from navembed_pipeline.lib.models.options import (
     model_extras,
 )
 from navembed_pipeline.lib.models.weights import weights_present
-from navembed_pipeline.lib.navidrome import parse_path_map
+from navembed_pipeline.lib.library.navidrome import parse_path_map
 
 
 def _env(*names: str) -> AliasChoices:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, SecretStr
 
-from navembed_pipeline.lib.milvus_process import private_socket
+from navembed_pipeline.lib.store.server import private_socket
 from navembed_pipeline.lib.settings import Settings
 
 WORKSPACE = """load_from:

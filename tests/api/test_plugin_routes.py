@@ -12,8 +12,8 @@ from navembed_api.errors import install_error_handlers
 from navembed_api.recommender import FingerprintGroups
 from navembed_api.routes import plugin, recommend
 from navembed_api.settings import ApiSettings
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import fingerprint_pcm
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.recommend.sonic import SonicService
 from navembed_pipeline.sample_data.synth import render

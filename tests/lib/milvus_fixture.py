@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
-from navembed_pipeline.lib.failure_log import FAILURES_FILE, FailureLog
-from navembed_pipeline.lib.milvus_process import MilvusLiteServer
+from navembed_pipeline.lib.store.failure_log import FAILURES_FILE, FailureLog
+from navembed_pipeline.lib.store.server import MilvusLiteServer
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store_client import GRPC_OPTIONS
+from navembed_pipeline.lib.store.client import GRPC_OPTIONS
 
 
 class _Shared:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, StaticVectors
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.sample_data import synth
-from navembed_pipeline.lib.audio import AudioInfo, decode_audio, load_audio, probe, sliding_windows
+from navembed_pipeline.lib.library.audio import AudioInfo, decode_audio, load_audio, probe, sliding_windows
 from navembed_pipeline.lib.errors import AudioDecodeError
 
 SR = 44100
@@ -112,7 +112,7 @@ def test_an_offset_beyond_the_end_raises(files, suffix):
 def test_garbage_after_the_last_frame_keeps_the_audio_and_warns(tmp_path, files, caplog):
     damaged = tmp_path / "tail.flac"
     damaged.write_bytes(files[".flac"].read_bytes() + np.random.default_rng(0).bytes(4000))
-    with caplog.at_level(logging.WARNING, logger="navembed_pipeline.lib.audio"):
+    with caplog.at_level(logging.WARNING, logger="navembed_pipeline.lib.library.audio"):
         wave = load_audio(damaged, SR)
     assert abs(len(wave) / SR - SECONDS) < 0.2
     assert "failed to decode" in caplog.text

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.calibration import (CalibrationError, FieldCalibration, LibraryStats, ScoreCalibration,
+from navembed_pipeline.lib.recommend.calibration import (CalibrationError, FieldCalibration, LibraryStats, ScoreCalibration,
                                                load_calibration, save_calibration)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.sample_data import synth
-from navembed_pipeline.lib.audio import decode_audio
-from navembed_pipeline.lib.cue import (
+from navembed_pipeline.lib.library.audio import decode_audio
+from navembed_pipeline.lib.library.cue import (
     CueSheet, CueTrack, Segment, cue_segments, embedded_cue, format_cue, parse_cue, read_cue_file, split_cue,
 )
 from navembed_pipeline.lib.errors import CueSheetError

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.decode_ahead import DecodeAhead
-from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.engine.decode import DecodeAhead
+from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from tests.lib.worker_functions import dies_on_crash_files
 from tests.lib.test_embedding_run import GOOD_SECONDS, write_library
 
@@ -68,7 +68,7 @@ def test_a_worker_process_that_dies_fails_only_its_track(tmp_path: Path) -> None
 def test_waves_a_killed_run_left_behind_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     import os
 
-    from navembed_pipeline.lib.decode_worker import SPOOL_PREFIX, spool_folder
+    from navembed_pipeline.lib.engine.worker import SPOOL_PREFIX, spool_folder
 
     folder = Path(spool_folder(os.getpid()))
     dead_pid = 2**22 + 12345  # above Linux's pid_max: never a live process

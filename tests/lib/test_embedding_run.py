@@ -5,18 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.embedding_run import (
+from navembed_pipeline.lib.engine.run import (
     MAX_CONSECUTIVE_MODEL_FAILURES,
     MIN_TRACKS_FOR_ETA,
     EmbeddingRun,
     RunOptions,
     group_by_bucket,
 )
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.errors import ModelLoadError
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, Track
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.lib.runs import Progress
 from navembed_pipeline.sample_data.synth import STYLES, render
@@ -121,7 +121,7 @@ def test_fewer_failures_in_a_row_than_the_limit_keep_the_run_going(tmp_path, vec
 
 
 def test_the_rate_leaves_out_the_models_load_time_and_the_eta_waits_for_a_few_tracks() -> None:
-    from navembed_pipeline.lib.run_progress import Tally
+    from navembed_pipeline.lib.engine.heartbeat import Tally
 
     now = [0.0]
     tally = Tally("muq", total=100, skipped=0, started=0.0, clock=lambda: now[0])
@@ -172,7 +172,7 @@ def test_the_run_gives_dsp_one_torch_thread_and_restores_the_count_and_reports_u
 
 
 def test_a_stopped_run_writes_what_it_embedded_and_returns(tmp_path, vector_store, dsp) -> None:
-    from navembed_pipeline.lib.run_ahead import run_ahead
+    from navembed_pipeline.lib.engine.ahead import run_ahead
 
     tracks = write_library(tmp_path, [GOOD_SECONDS] * 8)
     run = EmbeddingRun(model=dsp, store=vector_store,

@@ -5,8 +5,8 @@ import mutagen
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.audio import load_audio, probe
-from navembed_pipeline.lib.encode import SUPPORTED_SUFFIXES, write_audio
+from navembed_pipeline.lib.library.audio import load_audio, probe
+from navembed_pipeline.lib.library.encode import SUPPORTED_SUFFIXES, write_audio
 
 TAGS = {"title": "Ünïcode Title", "artist": "Artist", "album": "Album", "tracknumber": "4"}
 

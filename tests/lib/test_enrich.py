@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.enrich import enrich, l2_normalise
+from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 
 
 def test_matches_hand_computed_values() -> None:

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from navembed_pipeline.lib.failure_log import FailureLog
+from navembed_pipeline.lib.store.failure_log import FailureLog
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store_schema import (
+from navembed_pipeline.lib.store.schema import (
     FAILURES_COLLECTION,
     PLACEHOLDER_FIELD,
     PLACEHOLDER_VECTOR,

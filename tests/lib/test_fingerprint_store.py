@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.encode import write_audio
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import fingerprint_pcm
+from navembed_pipeline.lib.library.audio import load_audio
+from navembed_pipeline.lib.library.encode import write_audio
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
 from navembed_pipeline.sample_data.synth import render
 
 RATE = 22050

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.encode import write_audio
-from navembed_pipeline.lib.fingerprints import (
+from navembed_pipeline.lib.library.audio import load_audio
+from navembed_pipeline.lib.library.encode import write_audio
+from navembed_pipeline.lib.duplicates.chromaprint import (
     DUPLICATE_SCORE,
     Match,
     fingerprint_pcm,

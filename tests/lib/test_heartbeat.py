@@ -3,7 +3,7 @@ interval and none while nothing finishes (each line is a Dagster event during a 
 
 import time
 
-from navembed_pipeline.lib.run_progress import Heartbeat, Tally
+from navembed_pipeline.lib.engine.heartbeat import Heartbeat, Tally
 
 
 def test_heartbeat_reports_first_tracks_early_then_only_per_interval_and_only_on_change() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.milvus_process import (
+from navembed_pipeline.lib.store.server import (
     STATE_FILE,
     MilvusLiteServer,
     ensure_running,
@@ -23,9 +23,9 @@ from navembed_pipeline.lib.milvus_process import (
 )
 from navembed_pipeline.lib.store import VectorStore
 
-ENSURE_IN_CHILD = "import sys; from navembed_pipeline.lib.milvus_process import ensure_running; " \
+ENSURE_IN_CHILD = "import sys; from navembed_pipeline.lib.store.server import ensure_running; " \
                   "print(ensure_running(sys.argv[1]))"
-OWNED_IN_CHILD = "import sys, time; from navembed_pipeline.lib.milvus_process import MilvusLiteServer; " \
+OWNED_IN_CHILD = "import sys, time; from navembed_pipeline.lib.store.server import MilvusLiteServer; " \
                  "s = MilvusLiteServer(sys.argv[1]); s.start(); print(s.pid, flush=True); time.sleep(60)"
 
 
@@ -165,7 +165,7 @@ def test_vectors_written_before_a_server_restart_are_searchable_after_it(tmp_pat
     vector[3] = 1.0
     row = VectorRow(track_id="t1", segment=0, name="Artist - One", offset_seconds=0.0, duration_seconds=10.0,
                     model_id="dsp", model_version="v1", fingerprint="fp", bucket="00", vectors={"embedding": vector})
-    from navembed_pipeline.lib.failure_log import FailureLog
+    from navembed_pipeline.lib.store.failure_log import FailureLog
 
     failures = tmp_path / "data" / "failures.sqlite"  # the failure log lives beside Milvus, in the data dir
     with MilvusLiteServer(tmp_path) as first:
@@ -195,7 +195,7 @@ def test_a_new_connection_after_an_idle_one_is_not_refused_for_too_many_pings(tm
     """
     from pymilvus import MilvusClient
 
-    from navembed_pipeline.lib.store_client import GRPC_OPTIONS
+    from navembed_pipeline.lib.store.client import GRPC_OPTIONS
 
     with MilvusLiteServer(tmp_path) as server:
         idle = [MilvusClient(uri=server.uri, grpc_options=GRPC_OPTIONS), VectorStore(server.uri)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib import navidrome
+from navembed_pipeline.lib.library import navidrome
 from navembed_pipeline.lib.errors import LibraryError
-from navembed_pipeline.lib.navidrome import EPOCH, NavidromeLibrary, map_path, parse_timestamp
+from navembed_pipeline.lib.library.navidrome import EPOCH, NavidromeLibrary, map_path, parse_timestamp
 from navembed_pipeline.sample_data.navidrome_fixture import (
     FixtureLibrary,
     FixtureTrack,
@@ -234,7 +234,7 @@ def test_five_thousand_tracks_page_through_quickly(tmp_path: Path) -> None:
 
 
 def test_path_map_setting_parses_into_pairs() -> None:
-    from navembed_pipeline.lib.navidrome import parse_path_map
+    from navembed_pipeline.lib.library.navidrome import parse_path_map
 
     assert parse_path_map(" /music = /mnt/nas/music ;/b=/c;junk") == {"/music": "/mnt/nas/music", "/b": "/c"}
     assert parse_path_map("") == {}

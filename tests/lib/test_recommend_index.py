@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.calibration import load_calibration
+from navembed_pipeline.lib.recommend.calibration import load_calibration
 from navembed_pipeline.lib.recommend import VectorCache
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from navembed_pipeline.lib.run_ahead import run_ahead, run_ahead_batches
+from navembed_pipeline.lib.engine.ahead import run_ahead, run_ahead_batches
 
 
 def test_items_arrive_in_order_and_the_producer_runs_ahead_of_a_slow_consumer() -> None:

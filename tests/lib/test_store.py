@@ -8,7 +8,7 @@ from pymilvus import MilvusClient
 
 from navembed_pipeline.lib.errors import StoreError
 from navembed_pipeline.lib.store import VectorRow, VectorStore, collection_name
-from navembed_pipeline.lib.store_schema import embedding_index, embedding_schema
+from navembed_pipeline.lib.store.schema import embedding_index, embedding_schema
 from tests.lib.milvus_fixture import milvus_server, milvus_uri, vector_store  # noqa: F401
 
 DIM = 8

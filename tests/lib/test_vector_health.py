@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.run_plan import summarize_plan
-from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.engine.summary import summarize_plan
+from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.store import StoredInfo
-from navembed_pipeline.lib.upload_ids import UPLOAD_PREFIX
-from navembed_pipeline.lib.vector_health import VectorAudit, account_bucket
+from navembed_pipeline.lib.library.upload_ids import UPLOAD_PREFIX
+from navembed_pipeline.lib.store.health import VectorAudit, account_bucket
 
 
 def track(track_id: str, title: str = "Song") -> Track:

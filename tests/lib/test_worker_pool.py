@@ -2,7 +2,7 @@
 
 import pytest
 
-from navembed_pipeline.lib.worker_pool import WorkerDied, WorkerPool
+from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
 from tests.lib.worker_functions import exit_now, refuse, square
 
 

@@ -4,8 +4,8 @@ process down) and decodes every other track normally, and a few plain jobs."""
 
 import os
 
-from navembed_pipeline.lib.decode_worker import DecodedTrack, decode_track
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.engine.worker import DecodedTrack, decode_track
+from navembed_pipeline.lib.library.navidrome import Track
 
 
 def dies_on_crash_files(track: Track, sample_rate: int, fingerprint: bool) -> DecodedTrack:

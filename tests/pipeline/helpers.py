@@ -57,7 +57,7 @@ def write_bulk_library(root, *, tracks: int, seconds: float) -> SampleLibrary:
     """``tracks`` generated WAV files of ``seconds`` each plus a navidrome.db (for runs long enough to interrupt)."""
     from pathlib import Path
 
-    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.library.encode import write_audio
     from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
     from navembed_pipeline.sample_data.synth import STYLES, render
 

@@ -14,7 +14,7 @@ import pytest
 
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              UnknownTrackError, VectorCache)
 from navembed_pipeline.sample_data.sample_library import write_sample_library

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.enrich import l2_normalise
+from navembed_pipeline.lib.models.enrich import l2_normalise
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.models.dsp_features import (
     COLUMNS,
@@ -39,13 +39,19 @@ from navembed_pipeline.lib.models.dsp_features import (
     SAMPLE_RATE,
     FrameFeatures,
 )
-from navembed_pipeline.lib.models.dsp_pooling import STATS, TEMPO_DIM, audible, frame_statistics, tempo_descriptor
+from navembed_pipeline.lib.models.dsp_pooling import (
+    RAW_DIMENSION,
+    STATS,
+    TEMPO_DIM,
+    audible,
+    frame_statistics,
+    tempo_descriptor,
+)
 from navembed_pipeline.lib.models.dsp_reference import reference
 
 VERSION = "2"
 WINDOW_SECONDS = 30.0
 Z_CLIP = 6.0
-RAW_DIMENSION = len(STATS) * FRAME_COLUMNS + TEMPO_DIM
 # Blocks whose values sit on an arbitrary offset (a log-frequency, a loudness, a flatness, an onset
 # rate, a correlation) are centred on the reference median; shape blocks (mel shape, chroma, every
 # spread and change) keep their natural zero — centring those cost same-album precision@5
@@ -123,7 +129,7 @@ class DspModel(EmbeddingModel):
     licence = "MIT (navembed's own code; no weights)"
     weights_repos = ()
     min_window_samples = N_FFT
-    cpu_threads = 1  # small ops: one torch thread, the other cores decode (embedding_run._model_threads)
+    cpu_threads = 1  # small ops: one torch thread, the other cores decode (engine.run._model_threads)
     embeds_in_workers = True  # weight-free, ~1 s to build: decode worker processes embed too
 
     @property

@@ -33,6 +33,7 @@ MIN_TEMPO_FRAMES = int(4 * FRAMES_PER_SECOND)
 IQR_TO_SIGMA = 1.349
 TEMPO_DIM = TEMPO_BINS + 1
 STATS = ("mean", "sigma", "change")
+RAW_DIMENSION = len(STATS) * FRAME_COLUMNS + TEMPO_DIM  # the pooled vector, before reference and weights
 
 
 def audible(energy_db: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from navembed_pipeline.lib.models.dsp_pooling import RAW_DIMENSION  # the file must match the model
+
 REFERENCE_FILE = Path(__file__).with_name("dsp_reference.json")
 
 
@@ -48,8 +50,6 @@ def save_reference(ref: Reference, path: Path = REFERENCE_FILE) -> None:
 @cache
 def reference(path: Path = REFERENCE_FILE) -> Reference:
     """The shipped reference (identity when the file does not exist)."""
-    from navembed_pipeline.lib.models.dsp import RAW_DIMENSION  # the file must match the model
-
     if not path.exists():
         return Reference(centre=np.zeros(RAW_DIMENSION), scale=np.ones(RAW_DIMENSION),
                          centred=np.ones(RAW_DIMENSION, bool), source="identity")

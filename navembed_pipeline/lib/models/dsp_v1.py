@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from navembed_pipeline.lib.enrich import enrich
+from navembed_pipeline.lib.models.enrich import enrich
 from navembed_pipeline.lib.models.base import EmbeddingModel
 
 SAMPLE_RATE = 22050

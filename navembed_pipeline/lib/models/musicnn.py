@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.enrich import l2_normalise
+from navembed_pipeline.lib.models.enrich import l2_normalise
 from navembed_pipeline.lib.errors import ModelLoadError
 from navembed_pipeline.lib.models.base import EMBEDDING_FIELD, EmbeddingModel, ModelOptions
 from navembed_pipeline.lib.models.musicnn_mel import (

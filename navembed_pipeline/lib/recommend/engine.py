@@ -66,7 +66,7 @@ class Recommender:
     def sonic_similarity(self, reference: str, track_ids: Sequence[str], *,
                          models: Sequence[str] = ()) -> dict[str, float]:
         """How alike each track sounds to ``reference``, 0..1, calibrated on the library
-        (``lib/calibration.py``: ~0 for a typical unrelated pair, 1 for the same recording), mixed
+        (``lib/recommend/calibration.py``: ~0 for a typical unrelated pair, 1 for the same recording), mixed
         over ``models`` with equal weight; 0 where no model has both. What clients are shown."""
         names = [m for m in (models or self.default_models) if len(self.vectors.field(m)) > 0]
         if not names:

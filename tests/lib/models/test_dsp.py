@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library.audio import load_audio
+from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.models.dsp import DspModel, raw_vector
 from navembed_pipeline.lib.models.dsp_features import (

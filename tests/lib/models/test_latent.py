@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from navembed_pipeline.lib.enrich import enrich
+from navembed_pipeline.lib.models.enrich import enrich
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models import weights
 from navembed_pipeline.lib.models.base import ModelOptions

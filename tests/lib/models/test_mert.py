@@ -13,8 +13,8 @@ import pytest
 import torch
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
-from navembed_pipeline.lib.audio import sliding_windows
-from navembed_pipeline.lib.enrich import enrich
+from navembed_pipeline.lib.library.audio import sliding_windows
+from navembed_pipeline.lib.models.enrich import enrich
 from navembed_pipeline.lib.errors import ConfigError, ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.models.mert import (

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from navembed_pipeline.lib.audio import sliding_windows
-from navembed_pipeline.lib.enrich import enrich, l2_normalise
+from navembed_pipeline.lib.library.audio import sliding_windows
+from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.models.muq import AUDIO_REPO, MULAN_REPO, TEXT_REPO, MuQModel

@@ -15,7 +15,7 @@ import mutagen.flac
 
 from .audio import decode_audio, probe
 from .encode import write_audio
-from .errors import CueSheetError
+from ..errors import CueSheetError
 from .filenames import safe_file_name
 
 FRAMES_PER_SECOND = 75

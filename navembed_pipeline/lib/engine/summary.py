@@ -7,8 +7,8 @@ what failed before); ``PlanSummary.line`` says it in words as the first thing a 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.store import StoredInfo
 
 

@@ -1,6 +1,6 @@
 """The pipeline's side of fingerprints: library tracks, once per file version, from waves already decoded.
 
-The engine's decode workers fingerprint the waves they decode for the model (``decode_worker.decode_track``,
+The engine's decode workers fingerprint the waves they decode for the model (``worker.decode_track``,
 no second decode) and the engine ``record``s the result; tracks a run skips because their vectors are
 current but that have no fingerprint yet (a library embedded before fingerprints existed) are decoded
 once by ``backfill``. A library track that matches an
@@ -11,12 +11,12 @@ track Navidrome later scanned.
 import logging
 from collections.abc import Sequence
 
-from navembed_pipeline.lib.decode_worker import Prints, decode_track
+from navembed_pipeline.lib.engine.worker import Prints, decode_track
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.segments import track_fingerprint
-from navembed_pipeline.lib.upload_ids import is_upload_id
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.library.segments import track_fingerprint
+from navembed_pipeline.lib.library.upload_ids import is_upload_id
 
 LOGGER = logging.getLogger("navembed.fingerprints")
 BACKFILL_RATE = 11025  # Chromaprint's own working rate: the cheapest decode for it

@@ -4,18 +4,18 @@ Used by the pipeline (writes) and the API (reads). The same code talks to the ma
 server and to Milvus standalone. Every failure surfaces as a ``StoreError`` naming the URI and the
 operation.
 
-``VectorStore`` is assembled from one module per concern: ``store_collections`` (a collection per
-model, rebuilds behind an alias), ``store_rows`` (writes, searches, reads) and ``failure_log`` (why
-tracks failed, in SQLite beside the store); ``store_client`` is the connection, ``store_schema``
+``VectorStore`` is assembled from one module per concern: ``collection`` (a collection per
+model, rebuilds behind an alias), ``rows`` (writes, searches, reads) and ``failure_log`` (why
+tracks failed, in SQLite beside the store); ``client`` is the connection, ``schema``
 the records and the Milvus schema.
 """
 
 from collections.abc import Iterable
 
-from navembed_pipeline.lib.failure_log import FailureLog, migrate_milvus_failures
-from navembed_pipeline.lib.store_client import CONNECT_TIMEOUT_S, MilvusConnection
-from navembed_pipeline.lib.store_rows import StoreRows
-from navembed_pipeline.lib.store_schema import FAILURES_COLLECTION, Hit, StoredInfo, VectorRow, collection_name
+from navembed_pipeline.lib.store.failure_log import FailureLog, migrate_milvus_failures
+from navembed_pipeline.lib.store.client import CONNECT_TIMEOUT_S, MilvusConnection
+from navembed_pipeline.lib.store.rows import StoreRows
+from navembed_pipeline.lib.store.schema import FAILURES_COLLECTION, Hit, StoredInfo, VectorRow, collection_name
 
 __all__ = ["Hit", "StoredInfo", "VectorRow", "VectorStore", "collection_name"]
 

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Mapping
 
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.store_client import MilvusConnection
-from navembed_pipeline.lib.store_schema import (
+from navembed_pipeline.lib.store.client import MilvusConnection
+from navembed_pipeline.lib.store.schema import (
     collection_name,
     embedding_index,
     embedding_schema,

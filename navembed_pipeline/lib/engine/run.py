@@ -6,9 +6,9 @@ progress log lines; benchmarks and the CLI can drive it directly. Events come ou
 finishes. Unreadable audio is recorded as a failed track and the run goes on; a systemic fault
 (store down, model cannot load) propagates at once.
 
-Three parts, one module each: ``run_planner`` (what to embed, vanished tracks deleted),
-``decode_ahead`` (worker threads decode the next tracks while the model works) and ``run_writer``
-(batched upserts, failure records); this module embeds and keeps the books (``run_progress``).
+Three parts, one module each: ``planner`` (what to embed, vanished tracks deleted),
+``decode`` (worker threads decode the next tracks while the model works) and ``writer``
+(batched upserts, failure records); this module embeds and keeps the books (``heartbeat``).
 
 Several models in one run (``models=``, e.g. dsp + musicnn): each is planned, written, counted and
 reported on its own (a ``ModelLane``; reports and progress lines name their model), while each track
@@ -26,19 +26,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.decode_ahead import DecodeAhead, Decoded
-from navembed_pipeline.lib.decode_worker import ModelFeed
+from navembed_pipeline.lib.engine.decode import DecodeAhead, Decoded
+from navembed_pipeline.lib.engine.worker import ModelFeed
 from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError
 from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.run_plan import PlanSummary
-from navembed_pipeline.lib.run_planner import BucketState, RunPlan, RunPlanner
-from navembed_pipeline.lib.run_progress import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
-from navembed_pipeline.lib.run_writer import RunWriter, WriteBuffer
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.engine.summary import PlanSummary
+from navembed_pipeline.lib.engine.planner import BucketState, RunPlan, RunPlanner
+from navembed_pipeline.lib.engine.heartbeat import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
+from navembed_pipeline.lib.engine.writer import RunWriter, WriteBuffer
 from navembed_pipeline.lib.runs import Progress
-from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.store import VectorRow, VectorStore
-from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 
 LOGGER = logging.getLogger("navembed.run")
 FAILURE_SAMPLE = 10
@@ -89,7 +89,7 @@ class RunOptions:
     collections: tuple[tuple[str, str], ...] = ()  # (model, staging collection) per model, over ``collection``
 
 
-# Runs with at least this many tracks to decode use worker processes (decode_worker.py says why); a
+# Runs with at least this many tracks to decode use worker processes (worker.py says why); a
 # smaller run (a nightly top-up, an upload's library) is not worth starting processes for.
 PROCESSES_FROM_TRACKS = 16
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.segments import track_fingerprint
-from navembed_pipeline.lib.upload_ids import is_upload_id
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.library.segments import track_fingerprint
+from navembed_pipeline.lib.library.upload_ids import is_upload_id
 
 SCALAR_FIELDS = ("track_id", "segment", "bucket", "fingerprint", "model_version")
 # Stored vectors are L2-normalised float32; anything further from norm 1 was not written by the pipeline.

@@ -2,7 +2,7 @@
 
 A Lite data directory can be opened by one process only, and Dagster runs every run in its own
 process next to the API. So navembed runs one Milvus Lite gRPC server per data directory (a child
-process whose entry point is ``milvus_lite_main``; this module starts, finds and stops it) and every
+process whose entry point is ``lite_main``; this module starts, finds and stops it) and every
 component connects to it by URI, exactly as it would to Milvus standalone. Milvus Lite has no authentication, so by default it listens on an owner-only
 (0600) unix socket, ``milvus.sock`` in the data directory (``private_socket``): other local accounts
 cannot reach it. Loopback TCP (``127.0.0.1``, reachable by every local account) only when asked.
@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from navembed_pipeline.lib import milvus_lite_main
+from navembed_pipeline.lib.store import lite_main
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.milvus_lite_main import (
+from navembed_pipeline.lib.store.lite_main import (
     LOOPBACK,
     STATE_FILE,
     UNIX_PREFIX,
@@ -197,7 +197,7 @@ def _spawn(
     remove_state(data_dir, None)
     log_path = data_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.exists() else 0
-    command = [sys.executable, "-m", milvus_lite_main.__name__, "--data-dir", str(data_dir),
+    command = [sys.executable, "-m", lite_main.__name__, "--data-dir", str(data_dir),
                "--host", host, "--port", str(port)]
     if owner_pid is not None:
         command += ["--owner-pid", str(owner_pid)]

@@ -1,6 +1,6 @@
 """Ids of uploads: ``upload:<hash of the path>``, never a Navidrome track id.
 
-Uploads live in their own store (``upload_store``); the pipeline must never treat such an id as a
+Uploads live in their own store (``duplicates.uploads``); the pipeline must never treat such an id as a
 library track (a sensor run neither deletes it nor starts a run because of it).
 """
 

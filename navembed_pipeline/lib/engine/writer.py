@@ -1,6 +1,6 @@
 """Writing an embedding run's results: rows buffered and upserted in batches, failures recorded.
 
-The third part of the engine (``embedding_run.py``). Rows of ``write_batch_tracks`` tracks go to the
+The third part of the engine (``run.py``). Rows of ``write_batch_tracks`` tracks go to the
 store in one upsert (a crash redoes at most those); a track that embeds after an earlier failure has
 its failure record cleared; a bucket is reported once its last track is written.
 """
@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from navembed_pipeline.lib.decode_ahead import Decoded
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.run_planner import BucketState
+from navembed_pipeline.lib.engine.decode import Decoded
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.engine.planner import BucketState
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.run")

@@ -1,7 +1,7 @@
 """Decode ahead: workers decode the next tracks while the model embeds the current batch.
 
-The second part of the engine (``embedding_run.py``). ``workers`` threads, or worker processes
-(``processes=True``, see ``decode_worker.py`` for why), keep up to ``2 × batch_tracks`` tracks decoded
+The second part of the engine (``run.py``). ``workers`` threads, or worker processes
+(``processes=True``, see ``worker.py`` for why), keep up to ``2 × batch_tracks`` tracks decoded
 ahead of the model; a batch is the next track in order and those after it already decoded. Each track
 is decoded once, to mono float32 at the model's rate (segments of a CUE album each by a seek), and
 fingerprinted from those waves when its file version has no fingerprint yet (stored on a thread of
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from navembed_pipeline.lib.decode_worker import (
+from navembed_pipeline.lib.engine.worker import (
     DecodedTrack,
     ModelFeed,
     decode_and_embed,
@@ -36,10 +36,10 @@ from navembed_pipeline.lib.decode_worker import (
     spool_folder,
     unspool,
 )
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.segments import TrackSegment
-from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
-from navembed_pipeline.lib.worker_pool import WorkerDied, WorkerPool
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.library.segments import TrackSegment
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
+from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
 
 
 @dataclass(frozen=True)

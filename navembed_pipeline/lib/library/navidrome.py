@@ -2,7 +2,7 @@
 
 Navidrome (>= 0.55) keeps one row per audio file in ``media_file``; its ``path`` is relative to the
 root of the ``library`` it belongs to, and rows whose file vanished stay behind with ``missing = 1``.
-The schema we rely on is ``navidrome_schema.sql`` (taken from Navidrome's own migrations).
+The schema we rely on is ``navidrome.sql`` (taken from Navidrome's own migrations).
 
 The database belongs to Navidrome and is usually open in WAL mode by a running server, so it is
 opened strictly read-only (``mode=ro`` URI: never created, never written) with a busy timeout, and
@@ -10,7 +10,7 @@ every query is a short read transaction: ``tracks()`` pages by primary key inste
 cursor open, so a slow consumer never pins a WAL snapshot while Navidrome scans.
 
 Navidrome has no CUE-sheet columns: a CUE image (one audio file plus a ``.cue``) is one row for the
-whole file. navembed detects CUE sheets itself from ``.cue`` files next to the audio (``lib/audio.py``).
+whole file. navembed detects CUE sheets itself from ``.cue`` files next to the audio (``lib/library/audio.py``).
 """
 
 import sqlite3

@@ -1,6 +1,6 @@
 """Planning an embedding run: per track, embed it or skip it; vanished tracks deleted; few store round trips.
 
-The first part of the engine (``embedding_run.py``): it reads what the store holds for the selected
+The first part of the engine (``run.py``): it reads what the store holds for the selected
 buckets once, decides what to embed, deletes the vectors of tracks Navidrome no longer lists, and
 hands back the queue of tracks to embed in bucket order with a ``BucketState`` per bucket.
 """
@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.run_plan import PlanSummary, summarize_plan
-from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.engine.summary import PlanSummary, summarize_plan
+from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.store import StoredInfo, VectorStore
-from navembed_pipeline.lib.upload_ids import is_upload_id
+from navembed_pipeline.lib.library.upload_ids import is_upload_id
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Milvus Lite server process: ``python -m navembed_pipeline.lib.milvus_lite_main``.
+"""The Milvus Lite server process: ``python -m navembed_pipeline.lib.store.lite_main``.
 
 It runs the same engine and servicer as ``milvus-lite server`` (3.2.2), assembled here because
 that CLI inherits an ignored SIGINT from background shells (it then never stops gracefully), dies
@@ -6,7 +6,7 @@ on SIGTERM without closing the engine, lets gRPC set SO_REUSEPORT (two servers c
 share one port) and cannot report the port it bound when asked for port 0.
 
 Once it listens, it writes its pid and URI into ``navembed-server.json`` in the data directory,
-and removes the file when it stops. ``milvus_process`` starts, finds and stops it.
+and removes the file when it stops. ``server`` starts, finds and stops it.
 """
 
 import argparse
@@ -127,7 +127,7 @@ def _grpc_server(db: Any, max_workers: int) -> Any:
 
 
 def _parse_serve_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m navembed_pipeline.lib.milvus_lite_main")
+    parser = argparse.ArgumentParser(prog="python -m navembed_pipeline.lib.store.lite_main")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--host", default=LOOPBACK)
     parser.add_argument("--port", type=int, default=0)

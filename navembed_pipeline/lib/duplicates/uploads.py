@@ -1,7 +1,7 @@
 """Uploads in their own store: never rows of the library collections.
 
 An upload's record (id, path, name, file version) and its fingerprints live in the fingerprint
-database (table ``uploads``, see ``fingerprint_store``; fingerprints under owner ``upload:<hash>``); its vectors live in one
+database (table ``uploads``, see ``fingerprint_store.py``; fingerprints under owner ``upload:<hash>``); its vectors live in one
 Milvus collection per model, ``upload_<model>_embedding``, which the pipeline and the change sensor
 never read. So a sensor run neither deletes an upload nor starts a run because of it; a second
 upload of the same song finds the first by fingerprint (or by embedding where it has none); and
@@ -17,9 +17,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.store import VectorRow, VectorStore
-from navembed_pipeline.lib.upload_ids import is_upload_id
+from navembed_pipeline.lib.library.upload_ids import is_upload_id
 
 LOGGER = logging.getLogger("navembed.uploads")
 ROW_FIELDS = ("track_id", "segment", "name", "offset_seconds", "duration_seconds", "model_id", "model_version",

@@ -31,7 +31,7 @@ import av
 import mutagen
 import numpy as np
 
-from .errors import AudioDecodeError
+from ..errors import AudioDecodeError
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from navembed_pipeline.lib.store_client import QUERY_LIMIT
-from navembed_pipeline.lib.store_collections import StoreCollections
-from navembed_pipeline.lib.store_schema import (
+from navembed_pipeline.lib.store.client import QUERY_LIMIT
+from navembed_pipeline.lib.store.collection import StoreCollections
+from navembed_pipeline.lib.store.schema import (
     EMBEDDING_FIELD,
     HNSW_MIN_EF,
     METRIC,

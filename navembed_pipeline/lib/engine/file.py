@@ -3,10 +3,10 @@
 from pathlib import Path
 from typing import Any
 
-from navembed_pipeline.lib.audio import load_audio, probe
-from navembed_pipeline.lib.cue import cue_segments, read_cue_file
+from navembed_pipeline.lib.library.audio import load_audio, probe
+from navembed_pipeline.lib.library.cue import cue_segments, read_cue_file
 from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.segments import TrackSegment, find_cue_sheet
+from navembed_pipeline.lib.library.segments import TrackSegment, find_cue_sheet
 
 
 def file_segments(path: Path, *, segment: tuple[float, float | None] | None = None,
