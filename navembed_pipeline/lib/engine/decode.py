@@ -25,21 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from navembed_pipeline.lib.engine.worker import (
-    DecodedTrack,
-    ModelFeed,
-    decode_and_embed,
-    decode_for_models,
-    decode_in_process,
-    decode_track,
-    discard,
-    spool_folder,
-    unspool,
-)
-from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.library.segments import TrackSegment
 from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
+from navembed_pipeline.lib.engine.worker import (DecodedTrack, ModelFeed, decode_and_embed, decode_for_models,
+                                                 decode_in_process, decode_track, discard, spool_folder, unspool)
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.library.segments import TrackSegment
 
 
 @dataclass(frozen=True)
