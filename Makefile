@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= var/demo
+# Where `make setup` puts MusiCNN's free weights (the default models folder of the default data dir, var).
+MODELS_DIR ?= var/models
 # What `make test-fast` leaves out (markers set in tests/conftest.py and on slow tests).
 FAST_LANE := not slow and not webserver and not ui and not bench
 # pytest-xdist processes for the fast lane: one per core (each collects the suite and starts its own Milvus
@@ -15,11 +17,11 @@ FAST_DIST ?= worksteal
 # pip prints a warning per package for this machine's local index mirrors; hide only those lines.
 PIP_QUIET := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: setup chromaprint system-deps demo up test test-fast fuzz bench clean help
+.PHONY: setup chromaprint musicnn-weights system-deps demo up test test-fast fuzz bench clean help
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup: chromaprint $(STAMP)  ## create .venv and install pinned dependencies (CPU torch; see README for GPU)
+setup: chromaprint $(STAMP) musicnn-weights  ## create .venv, install pinned dependencies (CPU torch; see README for GPU), fetch MusiCNN's weights
 
 chromaprint:  ## install Debian's libchromaprint1 + libchromaprint-tools (duplicate detection) if missing
 	@if ldconfig -p | grep -q 'libchromaprint\.so\.1' && command -v fpcalc >/dev/null; then :; else \
@@ -36,6 +38,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt 2>&1 | { $(PIP_QUIET); }
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e . 2>&1 | { $(PIP_QUIET); }
 	touch $(STAMP)
+
+musicnn-weights: $(STAMP)  ## fetch MusiCNN's free (ISC) weights into $(MODELS_DIR) from PyPI; offline, setup goes on without them
+	@if [ -f $(MODELS_DIR)/musicnn-0.1.0/MSD_musicnn.json ] && [ -f $(MODELS_DIR)/musicnn-0.1.0/MTT_musicnn.json ]; then \
+	  echo "==> MusiCNN weights are in $(MODELS_DIR)/musicnn-0.1.0"; else \
+	  echo "==> fetching MusiCNN's weights (musicnn 0.1.0 wheel from PyPI, ISC licence) into $(MODELS_DIR)"; \
+	  $(BIN)/navembed models download musicnn --yes --models-dir $(MODELS_DIR) 2>&1 | { $(PIP_QUIET); } \
+	    || echo "==> could not fetch MusiCNN's weights (see above; no network?); setup goes on without the musicnn model. Later: make musicnn-weights"; \
+	fi
 
 system-deps:  ## install the system packages the tests need (Debian's chromium for the UI check, postgresql)
 	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; \

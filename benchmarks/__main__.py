@@ -17,7 +17,8 @@ from pathlib import Path
 BENCHMARKS = {"pipeline": "benchmarks.pipeline_throughput", "real_length": "benchmarks.real_length",
               "recommend": "benchmarks.recommend_latency",
               "deep_models": "benchmarks.deep_models", "quality": "benchmarks.quality",
-              "calibration": "benchmarks.calibration", "workers": "benchmarks.workers_throughput"}
+              "calibration": "benchmarks.calibration", "workers": "benchmarks.workers_throughput",
+              "musicnn": "benchmarks.musicnn_speed"}
 OUT = Path("var/bench")
 
 
@@ -106,6 +107,13 @@ def report(results: dict) -> list[str]:
         lines += report_lines(workers)
     else:
         lines.append(f"Workers: failed ({workers})")
+    musicnn = results.get("musicnn", {})
+    if "failed" in musicnn:
+        lines.append(f"MusiCNN on the CPU: failed ({musicnn})")
+    else:
+        from benchmarks.musicnn_speed import report_lines as musicnn_lines
+
+        lines += musicnn_lines(musicnn)
     return lines
 
 

@@ -91,7 +91,7 @@ def materialise(item: Item) -> Item:
 
 def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
     """Generated songs: three styles as albums, three songs each; copies of the first of each."""
-    from navembed_pipeline.lib.library.encode import write_audio
+    from navembed_pipeline.lib.library import write_audio
     from navembed_pipeline.sample_data.synth import render
 
     recordings = [Item(write_audio(work / f"{style}{seed}.ogg", render(style, seconds=24, seed=seed), 44100), style)
@@ -106,8 +106,8 @@ def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
 def scorers(computed: dict[Path, dict[str, np.ndarray]], library: list[Path]) -> dict:
     """Per column: (rows -> representation matrix, pairwise score function)."""
     from navembed_pipeline.lib.duplicates import chromaprint as fingerprints
-    from navembed_pipeline.lib.recommend.calibration import LibraryStats
     from navembed_pipeline.lib.models.dsp import weighted_vector
+    from navembed_pipeline.lib.recommend import LibraryStats
 
     def vectors(method, transform=lambda v: v):
         return lambda paths: transform(np.stack([computed[p][method] for p in paths]))

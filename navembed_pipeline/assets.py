@@ -8,14 +8,14 @@ import dagster as dg
 import pandas as pd
 
 from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
-from navembed_pipeline.lib.engine.run import BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket
+from navembed_pipeline.lib.engine import (BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket,
+                                          run_ahead_batches)
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
-from navembed_pipeline.lib.engine.ahead import run_ahead_batches
 from navembed_pipeline.lib.runs import SHARED_DECODE_MODELS, asset_name, op_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.library.segments import track_fingerprint
+from navembed_pipeline.lib.models import EmbeddingModel
+from navembed_pipeline.lib.library import track_fingerprint
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
 from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
@@ -32,6 +32,8 @@ MODEL_TITLES = {
     "mert": "MERT-v1-330M: 24 kHz, 30 s windows / 5 s hop, enriched mean of hidden states (3072-d).",
     "latent": "Music2Latent: 44.1 kHz latents, real/imaginary/magnitude channels, enriched 576-d.",
     "dsp": "Weight-free descriptor v2 (mel shape, chroma, band flatness, onsets, tempo; silence left out), 273-d.",
+    "musicnn": "MusiCNN (musicnn 0.1.0, MSD or MTT weights, ported to PyTorch): 16 kHz, 3 s patches, the mean "
+               "max_pool layer (753-d) plus the 50 tag scores (mean taggram).",
 }
 
 

@@ -5,16 +5,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from navembed_pipeline.lib.store.failure_log import FailureLog
-from navembed_pipeline.lib.store.server import ensure_running
-from navembed_pipeline.lib.models import create_model
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.models.options import ModelOptions, model_extras
-from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, parse_path_map
-from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store.schema import STANDALONE_MAX_DIM
-from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
-from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates import FingerprintStore
+from navembed_pipeline.lib.engine import TrackFingerprinter
+from navembed_pipeline.lib.library import NavidromeLibrary, parse_path_map
+from navembed_pipeline.lib.models import EmbeddingModel, ModelOptions, create_model, model_extras
+from navembed_pipeline.lib.store import STANDALONE_MAX_DIM, FailureLog, VectorStore, ensure_running
 
 
 class NavidromeResource(dg.ConfigurableResource):

@@ -200,7 +200,7 @@ def _check_run(final: dict[str, Any], models: list[str], library: Any, say: Call
 
 
 def _seed(library: Any) -> Any:
-    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library import NavidromeLibrary
 
     tracks = {str(t.path): t for t in NavidromeLibrary(library.db_path).tracks()}
     return tracks[str(library.duplicate_pair[0])]
@@ -208,10 +208,9 @@ def _seed(library: Any) -> Any:
 
 def _musicnn_tags(settings: Any, seed: Any, say: Callable[[str], None]) -> None:
     """The top MusiCNN tags stored for the seed and a few other tracks (read from the running store)."""
-    from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
-    from navembed_pipeline.lib.models.musicnn_tags import tag_names
-    from navembed_pipeline.lib.store import VectorStore
-    from navembed_pipeline.lib.store.server import running_uri
+    from navembed_pipeline.lib.library import NavidromeLibrary
+    from navembed_pipeline.lib.models import tag_names
+    from navembed_pipeline.lib.store import VectorStore, running_uri
 
     names = tag_names(settings.musicnn_variant)
     tracks = [seed, *[t for t in NavidromeLibrary(settings.navidrome_db).tracks() if t.id != seed.id]]

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
-from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
+from tests.lib.store.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
 from tests.lib.models.tiny_muq import build_tiny_muq
 
 
@@ -51,7 +51,7 @@ def test_a_blank_token_counts_as_none(tmp_path: Path, milvus_uri: str) -> None: 
 # ----- validation --------------------------------------------------------------------------------
 def test_an_unknown_model_is_422_naming_the_known_ones(client: TestClient) -> None:
     response = client.post("/batch/start", json={"models": ["muq", "bogus"], "clearExisting": True}, headers=ADMIN)
-    assert_error(response, 422, "models.1", "'muq', 'mert', 'latent' or 'dsp'")
+    assert_error(response, 422, "models.1", "'muq', 'mert', 'latent', 'dsp' or 'musicnn'")
 
 
 def test_a_model_without_weights_is_422_naming_the_download_command(client: TestClient) -> None:
@@ -94,7 +94,7 @@ def test_bad_text_requests_are_422(client: TestClient, body: dict) -> None:
 
 def test_unknown_text_model_is_422(client: TestClient) -> None:
     response = client.post("/embed_text", json={"text": "hi", "model": "clap"})
-    assert_error(response, 422, "'muq', 'mert', 'latent' or 'dsp'")
+    assert_error(response, 422, "'muq', 'mert', 'latent', 'dsp' or 'musicnn'")
 
 
 def test_muq_without_weights_is_503_naming_the_download(client: TestClient) -> None:
@@ -117,7 +117,9 @@ def test_muq_text_embedding_has_the_original_shape(tmp_path: Path, milvus_uri: s
 # ----- /models and /health -----------------------------------------------------------------------
 def test_models_lists_every_model_with_its_facts(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/models").json()}
-    assert list(models) == ["muq", "mert", "latent", "dsp"]
+    assert list(models) == ["muq", "mert", "latent", "dsp", "musicnn"]
+    assert models["musicnn"]["vector_fields"] == {"embedding": 753, "tags": 50}
+    assert models["musicnn"]["weights_present"] is False and models["musicnn"]["licence"].startswith("ISC")
     assert models["dsp"]["dimension"] == 273 and models["dsp"]["weights_present"] is True
     assert models["dsp"]["enabled"] is True and models["muq"]["enabled"] is False
     assert models["muq"]["supports_text"] is True and models["muq"]["vector_fields"] == {"embedding": 1536,

@@ -20,7 +20,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def musicnn_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with MusiCNN's weights converted from the real ``musicnn`` 0.1.0 wheel (what
     ``make setup`` installs); skipped, saying why, only where no package index can be reached."""
-    from navembed_pipeline.lib.models.musicnn_weights import WheelError, fetch_wheel, install
+    from navembed_pipeline.lib.models.musicnn.weights import WheelError, fetch_wheel, install
 
     try:
         wheel = fetch_wheel(tmp_path_factory.mktemp("musicnn-wheel"))

@@ -9,10 +9,10 @@ import yaml
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.instance import EVENT_BATCH_SIZE_ENV, environment, instance_yaml
 from navembed_pipeline.jobs import embed_run_config
-from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
-from tests.lib.milvus_fixture import session_failures_db
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
+from tests.lib.store.milvus_fixture import session_failures_db
 
 
 @contextmanager

@@ -55,7 +55,7 @@ def test_demo_embeds_with_musicnn_by_default_once_its_weights_are_installed(tmp_
     """With MusiCNN's weights where ``make setup`` puts them, the default model set (NAVEMBED_MODELS=auto)
     is dsp + musicnn: the job started through /batch/start embeds the demo library with both (one step,
     one decode per file), and the demo prints the tags MusiCNN stored."""
-    from navembed_pipeline.lib.models.musicnn_tags import MSD_TAGS
+    from navembed_pipeline.lib.models.musicnn.tags import MSD_TAGS
 
     monkeypatch.setenv("NAVEMBED_MODELS_DIR", str(musicnn_models_dir))
     monkeypatch.setenv("NAVEMBED_MODELS_DEVICE", "cpu")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.duplicates.chromaprint import ITEM_SECONDS, Match, from_blob, is_duplicate, match, to_blob
+from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
 INDEX_SECONDS = 180.0  # words indexed from the start of each fingerprint
 INDEX_STRIDE = 2  # every other word: half the index, a true copy still shares dozens of words

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
+from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.uploads")
 ROW_FIELDS = ("track_id", "segment", "name", "offset_seconds", "duration_seconds", "model_id", "model_version",

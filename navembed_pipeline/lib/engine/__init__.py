@@ -2,7 +2,8 @@
 embed, write in batches, report progress; the change sensor's diff, one-file embedding, and the
 fingerprints the run keeps current.
 
-May import: the shared leaves, ``library``, ``models``, ``store`` and ``duplicates``; never ``recommend``.
+May import: the shared leaves, the run contract (``runs``), ``library``, ``models``, ``store`` and ``duplicates``;
+never ``recommend``.
 """
 
 from navembed_pipeline.lib.public import lazy_names

@@ -3,12 +3,12 @@
 from collections.abc import Mapping, Sequence
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.models import create_model
-from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.library.segments import track_fingerprint
-from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
+from navembed_pipeline.lib.models import create_model
+from navembed_pipeline.lib.models.options import ModelOptions
+from navembed_pipeline.lib.store import VectorStore
 
 
 def model_versions(models: Sequence[str], options: ModelOptions) -> dict[str, str]:

@@ -5,8 +5,8 @@ from typing import Any
 
 from navembed_pipeline.lib.library.audio import load_audio, probe
 from navembed_pipeline.lib.library.cue import cue_segments, read_cue_file
-from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.library.segments import TrackSegment, find_cue_sheet
+from navembed_pipeline.lib.models.base import EmbeddingModel
 
 
 def file_segments(path: Path, *, segment: tuple[float, float | None] | None = None,

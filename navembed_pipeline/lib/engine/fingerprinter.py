@@ -11,9 +11,9 @@ track Navidrome later scanned.
 import logging
 from collections.abc import Sequence
 
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.engine.worker import Prints, decode_track
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.library.upload_ids import is_upload_id

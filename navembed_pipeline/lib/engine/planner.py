@@ -8,12 +8,12 @@ hands back the queue of tracks to embed in bucket order with a ``BucketState`` p
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.engine.summary import PlanSummary, summarize_plan
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import track_fingerprint
-from navembed_pipeline.lib.store import StoredInfo, VectorStore
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
+from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.store import StoredInfo, VectorStore
 
 
 @dataclass

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.library.audio import load_audio, resample
-from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
 from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
+from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
+from navembed_pipeline.lib.library.audio import load_audio, resample
 from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.pids import pid_alive
 from navembed_pipeline.lib.library.segments import TrackSegment, segments_for
+from navembed_pipeline.lib.pids import pid_alive
 
 Prints = list[tuple[int, str, np.ndarray]]  # (segment index, segment title, raw Chromaprint fingerprint)
 

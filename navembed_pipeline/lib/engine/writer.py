@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from navembed_pipeline.lib.engine.decode import Decoded
-from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.engine.planner import BucketState
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.run")

@@ -8,8 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from navembed_pipeline.lib.library.cue import cue_segments, embedded_cue, read_cue_file
 from navembed_pipeline.lib.errors import CueSheetError
+from navembed_pipeline.lib.library.cue import cue_segments, embedded_cue, read_cue_file
 from navembed_pipeline.lib.library.navidrome import Track
 
 

@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.errors import ConfigError, DeviceError, TextNotSupportedError
+from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.models.options import DEFAULT_IDLE_UNLOAD_SECONDS, DEVICES, ModelOptions  # noqa: F401 (re-exported)
 
 LOGGER = logging.getLogger("navembed.models")

@@ -25,6 +25,11 @@ def model_extras(*, mert_layers: str = "mean", musicnn_variant: str = DEFAULT_MU
     return extra
 
 
+def musicnn_variant(options: "ModelOptions") -> str:
+    """The MusiCNN checkpoint ``options`` choose (``MSD_musicnn`` unless ``extra`` says otherwise)."""
+    return str(options.extra.get(MUSICNN_VARIANT_OPTION, DEFAULT_MUSICNN_VARIANT))
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """How a model runs. ``models_dir`` holds downloaded weights (``<org>--<name>/`` per repo);

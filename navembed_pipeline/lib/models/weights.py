@@ -6,7 +6,7 @@ weights are licensed CC BY-NC 4.0, so downloading is the user's own act
 ``<models_dir>/org--name/`` and in the Hugging Face cache (offline, no network).
 
 MusiCNN's weights (ISC, free) come from a PyPI wheel instead: their id ``pypi:musicnn==0.1.0``
-names the folder ``<models_dir>/musicnn-0.1.0/`` (see ``musicnn_weights``); no Hugging Face cache.
+names the folder ``<models_dir>/musicnn-0.1.0/`` (see ``musicnn.weights``); no Hugging Face cache.
 """
 
 from pathlib import Path
@@ -54,7 +54,7 @@ def weights_present(repo_ids: tuple[str, ...], models_dir: Path | None) -> bool:
 
 def download(repo_id: str, models_dir: Path) -> Path:
     """Download ``repo_id`` into ``<models_dir>/org--name`` (network; explicit user action only)."""
-    from navembed_pipeline.lib.models import musicnn_weights
+    from navembed_pipeline.lib.models.musicnn import weights as musicnn_weights
 
     if repo_id == musicnn_weights.WEIGHTS_ID:
         return musicnn_weights.install(Path(models_dir))

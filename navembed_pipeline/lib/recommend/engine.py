@@ -16,7 +16,7 @@ from navembed_pipeline.lib.recommend.errors import InvalidRequestError, NoVector
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
 from navembed_pipeline.lib.recommend.path import path_stops
 from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
-from navembed_pipeline.lib.recommend.request import (Playlist, RecommendedTrack, RecommendRequest, validate)
+from navembed_pipeline.lib.recommend.request import Playlist, RecommendedTrack, RecommendRequest, validate
 from navembed_pipeline.lib.recommend.rules import Catalog, Pool, eligible, select
 from navembed_pipeline.lib.recommend.search import Search, VectorSource
 

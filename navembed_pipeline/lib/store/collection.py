@@ -10,14 +10,8 @@ from collections.abc import Mapping
 
 from navembed_pipeline.lib.errors import ConfigError, StoreError
 from navembed_pipeline.lib.store.client import MilvusConnection
-from navembed_pipeline.lib.store.schema import (
-    collection_name,
-    embedding_index,
-    embedding_schema,
-    is_physical_of,
-    new_physical_name,
-    vector_dims,
-)
+from navembed_pipeline.lib.store.schema import (collection_name, embedding_index, embedding_schema, is_physical_of,
+                                                new_physical_name, vector_dims)
 
 LOGGER = logging.getLogger("navembed.store")
 

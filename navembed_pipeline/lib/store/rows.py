@@ -12,19 +12,8 @@ import numpy as np
 
 from navembed_pipeline.lib.store.client import QUERY_LIMIT
 from navembed_pipeline.lib.store.collection import StoreCollections
-from navembed_pipeline.lib.store.schema import (
-    EMBEDDING_FIELD,
-    HNSW_MIN_EF,
-    METRIC,
-    Hit,
-    StoredInfo,
-    VectorRow,
-    hit_of,
-    in_filter,
-    quote,
-    row_entity,
-    stored_info_of,
-)
+from navembed_pipeline.lib.store.schema import (EMBEDDING_FIELD, HNSW_MIN_EF, METRIC, Hit, StoredInfo, VectorRow,
+                                                hit_of, in_filter, quote, row_entity, stored_info_of)
 
 IDS_PER_QUERY = 256
 IDS_PER_VECTOR_QUERY = 64

@@ -22,6 +22,7 @@ COLLECTIONS = {
     "mert": "mert_embedding",
     "latent": "latent_embedding",
     "dsp": "dsp_embedding",
+    "musicnn": "musicnn_embedding",
 }
 FAILURES_COLLECTION = "navembed_failures"
 PHYSICAL_SEPARATOR = "__"

@@ -25,17 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from navembed_pipeline.lib.store import lite_main
 from navembed_pipeline.lib.errors import ConfigError, StoreError
-from navembed_pipeline.lib.store.lite_main import (
-    LOOPBACK,
-    STATE_FILE,
-    UNIX_PREFIX,
-    ServerState,
-    read_state,
-    remove_state,
-)
 from navembed_pipeline.lib.pids import pid_alive
+from navembed_pipeline.lib.store import lite_main
+from navembed_pipeline.lib.store.lite_main import (LOOPBACK, STATE_FILE, UNIX_PREFIX, ServerState, read_state,
+                                                   remove_state)
 
 __all__ = ["STATE_FILE", "MilvusLiteServer", "ensure_running", "private_socket", "running_uri", "stop_running"]
 

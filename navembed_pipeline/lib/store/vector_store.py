@@ -12,8 +12,8 @@ the records and the Milvus schema.
 
 from collections.abc import Iterable
 
-from navembed_pipeline.lib.store.failure_log import FailureLog, migrate_milvus_failures
 from navembed_pipeline.lib.store.client import CONNECT_TIMEOUT_S, MilvusConnection
+from navembed_pipeline.lib.store.failure_log import FailureLog, migrate_milvus_failures
 from navembed_pipeline.lib.store.rows import StoreRows
 from navembed_pipeline.lib.store.schema import FAILURES_COLLECTION, Hit, StoredInfo, VectorRow, collection_name
 

@@ -14,7 +14,7 @@ from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.library.navidrome import Track
-from tests.lib.test_embedding_run import GOOD_SECONDS, write_library
+from tests.lib.engine.test_run import GOOD_SECONDS, write_library
 
 
 class DspAt16k(DspModel):
