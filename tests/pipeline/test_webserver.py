@@ -41,8 +41,8 @@ def test_webserver_lists_assets_partitions_jobs_sensor_and_schedule(webserver) -
     repo = response.json()["data"]["repositoriesOrError"]["nodes"][0]
     assets = {"/".join(a["assetKey"]["path"]): a for a in repo["assetNodes"]}
     assert set(assets) == {"library_tracks", "muq_embeddings", "mert_embeddings", "latent_embeddings",
-                           "dsp_embeddings"}
-    for name in ("muq", "mert", "latent", "dsp"):
+                           "dsp_embeddings", "musicnn_embeddings"}
+    for name in ("muq", "mert", "latent", "dsp", "musicnn"):
         node = assets[f"{name}_embeddings"]
         assert node["isPartitioned"] and len(node["partitionKeys"]) == 256
         assert node["partitionKeys"][0] == "00" and node["partitionKeys"][-1] == "ff"

@@ -36,7 +36,7 @@ def find_weights(repo_id: str, models_dir: Path | None, *, model_name: str) -> P
     cached = None if repo_id.startswith(PYPI_PREFIX) else _hf_cache_dir(repo_id)
     if cached is not None:
         return cached
-    where = f"{models_dir}/{local_dir_name(repo_id)}" if models_dir else "the Hugging Face cache (no models folder set)"
+    where = f"{models_dir}/{local_dir_name(repo_id)}" if models_dir else "the Hugging Face cache"
     raise WeightsMissingError(
         f"weights for model {model_name!r} ({repo_id}) are not on this machine (looked in {where}). "
         f"Download them explicitly with: navembed models download {model_name}")
