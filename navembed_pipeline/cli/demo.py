@@ -3,11 +3,14 @@
 1. write the sample library (real audio files and a Navidrome-schema database);
 2. start the embedded stack — Milvus Lite, the Dagster webserver, the API — on 127.0.0.1;
 3. start the main job through the API (``POST /batch/start``) with the models this machine has
-   (``dsp`` plus every deep model whose weights are present), *then* start the Dagster daemon, so
-   the queued run is the one that embeds the library (the change sensor's first tick sees it and waits);
+   (``dsp`` plus every model whose weights are present: musicnn's are installed by ``make setup``,
+   and dsp + musicnn are embedded by one step that decodes each file once), *then* start the Dagster
+   daemon, so the queued run is the one that embeds the library (the change sensor's first tick sees
+   it and waits);
 4. draw a progress bar from ``GET /batch/progress?run_id=…`` until the run ends;
-5. ask the API for a similar-track playlist (and a text search when muq is enabled), and the
-   upload socket whether an MP3 re-encode of a library track is a duplicate;
+5. print the MusiCNN tags stored for a few tracks (when musicnn ran), ask the API for a
+   similar-track playlist (and a text search when muq is enabled), and the upload socket whether an
+   MP3 re-encode of a library track is a duplicate;
 6. ask for alice's "For you" mix (``GET /playlist/for-you``), then write the sonic mixes (library
    clusters, and per user from the sample's listening history) as M3U8 playlists into
    ``library/music/navembed`` and say how Navidrome would import them;
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from tqdm import tqdm
 
 from navembed_pipeline.lib.errors import NavembedError
@@ -39,6 +43,8 @@ TEXT_PROMPT = "calm solo piano"
 PLAYLIST_SIZE = 5
 PLAYLISTS_SUBDIR = "navembed"  # inside the sample's "Music" library: ND_PLAYLISTSPATH=navembed
 FOR_YOU_USER = "alice"
+TAGGED_TRACKS = 4  # tracks whose MusiCNN tags the demo prints
+TOP_TAGS = 3
 
 
 class DemoFailed(NavembedError):
@@ -57,6 +63,7 @@ class DemoOptions:
 def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int:
     from navembed_api.settings import ApiSettings
     from navembed_pipeline.cli.stack_commands import sigterm_as_interrupt
+    from navembed_pipeline.lib.settings import Settings
     from navembed_pipeline.sample_data.sample_library import write_sample_library
     from navembed_pipeline.stack import Stack
 
@@ -71,6 +78,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int
         data_dir=root / "data", navidrome_db=library.db_path, music_root=library.root, milvus_uri="",
         admin_token=token, socket_path=socket_dir / "upload.sock",
         playlists_dir=library.root / "music" / PLAYLISTS_SUBDIR,
+        # the install's weights (what `make setup` downloaded), not the demo's fresh data folder
+        models_dir=Settings().weights_dir.resolve(),
         dagster_port=_port(options.dagster_port, 3000, "Dagster UI", say),
         api_port=_port(options.api_port, 9002, "API", say))
     models = settings.enabled_models()
@@ -88,6 +97,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> int
                 final = _follow(api, run["run_id"], stack)
                 _check_run(final, models, library, say)
                 seed = _seed(library)
+                if "musicnn" in models:
+                    _musicnn_tags(settings, seed, say)
                 _similar(api, seed, say)
                 _upload_duplicate(settings.socket_path, library.duplicate_pair[1], seed, say)
                 if "muq" in models:
@@ -201,6 +212,29 @@ def _seed(library: Any) -> Any:
 
     tracks = {str(t.path): t for t in NavidromeLibrary(library.db_path).tracks()}
     return tracks[str(library.duplicate_pair[0])]
+
+
+def _musicnn_tags(settings: Any, seed: Any, say: Callable[[str], None]) -> None:
+    """The top MusiCNN tags stored for the seed and a few other tracks (read from the running store)."""
+    from navembed_pipeline.lib.library import NavidromeLibrary
+    from navembed_pipeline.lib.models import tag_names
+    from navembed_pipeline.lib.store import VectorStore, running_uri
+
+    names = tag_names(settings.musicnn_variant)
+    tracks = [seed, *[t for t in NavidromeLibrary(settings.navidrome_db).tracks() if t.id != seed.id]]
+    store = VectorStore(settings.milvus_uri or running_uri(settings.milvus_data_dir))
+    try:
+        stored = store.get_vectors("musicnn", [t.id for t in tracks], "tags")
+    finally:
+        store.close()
+    shown = [t for t in tracks if t.id in stored][:TAGGED_TRACKS]
+    if not shown:
+        raise DemoFailed("musicnn ran but no track has stored tags")
+    say(f"==> MusiCNN tags ({settings.musicnn_variant}, top {TOP_TAGS} of {len(names)}, mean over 3-s patches):")
+    for track in shown:
+        scores = stored[track.id].mean(axis=0)  # a CUE album's segments: their mean
+        top = np.argsort(-scores)[:TOP_TAGS]
+        say(f"    {track.display_name}: " + ", ".join(f"{names[i]} {scores[i]:.2f}" for i in top))
 
 
 def _similar(api: httpx.Client, seed: Any, say: Callable[[str], None]) -> None:

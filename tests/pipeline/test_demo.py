@@ -55,6 +55,29 @@ def test_demo_with_muq_weights_also_searches_by_text(tmp_path, capsys, monkeypat
     assert len(re.findall(r"^\s+\d\. [+-]\d\.\d{3}  ", text, flags=re.M)) == 5
 
 
+def test_demo_embeds_with_musicnn_by_default_once_its_weights_are_installed(tmp_path, capsys, monkeypatch,
+                                                                            musicnn_models_dir) -> None:
+    """With MusiCNN's weights where ``make setup`` puts them, the default model set (NAVEMBED_MODELS=auto)
+    is dsp + musicnn: the job started through /batch/start embeds the demo library with both (one step,
+    one decode per file), and the demo prints the tags MusiCNN stored."""
+    from navembed_pipeline.lib.models.musicnn.tags import MSD_TAGS
+
+    monkeypatch.setenv("NAVEMBED_MODELS_DIR", str(musicnn_models_dir))
+    monkeypatch.setenv("NAVEMBED_MODELS_DEVICE", "cpu")
+    code, out, err = run_demo(tmp_path / "demo", capsys)
+    assert code == 0, out + err
+    assert 'POST /batch/start {"models": ["dsp", "musicnn"], "force": true}' in out
+    assert "    dsp: embedded 11, skipped 0 (unchanged), failed 1" in out
+    assert "musicnn: embedded 11, skipped 0 (unchanged), failed 1" in out
+    tagged = re.findall(r"^    (.+?): (.+)$", out.split("==> MusiCNN tags (MSD_musicnn")[1].split("==>")[0], flags=re.M)
+    assert len(tagged) == 4 and tagged[0][0] == "Piano Trio - Morning Keys"  # the seed first
+    for _, tags in tagged:
+        pairs = [tag.rsplit(" ", 1) for tag in tags.split(", ")]
+        scores = [float(score) for _, score in pairs]
+        assert len(pairs) == 3 and all(name in MSD_TAGS for name, _ in pairs)
+        assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+
+
 def test_demo_fails_loudly_when_the_stack_cannot_start(tmp_path, capsys) -> None:
     import socket
 

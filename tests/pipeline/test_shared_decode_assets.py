@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from navembed_pipeline.lib import decode_worker
+from navembed_pipeline.lib.engine import worker as decode_worker
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.runs import SHARED_DECODE_OP
 from tests.pipeline.helpers import bucket_materializations, embed

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib import decode_worker
+from navembed_pipeline.lib.engine import worker as decode_worker
 from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.library.navidrome import Track
-from tests.lib.test_embedding_run import GOOD_SECONDS, write_library
+from tests.lib.engine.test_run import GOOD_SECONDS, write_library
 
 
 class DspAt16k(DspModel):
