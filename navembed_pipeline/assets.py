@@ -14,6 +14,7 @@ from navembed_pipeline.lib.run_ahead import run_ahead_batches
 from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
 from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
 from navembed_pipeline.partitions import bucket_partitions
@@ -133,6 +134,27 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
            navidrome: NavidromeResource, vector_store: VectorStoreResource, models: ModelsResource):
     explain_run(context, config.model_dump())
     store = vector_store.client()
+    try:
+        yield from _embed_into(store, context, config, model_name, buckets, navidrome, vector_store, models)
+    except BaseException:  # failed or cancelled: what it did write is published all the same
+        try:
+            _publish(context, store)
+        except NavembedError as exc:
+            context.log.warning(f"could not publish the partial writes to readers: {exc}")
+        raise
+    _publish(context, store)
+
+
+def _publish(context: dg.AssetExecutionContext, store: VectorStore) -> None:
+    """Advance the store generation of what this step wrote, before the step (so the run) is reported
+    over: readers such as the API compare it, so they serve the run's results as soon as it is done."""
+    if published := store.publish_writes():
+        context.log.info(f"published the new vectors of {', '.join(published)} to readers")
+
+
+def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: EmbedConfig, model_name: str,
+                buckets: list[str], navidrome: NavidromeResource, vector_store: VectorStoreResource,
+                models: ModelsResource):
     model = models.get(model_name)
     staging = None
     # A model upgrade that changed the vectors' dimensions (e.g. dsp v1 → v2) cannot be written into
