@@ -83,11 +83,20 @@ def attempt(call, *args) -> list[str] | str:
 
 # ----- the stack ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Control:
+    """What test_e2e's helpers (``sensor_tick``, ``follow``) use: the stack and an admin client of its API."""
+
+    stack: Stack
+    api: httpx.Client
+
+
+@dataclass(frozen=True)
 class Live:
     stack: Stack
     library: SampleLibrary
     api: httpx.Client
     plugin: extism.Plugin
+    first_radio: list[str] | str  # artist radio asked the moment the first run was reported completed
 
     def tracks(self) -> dict[str, Track]:
         return {t.id: t for t in NavidromeLibrary(self.library.db_path).tracks()}
@@ -109,43 +118,64 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                            models="dsp", admin_token=TOKEN, socket_path=None, api_port=free_port(),
                            dagster_port=free_port(), sensor_interval_seconds=3600)
     with Stack(settings) as stack, httpx.Client(base_url=stack.urls.api, headers=ADMIN, timeout=60) as api:
-        live = Live(stack, library, api, load_plugin(stack.urls.api))
-        _first_run(live)
-        yield live
+        plugin = load_plugin(stack.urls.api)
+        piano = _first_run(stack, api)
+        first_radio = attempt(similar_by_artist, plugin, piano.artist_id, piano.artist)  # nothing in between
+        print(f"artist radio right after the first run: {first_radio}")
+        yield Live(stack, library, api, plugin, first_radio)
 
 
-def _first_run(live: Live) -> None:
-    """The library embedded once: by the change sensor's first tick, else by a run started here."""
+def _first_run(stack: Stack, api: httpx.Client) -> Track:
+    """The library embedded once: by the change sensor's first tick, else by a run started here; the
+    piano track, read before the run completes."""
     deadline = time.monotonic() + 120
-    while (tick := sensor_tick(live)) is None or tick["status"] == "STARTED":
+    while (tick := sensor_tick(Control(stack, api))) is None or tick["status"] == "STARTED":
         assert time.monotonic() < deadline, "the library change sensor never ticked"
         time.sleep(0.5)
     if not tick["runIds"]:
-        started = live.api.post("/batch/start", json={"models": ["dsp"]})
+        started = api.post("/batch/start", json={"models": ["dsp"]})
         assert started.status_code == 200, started.text
-    final = follow(live, timeout=300)[-1]
+    piano = next(t for t in NavidromeLibrary(stack.settings.navidrome_db).tracks() if t.title == "Evening Keys")
+    final = follow(Control(stack, api), timeout=300)[-1]
     assert final["status"] in ("completed", "completed_with_errors"), final
+    return piano
+
+
+def _until_known(live: Live, track: Track, timeout: float = 120.0) -> None:
+    """Wait until the API's artist index has ``track``'s artist (at once once it reads its writes)."""
+    deadline = time.monotonic() + timeout
+    while isinstance(attempt(similar_by_artist, live.plugin, track.artist_id, track.artist), str):
+        assert time.monotonic() < deadline, f"the API never learnt of {track.artist}"
+        time.sleep(1.0)
 
 
 @dataclass(frozen=True)
 class AfterRun:
-    """What the plugin answered just before a run, and the moment /batch/progress said it completed."""
+    """What the plugin answered just before two runs, and the moment /batch/progress said each completed:
+    one embedding a new artist, then one rewriting a changed track's row in place (no row added, none
+    removed: only the store generation tells the API)."""
 
     fresh_artist_id: str
     fresh_track_id: str
     before_artist: list[str] | str
-    before_rewritten: list[str] | str
     final: dict
     artist_radio: list[str] | str  # the first call after "completed"
-    rewritten_mix: list[str] | str
     fresh_mix: list[str] | str
+    before_rewritten: list[str] | str
+    rewrite_final: dict
+    rewritten_mix: list[str] | str  # the first call after that run's "completed"
+
+
+def _run(live: Live) -> dict:
+    started = live.api.post("/batch/start", json={"models": ["dsp"]})
+    assert started.status_code == 200, started.text
+    return follow(live, timeout=300)[-1]
 
 
 @pytest.fixture(scope="module")
 def after_run(live: Live) -> AfterRun:
     # The API has loaded the vectors and built its artist index (a user has been listening).
-    piano = live.named("Evening Keys")
-    assert similar_by_artist(live.plugin, piano.artist_id, piano.artist)
+    _until_known(live, live.named("Evening Keys"))
     music = live.library.root / "music"
     for path, title, style, seed in FRESH:
         write_audio(music / path, render(style, seconds=TRACK_SECONDS, sample_rate=SAMPLE_RATE, seed=seed),
@@ -154,23 +184,22 @@ def after_run(live: Live) -> AfterRun:
                                                    album_artist=FRESH_ARTIST, duration=TRACK_SECONDS)
                                       for path, title, _, _ in FRESH])
     fresh = next(t for t in live.tracks().values() if t.artist == FRESH_ARTIST)
-    rewritten = live.named(REWRITTEN)
     before_artist = attempt(similar_by_artist, live.plugin, fresh.artist_id, FRESH_ARTIST)
+    final = _run(live)
+    artist_radio = attempt(similar_by_artist, live.plugin, fresh.artist_id, FRESH_ARTIST)  # nothing in between
+    fresh_mix = attempt(similar_by_track, live.plugin, fresh)
+
+    rewritten = live.named(REWRITTEN)
     before_rewritten = attempt(similar_by_track, live.plugin, rewritten)
-    # The file of White Room changes (a scan would see a new size and mtime): same track, same row, new vectors.
+    # White Room's file changes (a scan would see a new size and mtime): same track, same row, new vectors.
     write_audio(rewritten.path, render("piano", seconds=TRACK_SECONDS, sample_rate=SAMPLE_RATE, seed=7), SAMPLE_RATE,
                 tags={"title": rewritten.title, "artist": rewritten.artist, "album": rewritten.album})
     touch_track(live.library.db_path, rewritten.id, updated_at=datetime.now(UTC), size=rewritten.path.stat().st_size)
-
-    started = live.api.post("/batch/start", json={"models": ["dsp"]})
-    assert started.status_code == 200, started.text
-    final = follow(live, timeout=300)[-1]
-    # Nothing else happens between "completed" and these calls.
-    artist_radio = attempt(similar_by_artist, live.plugin, fresh.artist_id, FRESH_ARTIST)
-    rewritten_mix = attempt(similar_by_track, live.plugin, rewritten)
-    fresh_mix = attempt(similar_by_track, live.plugin, fresh)
-    result = AfterRun(fresh.artist_id, fresh.id, before_artist, before_rewritten, final, artist_radio, rewritten_mix, fresh_mix)
-    for name in ("before_artist", "before_rewritten", "artist_radio", "rewritten_mix", "fresh_mix"):
+    rewrite_final = _run(live)
+    rewritten_mix = attempt(similar_by_track, live.plugin, rewritten)  # nothing in between
+    result = AfterRun(fresh.artist_id, fresh.id, before_artist, final, artist_radio, fresh_mix, before_rewritten,
+                      rewrite_final, rewritten_mix)
+    for name in ("before_artist", "artist_radio", "fresh_mix", "before_rewritten", "rewritten_mix"):
         value = getattr(result, name)
         print(f"{name}: {value if isinstance(value, str) else live.titles(value)}")
     return result
@@ -219,12 +248,20 @@ def test_artist_radio_is_library_songs_of_the_artist_then_of_similar_artists(liv
 
 
 # ----- read your writes: the moment a run completes, the plugin gets its results -------------------------------
+def test_artist_radio_the_moment_the_first_run_completed(live: Live) -> None:
+    songs = live.first_radio
+    assert isinstance(songs, list) and songs, songs  # lagging: "AudioMuse-AI returned status 404"
+    assert set(songs) <= set(live.tracks())
+
+
 def test_before_the_run_the_new_artist_is_unknown(after_run: AfterRun) -> None:
     assert isinstance(after_run.before_artist, str) and "status 404" in after_run.before_artist
 
 
-def test_the_run_completed(after_run: AfterRun) -> None:
-    assert after_run.final["status"] in ("completed", "completed_with_errors") and after_run.final["status"] in TERMINAL
+def test_the_runs_completed(after_run: AfterRun) -> None:
+    for final in (after_run.final, after_run.rewrite_final):
+        assert final["status"] in ("completed", "completed_with_errors") and final["status"] in TERMINAL, final
+    assert after_run.rewrite_final["processed_tracks"] == after_run.rewrite_final["total_tracks"]
 
 
 def test_artist_radio_for_an_artist_the_run_just_embedded(live: Live, after_run: AfterRun) -> None:
