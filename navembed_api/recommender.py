@@ -11,7 +11,7 @@ at shutdown — so the first request (the Navidrome plugin allows 10 s) never pa
   model's collection, row count and store generation with its copy's and reload after a run changed it
   (requests keep reading the previous copy meanwhile);
 - caught up: ``catch_up`` reloads, on the spot, every field whose writers published a new generation
-  (``lib/store_generation.py``) and rebuilds the artist index — ``/batch/progress`` does it before it
+  (``lib/store/generation.py``) and rebuilds the artist index — ``/batch/progress`` does it before it
   reports a run (or a worker's part) completed, so every route serves a run's results once it says so;
 - closed: the refresher stops and the copies are dropped.
 
@@ -28,9 +28,8 @@ from pathlib import Path
 
 from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, VectorCache
-from navembed_pipeline.lib.recommend.sonic import SonicService
+from navembed_pipeline.lib.library import NavidromeLibrary
+from navembed_pipeline.lib.recommend import Recommender, SonicService, VectorCache
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
@@ -153,7 +152,7 @@ class FingerprintGroups:
             if not self.path.exists():
                 return {}
             try:
-                from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+                from navembed_pipeline.lib.duplicates import FingerprintStore
             except ImportError:
                 return {}
             self._store = FingerprintStore(self.path)

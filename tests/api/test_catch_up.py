@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from navembed_api.recommender import RecommenderState, catch_up
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, VectorCache
-from navembed_pipeline.lib.recommend.sonic import SonicService, UnknownArtistError
+from navembed_pipeline.lib.library import NavidromeLibrary
+from navembed_pipeline.lib.recommend import Recommender, SonicService, UnknownArtistError, VectorCache
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 

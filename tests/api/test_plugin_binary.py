@@ -22,8 +22,7 @@ import httpx
 import pytest
 
 from navembed_api.settings import ApiSettings
-from navembed_pipeline.lib.encode import write_audio
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
+from navembed_pipeline.lib.library import NavidromeLibrary, Track, write_audio
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks, touch_track
 from navembed_pipeline.sample_data.sample_library import SAMPLE_RATE, SampleLibrary, write_sample_library
 from navembed_pipeline.sample_data.synth import render

@@ -6,7 +6,7 @@ is loaded once into a ``FieldVectors`` and searched with numpy.
 
 Keeping in step: every ``check_interval_s`` an access triggers a cheap check of the model's
 *signature* — the physical collection behind its alias (a rebuild switches it), its row count, and
-its store generation (``lib/store_generation.py``), which every writer advances once it has finished
+its store generation (``lib/store/generation.py``), which every writer advances once it has finished
 writing — and a reload when it differs. A new generation or collection reloads at once: what a
 finished run wrote, deleted or rewrote in place. A row count that changed without a new generation
 (a run still writing) reloads at most every ``min_reload_interval_s`` or ten times the last load's
@@ -17,7 +17,7 @@ any reload now, on the caller's thread (the API does it before ``/batch/progress
 done), and ``invalidate()`` lets a writer in this process force a reload at the next access. With
 ``background=True`` checks and reloads run on a thread while requests keep reading the previous
 copy; only the very first load of a field makes its caller wait. Each load refits the field's
-calibration (``lib/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
+calibration (``lib/recommend/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
 a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.calibration import save_calibration
+from navembed_pipeline.lib.recommend.calibration import save_calibration
 from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name
