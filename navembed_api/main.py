@@ -48,6 +48,7 @@ def _lifespan(settings: ApiSettings):
         if settings.admin_token_value is None:
             LOGGER.warning("NAVEMBED_ADMIN_TOKEN is not set: /batch/* refuses every request until it is")
         recommending = await recommender.start(services)  # built now, not on the first request
+        app.state.recommending = recommending
         if recommending is not None:
             app.state.recommender, app.state.sonic = recommending.engine, recommending.sonic
         try:

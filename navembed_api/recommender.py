@@ -7,8 +7,12 @@ at shutdown — so the first request (the Navidrome plugin allows 10 s) never pa
   and the artist index are loaded on a thread right after startup — from the copy under
   ``<data_dir>/vector-cache`` when the store has not changed since it was written (seconds instead
   of a full scan), else from the store;
-- kept fresh: every ``REFRESH_INTERVAL_S`` the cache compares each model's collection with its copy
-  and reloads after a run changed it (requests keep reading the previous copy meanwhile);
+- kept fresh: requests (every couple of seconds) and a safety net every ``REFRESH_INTERVAL_S`` compare each
+  model's collection, row count and store generation with its copy's and reload after a run changed it
+  (requests keep reading the previous copy meanwhile);
+- caught up: ``catch_up`` reloads, on the spot, every field whose writers published a new generation
+  (``lib/store/generation.py``) and rebuilds the artist index — ``/batch/progress`` does it before it
+  reports a run (or a worker's part) completed, so every route serves a run's results once it says so;
 - closed: the refresher stops and the copies are dropped.
 
 Without ``NAVEMBED_NAVIDROME_DB`` nothing is built and the routes answer 503 saying so.
@@ -33,6 +37,7 @@ from navembed_pipeline.lib.recommend import (TAGS_FIELD, TAGS_MODEL, Recommender
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
 WEIGHTS_CHECK_S = 60.0  # how long "are MuQ-MuLan's weights here?" is believed (a download shows within it)
+CATCH_UP_WAIT_S = 5.0  # how long /batch/progress waits for a run's results to be served before answering
 FINGERPRINTS_FILE = "fingerprints.sqlite"  # the pipeline's fingerprint store under the data dir
 
 
@@ -45,6 +50,8 @@ class RecommenderState:
     cache: VectorCache
     warmed: threading.Event = field(default_factory=threading.Event)
     task: asyncio.Task | None = None
+    catching_up: asyncio.Lock = field(default_factory=asyncio.Lock)
+    syncs: set[asyncio.Task] = field(default_factory=set)  # held until done (asyncio keeps weak references)
 
 
 def build(services: Services) -> RecommenderState:
@@ -116,6 +123,37 @@ def remembered(check: Callable[[], bool], seconds: float) -> Callable[[], bool]:
         return last[0][1]
 
     return cached
+
+
+def sync(state: RecommenderState) -> None:
+    """Serve every published write now: reload the fields whose store generation (or collection) changed,
+    then make the artist index the one of the current vectors (on this thread)."""
+    state.cache.sync()
+    state.sonic.artists(wait=True)
+
+
+async def catch_up(state: RecommenderState | None, *, timeout: float = CATCH_UP_WAIT_S) -> bool:
+    """``sync`` from now (after any sync in flight, which may have looked before the latest write); True
+    once done, False if it takes longer than ``timeout`` (it goes on in the background). A store that
+    cannot be read counts as done: the routes keep serving the copy they have, as they do meanwhile."""
+    if state is None:
+        return True
+
+    async def run() -> None:
+        async with state.catching_up:
+            try:
+                await asyncio.to_thread(sync, state)
+            except Exception:  # noqa: BLE001 - the previous copy stays; the regular checks retry
+                LOGGER.warning("catching up with the store failed", exc_info=True)
+
+    task = asyncio.ensure_future(run())
+    state.syncs.add(task)
+    task.add_done_callback(state.syncs.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+        return True
+    except TimeoutError:
+        return False
 
 
 async def _refresh_loop(state: RecommenderState) -> None:

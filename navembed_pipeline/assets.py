@@ -177,6 +177,27 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_names: 
            navidrome: NavidromeResource, vector_store: VectorStoreResource, models: ModelsResource):
     explain_run(context, config.model_dump())
     store = vector_store.client()
+    try:
+        yield from _embed_into(store, context, config, model_names, buckets, navidrome, vector_store, models)
+    except BaseException:  # failed or cancelled: what it did write is published all the same
+        try:
+            _publish(context, store)
+        except NavembedError as exc:
+            context.log.warning(f"could not publish the partial writes to readers: {exc}")
+        raise
+    _publish(context, store)
+
+
+def _publish(context: dg.AssetExecutionContext, store: VectorStore) -> None:
+    """Advance the store generation of what this step wrote, before the step (so the run) is reported
+    over: readers such as the API compare it, so they serve the run's results as soon as it is done."""
+    if published := store.publish_writes():
+        context.log.info(f"published the new vectors of {', '.join(published)} to readers")
+
+
+def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: EmbedConfig, model_names: list[str],
+                buckets: list[str], navidrome: NavidromeResource, vector_store: VectorStoreResource,
+                models: ModelsResource):
     chosen = [models.get(name) for name in model_names]
     staging = {model.name: _staging(context, config, model, store, buckets) for model in chosen}
     grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)

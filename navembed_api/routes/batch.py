@@ -3,9 +3,11 @@
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from navembed_api import recommender
+from navembed_api.batch_progress import TERMINAL
 from navembed_api.deps import AdminDep, ServicesDep
 from navembed_api.errors import StoreUnavailable, error_body, short
 from navembed_pipeline.lib.errors import NavembedError
@@ -14,6 +16,7 @@ from navembed_pipeline.lib.workers import MAX_WORKERS
 from navembed_api.routes import ModelName
 
 STORE_PROBE_TIMEOUT_S = 5.0
+FINISHED_DAGSTER = ("SUCCESS", "FAILURE", "CANCELED")
 RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # Dagster's run ids
 router = APIRouter(prefix="/batch", tags=["batch"], dependencies=[AdminDep])
 
@@ -59,15 +62,29 @@ async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any
 
 
 @router.get("/progress", responses={**ERRORS, 404: {"description": "run_id names no embedding run"}})
-async def progress(services: ServicesDep, run_id: Annotated[str | None, Query(
+async def progress(request: Request, services: ServicesDep, run_id: Annotated[str | None, Query(
         pattern=RUN_ID_PATTERN, description="Follow this run (the run_id /batch/start answered) instead of "
                                             "the latest embedding run.")] = None) -> dict[str, Any]:
     """Progress of the latest embedding run, however it was started (API, Dagster UI, sensor, schedule).
 
     ``status`` is one of initialized, running, completed, completed_with_errors, failed, cancelled;
     ``{"status": "no_job"}`` when there has been none. ``estimated_completion`` is a unix time.
+    A run (or a worker of a fanned-out run) that has finished is reported ``completed`` only once every
+    route serves its results; until then a finished run's ``status`` stays ``running``, with ``serving``
+    saying why.
     """
-    return await services.batch.progress(run_id)
+    answer = await services.batch.progress(run_id)
+    if writer_finished(answer) and not await recommender.catch_up(getattr(request.app.state, "recommending", None)):
+        if answer["status"] in ("completed", "completed_with_errors"):
+            answer = {**answer, "status": "running", "serving": "the run is over; its results are being loaded "
+                                                                "into the API, which serves them once this says completed"}
+    return answer
+
+
+def writer_finished(answer: dict[str, Any]) -> bool:
+    """Whether the run, or any worker run of its job, is over (and may have published writes)."""
+    return answer.get("status") in TERMINAL or any(
+        worker.get("dagster_status") in FINISHED_DAGSTER for worker in answer.get("workers") or ())
 
 
 @router.post("/cancel", responses={**ERRORS, 404: {"description": "nothing is queued or running"}})

@@ -106,3 +106,17 @@ def test_failed_only_job_retries_exactly_the_failed_tracks(sample_library, vecto
     assert sum(m["skipped"] for m in per_bucket.values()) == 11
     assert vector_store.failed_tracks("dsp") == {}
     assert corrupt.id in vector_store.stored("dsp", [corrupt.id])
+
+
+def test_a_run_publishes_a_store_generation_only_when_it_changed_rows(sample_library, vector_store, milvus_uri,
+                                                                       instance) -> None:
+    result = embed(sample_library, milvus_uri, instance)
+    first = vector_store.generations()
+    assert set(first) == {"dsp"}  # readers (the API) reload at once on a new one
+    assert any("published the new vectors of dsp" in entry.user_message for entry in instance.all_logs(result.run_id))
+    embed(sample_library, milvus_uri, instance)  # nothing changed: nothing written, nothing to reload
+    assert vector_store.generations() == first
+    track = tracks_by_name(sample_library)["02 Cold Pads.flac"]
+    touch_track(sample_library.db_path, track.id, updated_at=datetime(2026, 6, 1, tzinfo=UTC))
+    embed(sample_library, milvus_uri, instance)  # one track rewritten in place: same rows, same count
+    assert vector_store.generations()["dsp"] != first["dsp"]

@@ -5,12 +5,16 @@ a playlist that needs several searches per model cannot meet 100 ms through it. 
 is loaded once into a ``FieldVectors`` and searched with numpy.
 
 Keeping in step: every ``check_interval_s`` an access triggers a cheap check of the model's
-*signature* — the physical collection behind its alias (a rebuild switches it) and its row count
-(new or deleted tracks change it) — and a reload when it differs (a full scan: at most every
-``min_reload_interval_s`` or ten times the last load's duration, whichever is longer, while an
-embedding run keeps adding rows). A re-embed that rewrites the same rows changes neither, so a
-copy older than ``max_age_s`` is reloaded regardless, and ``invalidate()`` lets a writer in this
-process (the upload endpoint) force a reload at the next access. With
+*signature* — the physical collection behind its alias (a rebuild switches it), its row count, and
+its store generation (``lib/store/generation.py``), which every writer advances once it has finished
+writing — and a reload when it differs. A new generation or collection reloads at once: what a
+finished run wrote, deleted or rewrote in place. A row count that changed without a new generation
+(a run still writing) reloads at most every ``min_reload_interval_s`` or ten times the last load's
+duration, whichever is longer, so a run that keeps adding rows does not keep the store busy with full
+scans. An unchanged signature never rescans; only a store whose writers publish no generation (an
+older pipeline) is reloaded when the copy is older than ``max_age_s``. ``sync()`` does the check and
+any reload now, on the caller's thread (the API does it before ``/batch/progress`` reports a run
+done), and ``invalidate()`` lets a writer in this process force a reload at the next access. With
 ``background=True`` checks and reloads run on a thread while requests keep reading the previous
 copy; only the very first load of a field makes its caller wait. Each load refits the field's
 calibration (``lib/recommend/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
@@ -34,12 +38,12 @@ from navembed_pipeline.lib.store import VectorStore, collection_name
 
 LOGGER = logging.getLogger("navembed.recommend")
 EMBEDDING_FIELD = "embedding"
-CHECK_INTERVAL_S = 10.0
+CHECK_INTERVAL_S = 2.0
 MAX_AGE_S = 900.0
 MIN_RELOAD_INTERVAL_S = 30.0
 RELOAD_COST_FACTOR = 10.0
 
-Signature = tuple[str | None, int]
+Signature = tuple[str | None, int, str | None]  # collection, rows, generation
 Key = tuple[str, str]
 
 
@@ -76,7 +80,7 @@ class VectorCache:
         self.background = background
         self._clock = clock
         self._entries: dict[Key, _Entry] = {}
-        self._loading: dict[Key, threading.Lock] = {}
+        self._loading: dict[Key, threading.RLock] = {}
         self._lock = threading.Lock()
 
     def field(self, model: str, field: str = EMBEDDING_FIELD) -> FieldVectors:
@@ -84,7 +88,7 @@ class VectorCache:
         key = (model, field)
         with self._lock:
             entry = self._entries.get(key)
-            loading = self._loading.setdefault(key, threading.Lock())
+            loading = self._loading.setdefault(key, threading.RLock())
         if entry is None:
             with loading:  # one load per field, however many requests arrive at once
                 entry = self._entries.get(key) or self._load(key)
@@ -120,6 +124,24 @@ class VectorCache:
             with self._lock:
                 entry.checking = True
             self._check(key, entry)
+
+    def sync(self, model: str | None = None) -> list[Key]:
+        """Reload now, on this thread, every loaded field (of ``model``) whose store has a new generation
+        or collection (or was invalidated): when this returns, their finished writers' results are served.
+        A row count that changed without a new generation (a run still writing) is left to the regular
+        checks. The fields reloaded."""
+        reloaded = []
+        for key, entry in self._matching(model):
+            with self._loading[key]:  # never alongside another load of this field
+                current = self._entries.get(key)
+                if current is None:
+                    continue
+                signature = self._signature(key[0])
+                if current.forced or signature[0] != current.signature[0] or signature[2] != current.signature[2]:
+                    LOGGER.info("reloading %s.%s now: store %s (was %s)", *key, signature, current.signature)
+                    self._load(key, signature)
+                    reloaded.append(key)
+        return reloaded
 
     def invalidate(self, model: str | None = None) -> None:
         """Make the next access check the store, e.g. right after this process wrote to it."""
@@ -157,8 +179,10 @@ class VectorCache:
         try:
             signature = self._signature(key[0])
             if self._reload_due(entry, signature):
-                LOGGER.info("reloading %s.%s: store now %s (was %s)", *key, signature, entry.signature)
-                self._load(key)
+                with self._loading[key]:
+                    if self._entries.get(key) is entry:  # not reloaded meanwhile (e.g. by sync)
+                        LOGGER.info("reloading %s.%s: store now %s (was %s)", *key, signature, entry.signature)
+                        self._load(key, signature)
                 return
             with self._lock:
                 entry.checked_at = self._clock()
@@ -171,20 +195,24 @@ class VectorCache:
                 entry.checking = False
 
     def _reload_due(self, entry: _Entry, signature: Signature) -> bool:
-        """A rebuild (new collection) or ``invalidate()`` reloads at once; other changes at most every
-        ``max(min_reload_interval_s, 10 x the last load's duration)``, so an embedding run that adds
-        rows all the time does not keep the store busy with full scans."""
+        """A rebuild (new collection), a new generation or ``invalidate()`` reloads at once; a row count
+        changed without a new generation at most every ``max(min_reload_interval_s, 10 x the last
+        load's duration)``, so an embedding run that adds rows all the time does not keep the store busy
+        with full scans. Without a generation (writers that publish none) a copy expires at ``max_age_s``."""
         age = self._clock() - entry.loaded_at
-        if entry.forced or signature[0] != entry.signature[0] or age >= self.max_age_s:
+        if entry.forced or signature[0] != entry.signature[0] or signature[2] != entry.signature[2]:
+            return True
+        if signature[2] is None and age >= self.max_age_s:
             return True
         if len(entry.vectors) == 0:
             return signature != entry.signature  # an empty copy costs nothing to replace
         return signature != entry.signature and age >= max(self.min_reload_interval_s,
                                                            RELOAD_COST_FACTOR * entry.load_seconds)
 
-    def _load(self, key: Key) -> _Entry:
+    def _load(self, key: Key, signature: Signature | None = None) -> _Entry:
         model, field = key
-        signature = self._signature(model)  # before reading: a write during the scan shows at the next check
+        # Taken before reading: a write (or a generation published) during the scan shows at the next check.
+        signature = signature if signature is not None else self._signature(model)
         started = self._clock()
         first = key not in self._entries
         copy = read_snapshot(self.snapshot_dir, model, field, signature) if first and self.snapshot_dir else None
@@ -214,7 +242,8 @@ class VectorCache:
             LOGGER.warning("could not write the calibration of %s.%s", vectors.model, vectors.field, exc_info=True)
 
     def _signature(self, model: str) -> Signature:
-        return physical_collection(self.store, model), self.store.count(model)
+        store = self.store
+        return physical_collection(store, model), store.count(model), store.generations([model]).get(model)
 
 
 def physical_collection(store: VectorStore, model: str) -> str | None:

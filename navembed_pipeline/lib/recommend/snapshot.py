@@ -3,9 +3,9 @@
 Scanning a field out of Milvus Lite costs minutes at 100k tracks (measured: ~6 min for 100k dsp rows on
 a busy 2-core machine), and a plugin request that arrives meanwhile waits for it. ``VectorCache`` writes
 each field it scanned to ``<directory>/<model>.<field>.npz`` together with the store's signature at
-the time (the collection behind the alias and its row count); the *first* load of a field in a new
-process reads the file instead of the store when the signature still matches. Later reloads always
-scan the store (so a re-embed that rewrote rows in place is picked up by the cache's age limit).
+the time (the collection behind the alias, its row count and its store generation); the *first* load
+of a field in a new process reads the file instead of the store when the signature still matches.
+Later reloads always scan the store.
 The file also holds the field's approximate index (``ann.py``) when it has one, so a restart does not
 train it again. The file is a cache: deleting it only costs one scan.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from navembed_pipeline.lib.recommend.ann import AnnIndex
 
 LOGGER = logging.getLogger("navembed.recommend")
-Signature = tuple[str | None, int]
+Signature = tuple[str | None, int, str | None]  # collection, rows, generation
 
 
 def snapshot_path(directory: Path, model: str, field: str) -> Path:

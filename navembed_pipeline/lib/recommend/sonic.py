@@ -58,6 +58,8 @@ class SonicService:
         self._artists: tuple[tuple[int, ...], ArtistIndex] | None = None
         self._artist_lock = threading.Lock()
         self._rebuilding = False
+        self._builds = 0  # rebuilds started, numbered
+        self._stored = 0  # the number of the rebuild whose index is kept
 
     # ----- tracks ------------------------------------------------------------------------------
     def similar_tracks(self, track_id: str, count: int, *, eliminate_duplicates: bool = True,
@@ -137,31 +139,41 @@ class SonicService:
             raise UnknownArtistError(f"unknown artist {key!r}: no artist with this id or name has analysed tracks")
         return artist.id, index.similar(artist, min(max(count, 0), MAX_SIZE))
 
-    def artists(self) -> ArtistIndex:
+    def artists(self, *, wait: bool = False) -> ArtistIndex:
         """The artist index of the current vectors: rebuilt when they reload (in the background once
-        one exists, so a request never waits for a rebuild)."""
+        one exists, so a request never waits for a rebuild; ``wait``: on this thread, so the index
+        returned is the current vectors' one)."""
         fields = self._fields()
         current = identity(list(fields.values()))
         with self._artist_lock:
             built = self._artists
-            if built is not None and (built[0] == current or self._rebuilding):
+            if built is not None and built[0] == current:
                 return built[1]
-            if built is not None:
-                self._rebuilding = True
-                threading.Thread(target=self._rebuild, args=(fields, current), daemon=True,
-                                 name="navembed-artists").start()
+            if built is not None and not wait:
+                if not self._rebuilding:
+                    self._rebuilding = True
+                    threading.Thread(target=self._rebuild, args=(fields, current, True), daemon=True,
+                                     name="navembed-artists").start()
                 return built[1]
-        return self._rebuild(fields, current)
+            self._builds += 1
+            number = self._builds
+        return self._rebuild(fields, current, False, number)
 
-    def _rebuild(self, fields: Mapping, current: tuple[int, ...]) -> ArtistIndex:
+    def _rebuild(self, fields: Mapping, current: tuple[int, ...], background: bool, number: int = 0) -> ArtistIndex:
+        if background:
+            with self._artist_lock:
+                self._builds += 1
+                number = self._builds
         try:
             index = ArtistIndex(self._tracks(), fields, {m: 1.0 for m in fields})
             with self._artist_lock:
-                self._artists = (current, index)
+                if number > self._stored:  # a rebuild started earlier never replaces a later one
+                    self._artists, self._stored = (current, index), number
             return index
         finally:
-            with self._artist_lock:
-                self._rebuilding = False
+            if background:
+                with self._artist_lock:
+                    self._rebuilding = False
 
     def _fields(self) -> dict:
         vectors = self.engine.vectors

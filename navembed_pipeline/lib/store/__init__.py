@@ -1,5 +1,6 @@
-"""The vector store: the Milvus client, one collection per model (schema, rows, rebuilds), the managed
-Milvus Lite server process, the failure log, and the checks of what is stored (vector health).
+"""The vector store: the Milvus client, one collection per model (schema, rows, rebuilds), each model's write
+generation (what readers compare to see a finished run's writes), the managed Milvus Lite server process,
+the failure log, and the checks of what is stored (vector health).
 
 May import: the shared leaves and ``library``; never ``engine``, ``duplicates`` or ``recommend``.
 """

@@ -5,26 +5,29 @@ server and to Milvus standalone. Every failure surfaces as a ``StoreError`` nami
 operation.
 
 ``VectorStore`` is assembled from one module per concern: ``collection`` (a collection per
-model, rebuilds behind an alias), ``rows`` (writes, searches, reads) and ``failure_log`` (why
-tracks failed, in SQLite beside the store); ``client`` is the connection, ``schema``
+model, rebuilds behind an alias), ``rows`` (writes, searches, reads), ``failure_log`` (why
+tracks failed, in SQLite beside the store) and ``generation`` (each model's write generation, which
+readers compare to see a finished writer's rows); ``client`` is the connection, ``schema``
 the records and the Milvus schema.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from navembed_pipeline.lib.store.client import CONNECT_TIMEOUT_S, MilvusConnection
 from navembed_pipeline.lib.store.failure_log import FailureLog, migrate_milvus_failures
+from navembed_pipeline.lib.store.generation import StoreGenerations
 from navembed_pipeline.lib.store.rows import StoreRows
 from navembed_pipeline.lib.store.schema import FAILURES_COLLECTION, Hit, StoredInfo, VectorRow, collection_name
 
 __all__ = ["Hit", "StoredInfo", "VectorRow", "VectorStore", "collection_name"]
 
 
-class VectorStore(StoreRows):
+class VectorStore(StoreRows, StoreGenerations):
     """navembed's collections in the Milvus server at ``uri`` (connects on first use).
 
     Reads and writes take the model name; ``collection=`` redirects them to a rebuild's staging
-    collection. Reads of a model that has no collection yet answer "nothing stored".
+    collection. Reads of a model that has no collection yet answer "nothing stored". Models whose live
+    rows this object changed are remembered until ``publish_writes`` gives them a new generation.
     """
 
     def __init__(
@@ -41,6 +44,34 @@ class VectorStore(StoreRows):
         self._milvus = MilvusConnection(uri, token=token, connect_timeout=connect_timeout)
         self._failure_log = failure_log if failure_log is not None else FailureLog(":memory:")
         self._failures_migrated = False
+        self._unpublished: set[str] = set()
+
+    # ── writes that readers see once published (generation.py) ──────
+
+    def upsert(self, model: str, rows: Sequence[VectorRow], *, collection: str | None = None) -> int:
+        written = super().upsert(model, rows, collection=collection)
+        if written and collection in (None, collection_name(model)):
+            self._unpublished.add(model)
+        return written
+
+    def delete_tracks(self, model: str, track_ids: Iterable[str], *, collection: str | None = None) -> None:
+        track_ids = list(track_ids)
+        super().delete_tracks(model, track_ids, collection=collection)
+        if track_ids and collection in (None, collection_name(model)):
+            self._unpublished.add(model)
+
+    def commit_rebuild(self, model: str, staging: str) -> None:
+        super().commit_rebuild(model, staging)
+        self._unpublished.add(model)
+
+    def publish_writes(self) -> list[str]:
+        """Advance the generation of every model whose live rows this object changed since the last
+        call (a finished run's last step); the models published."""
+        models = sorted(self._unpublished)
+        if models:
+            self.publish(models)
+            self._unpublished.difference_update(models)
+        return models
 
     # ── failures (a SQLite log beside the store; see failure_log.py) ────────
 

@@ -191,3 +191,50 @@ def test_a_damaged_index_in_the_snapshot_means_one_scan_not_a_crash(vector_store
         np.savez(out, **parts)
     again = VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path, ivf_min_rows=100)
     assert len(again.field("dsp")) == 300
+
+
+# ----- store generations: a finished writer's results are served at once, an unchanged store never rescanned -----
+def test_a_published_rewrite_in_place_is_served_at_the_next_check(cache: VectorCache, vector_store: VectorStore,
+                                                                   clock: Clock):
+    cache.field("dsp")
+    vector_store.upsert("dsp", rows({"a": axis(5)}))  # a forced re-embed: same rows, same count, new vectors
+    assert vector_store.publish_writes() == ["dsp"]
+    clock.now = 11.0  # one check interval, not the 1000 s age limit nor the 30 s reload limit
+    assert cache.field("dsp").vectors_of("a")[0].tolist() == axis(5).tolist()
+
+
+def test_sync_serves_published_writes_now_and_leaves_unpublished_ones_to_the_checks(
+        cache: VectorCache, vector_store: VectorStore):
+    first = cache.field("dsp")
+    vector_store.upsert("dsp", rows({"c": axis(2)}))  # a run still writing: nothing published yet
+    assert cache.sync() == [] and cache.field("dsp") is first
+    vector_store.delete_tracks("dsp", ["b"])
+    vector_store.publish_writes()
+    assert cache.sync() == [("dsp", "embedding")]  # no clock moved: on the spot
+    assert sorted(cache.field("dsp").track_ids) == ["a", "c"]
+    assert cache.sync() == []  # caught up: nothing more to load
+
+
+def test_a_store_with_generations_is_not_rescanned_when_unchanged(cache: VectorCache, vector_store: VectorStore,
+                                                                  clock: Clock, caplog):
+    vector_store.upsert("dsp", rows({"c": axis(2)}))
+    vector_store.publish_writes()
+    first = cache.field("dsp")
+    clock.now = 5000.0  # far past max_age_s: only a store without generations expires copies
+    with caplog.at_level("INFO", logger="navembed.recommend"):
+        assert cache.field("dsp") is first
+        cache.refresh()
+        assert cache.field("dsp") is first
+    assert "reloading" not in caplog.text
+
+
+def test_a_generation_published_elsewhere_is_seen(cache: VectorCache, vector_store: VectorStore, milvus_uri: str):
+    cache.field("dsp")
+    worker = VectorStore(milvus_uri)  # another process's (a fanned-out worker's) connection
+    try:
+        worker.upsert("dsp", rows({"a": axis(6)}))
+        worker.publish_writes()
+    finally:
+        worker.close()
+    cache.sync()
+    assert cache.field("dsp").vectors_of("a")[0].tolist() == axis(6).tolist()
