@@ -15,7 +15,8 @@ from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
 from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
-from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
+from navembed_pipeline.checks import (DELETIONS_CHECK, TRACKS_CHECK, EmbeddingChecks, deletions_result,
+                                      embedding_check_specs, run_checks_alone)
 from navembed_pipeline.partitions import bucket_partitions
 from navembed_pipeline.run_explain import explain_run
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
@@ -38,6 +39,7 @@ class EmbedConfig(dg.Config):
     force: bool = False
     clear_existing: bool = False
     only_failed: bool = False
+    confirm_deletions: bool = False  # delete what the deletion guard refused (a mass deletion), this run only
 
 
 @dg.asset(group_name="library", kinds={"sqlite", "pandas"}, owners=OWNERS)
@@ -121,8 +123,9 @@ def build_embedding_asset(model_name: str) -> dg.AssetsDefinition:
             if key in context.selected_asset_keys:
                 yield from _embed(context, config, model_name, buckets, navidrome, vector_store, models)
             else:
-                yield from run_checks_alone(context, key, models.get(model_name), buckets,
-                                            navidrome.library(), vector_store.client())
+                library = navidrome.library()
+                yield from run_checks_alone(context, key, models.get(model_name), buckets, library,
+                                            vector_store.client(), vector_store.deletion_guard(library))
         except NavembedError as exc:
             raise dg.Failure(description=f"{model_name}: {exc}") from exc
 
@@ -152,13 +155,15 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
         context.log.info(f"{'model upgrade' if upgrade else 'clear_existing'}: writing to {staging} "
                          f"({'resumed' if pending else 'new'}); "
                          "search keeps using the old vectors until this run completes")
-    grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)
+    library = navidrome.library()
+    grouped = group_by_bucket(list(library.tracks()), buckets)
+    guard = vector_store.deletion_guard(library, confirmed=config.confirm_deletions)
     options = RunOptions(force=config.force, only_failed=config.only_failed, collection=staging,
                          decode_workers=models.decode_workers, decode_processes=models.decode_processes,
                          write_batch_tracks=models.write_batch_tracks,
                          progress_interval=models.progress_interval)
     fingerprinter = vector_store.fingerprinter()
-    run = EmbeddingRun(model=model, store=store, options=options, fingerprinter=fingerprinter)
+    run = EmbeddingRun(model=model, store=store, options=options, fingerprinter=fingerprinter, guard=guard)
     checks = EmbeddingChecks(context, asset_key=context.asset_key, model_name=model_name, model_version=model.version,
                              declared=model.vector_fields, store=store, tracks_by_bucket=grouped, collection=staging)
     checks.prefetch()
@@ -167,7 +172,7 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     # The buckets one store write finished arrive together: their check reads are one query.
     bursts = run_ahead_batches(lambda stop: run.run(
         grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
-        on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{model_name}")
+        on_plan=lambda plan: _log_plan(context, plan, run), stop=stop), name=f"navembed-{model_name}")
     for reports in bursts:
         counts = checks.after_buckets(reports)
         for report in reports:
@@ -183,7 +188,18 @@ def _embed(context: dg.AssetExecutionContext, config: EmbedConfig, model_name: s
     if staging is not None:
         store.commit_rebuild(model_name, staging)
         context.log.info(f"clear_existing: {staging} is now live")
+    checks.keep(run.deletions)
     yield from checks.finish()
+    if dg.AssetCheckKey(context.asset_key, DELETIONS_CHECK) in context.selected_asset_check_keys:
+        yield deletions_result(run.deletions)
+
+
+def _log_plan(context: dg.AssetExecutionContext, plan, run: EmbeddingRun) -> None:
+    """The plan's line, then the deletion guard's (a warning when it refused the run's deletions)."""
+    context.log.info(plan.line())
+    if run.deletions is not None:
+        log = context.log.warning if run.deletions.refused else context.log.info
+        log(run.deletions.line(run.model.name))
 
 
 embedding_assets = [build_embedding_asset(name) for name in MODEL_NAMES]

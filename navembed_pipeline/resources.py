@@ -6,6 +6,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from navembed_pipeline.lib.failure_log import FailureLog
+from navembed_pipeline.lib.library.missing_tracks import (DEFAULT_GRACE_HOURS, DEFAULT_MAX_SHARE, DeletionGuard,
+                                                          DeletionPolicy, MissingLog)
 from navembed_pipeline.lib.milvus_process import ensure_running
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.base import EmbeddingModel
@@ -35,6 +37,15 @@ class VectorStoreResource(dg.ConfigurableResource):
     data_dir: str = "var/milvus"
     fingerprints_db: str = ""  # SQLite file of acoustic fingerprints; empty = no fingerprinting
     failures_db: str = ""  # SQLite failure log; empty = a private in-memory log (tests and tools only)
+    missing_db: str = ""  # tombstones and refused deletions; empty = beside failures_db (in memory without it)
+    deletion_grace_hours: float = DEFAULT_GRACE_HOURS
+    deletion_max_share: float = DEFAULT_MAX_SHARE
+
+    def deletion_guard(self, library: NavidromeLibrary, *, confirmed: bool = False) -> DeletionGuard:
+        """The guard over this store's deletions: missing files keep their vectors, no mass deletions."""
+        log = MissingLog(Path(self.missing_db)) if self.missing_db else MissingLog.beside(self.failures_db)
+        policy = DeletionPolicy(grace_seconds=self.deletion_grace_hours * 3600, max_share=self.deletion_max_share)
+        return DeletionGuard(library, log, policy, confirmed=confirmed)
 
     def fingerprinter(self) -> TrackFingerprinter | None:
         """Keeps library tracks' Chromaprint fingerprints current (None when no database is configured)."""

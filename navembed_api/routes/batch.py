@@ -12,6 +12,7 @@ from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
 from navembed_pipeline.lib.workers import MAX_WORKERS
 from navembed_api.routes import ModelName
+from navembed_api.routes.health import deletion_guard_state
 
 STORE_PROBE_TIMEOUT_S = 5.0
 RUN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # Dagster's run ids
@@ -66,8 +67,10 @@ async def progress(services: ServicesDep, run_id: Annotated[str | None, Query(
 
     ``status`` is one of initialized, running, completed, completed_with_errors, failed, cancelled;
     ``{"status": "no_job"}`` when there has been none. ``estimated_completion`` is a unix time.
+    ``deletion_guard`` lists deletions the guard refused (nothing deleted; see the README).
     """
-    return await services.batch.progress(run_id)
+    body = await services.batch.progress(run_id)
+    return {**body, "deletion_guard": await asyncio.to_thread(deletion_guard_state, services.settings.data_dir)}
 
 
 @router.post("/cancel", responses={**ERRORS, 404: {"description": "nothing is queued or running"}})

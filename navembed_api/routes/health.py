@@ -1,12 +1,14 @@
 """``/health`` (store, Dagster, models, socket) and ``/models``."""
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 
 from navembed_api.deps import ServicesDep
 from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.library.missing_tracks import read_refusals
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
 
 router = APIRouter(tags=["info"])
@@ -35,8 +37,9 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         if part in parts and parts[part].get("state") != RUNNING:
             section["ok"] = False
             section["supervisor"] = f"{part} is {parts[part]['state']}: {parts[part].get('message', '')}"
+    deletions = await asyncio.to_thread(deletion_guard_state, services.settings.data_dir)
     body = {
-        "status": "ok" if store["ok"] and dagster["ok"] and all(
+        "status": "ok" if store["ok"] and dagster["ok"] and deletions["ok"] and all(
             p.get("state") == RUNNING for p in parts.values()) else "degraded",
         "store": store,
         "dagster": dagster,
@@ -45,8 +48,20 @@ async def health(services: ServicesDep) -> dict[str, Any]:
                    "listening": bool(socket and socket.listening)},
         "batch_control": services.settings.admin_token_value is not None,
         "stack": parts or None,
+        "deletions": deletions,
     }
     return body
+
+
+def deletion_guard_state(data_dir: Path) -> dict[str, Any]:
+    """The deletion guard's standing refusals (``missing.sqlite``): not ok while a run's deletions are refused."""
+    try:
+        refusals = read_refusals(data_dir)
+    except NavembedError as exc:
+        return {"ok": False, "error": str(exc), "refused": []}
+    return {"ok": not refusals, "refused": [
+        {"model": r.model, "reason": r.reason, "would_delete": r.would_delete, "refused_at": r.refused_at}
+        for r in refusals]}
 
 
 async def _store(services: ServicesDep) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.decode_ahead import DecodeAhead, Decoded
 from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError
+from navembed_pipeline.lib.library.missing_tracks import DeletionGuard, DeletionVerdict
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.navidrome import Track
 from navembed_pipeline.lib.run_plan import PlanSummary
@@ -133,8 +134,13 @@ class EmbeddingRun:
     """One model over a set of buckets of library tracks."""
 
     def __init__(self, *, model: EmbeddingModel, store: VectorStore, options: RunOptions,
-                 clock: Callable[[], float] = time.monotonic, fingerprinter: TrackFingerprinter | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, fingerprinter: TrackFingerprinter | None = None,
+                 guard: DeletionGuard | None = None) -> None:
+        """``guard``: the deletion guard (missing files keep their vectors; no mass deletions); without
+        one every stored track of the run's buckets that Navidrome does not list is deleted."""
         self.model = model
+        self.guard = guard
+        self.deletions: DeletionVerdict | None = None  # set when ``run`` has planned, with a guard
         self.fingerprinter = fingerprinter
         self.store = store
         self.options = options
@@ -170,8 +176,9 @@ class EmbeddingRun:
         began, cpu_began = time.perf_counter(), time.process_time()
         self.store.ensure_collection(self.model.name, self.model.vector_fields, collection=opts.collection)
         planner = RunPlanner(self.model, self.store, force=opts.force, only_failed=opts.only_failed,
-                             collection=opts.collection)
+                             collection=opts.collection, guard=self.guard)
         plan = planner.plan(tracks_by_bucket, self._clock)
+        self.deletions = plan.deletions
         self._add_time("plan", time.perf_counter() - began)
         self.plan = plan.summary
         on_plan(plan.summary)  # before any track is decoded: what this run is about to do

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
                        "(for boxes shared with the music server).")
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "
                                          "library against the store.")
+    deletion_grace_hours: float = Field(72.0, ge=0.0, description="How long the vectors of a track whose file "
+                                        "Navidrome flags missing are kept (a NAS or disk may be offline); a track "
+                                        "whose row is gone from Navidrome is deleted at once.")
+    deletion_max_share: float = Field(0.10, gt=0.0, le=1.0, description="A run that would delete more than this "
+                                      "share of the stored tracks at once (or finds a whole library folder "
+                                      "missing) deletes nothing and reports why; confirm with confirm_deletions.")
     reconcile_cron: str = Field("0 3 * * *", description="When the full reconcile schedule runs (cron, UTC).")
     dagster_postgres_url: SecretStr | None = Field(
         None, validation_alias=_env("NAVEMBED_DAGSTER_POSTGRES_URL", "DAGSTER_POSTGRES_URL"),
@@ -91,6 +97,11 @@ class Settings(BaseSettings):
     def failures_db(self) -> Path:
         """The SQLite failure log: which tracks each model could not embed, and why."""
         return self.data_dir / "failures.sqlite"
+
+    @property
+    def missing_db(self) -> Path:
+        """The SQLite log of tracks whose files are missing (tombstones) and of refused deletions."""
+        return self.data_dir / "missing.sqlite"
 
     @property
     def dagster_home(self) -> Path:

@@ -1,0 +1,1 @@
+"""The music library: what Navidrome lists, and what navembed keeps when its files go missing."""
