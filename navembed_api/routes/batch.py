@@ -7,7 +7,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from navembed_api.deps import AdminDep, ServicesDep
-from navembed_api.errors import StoreUnavailable, error_body, short
+from navembed_api.errors import LibraryUnavailable, StoreUnavailable, error_body, short
+from navembed_api.health_probes import navidrome_state
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
 from navembed_pipeline.lib.workers import MAX_WORKERS
@@ -21,7 +22,8 @@ router = APIRouter(prefix="/batch", tags=["batch"], dependencies=[AdminDep])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": why, "content": {"application/json": {"example": error_body(why)}}}
     for code, why in ((401, "missing or wrong admin token"),
-                      (503, "no admin token configured, Dagster down, or (start) the vector store down"))
+                      (503, "no admin token configured, Dagster down, or (start) the vector store down or "
+                            "Navidrome's database unreadable"))
 }
 
 
@@ -55,6 +57,7 @@ async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any
     """
     models = body.models if body.models is not None else services.settings.enabled_models()
     await require_store(services)  # a run started while Milvus is down would only fail
+    await require_library(services)  # so would one over a missing, garbage or locked navidrome.db
     return await services.batch.start(models, clear_existing=body.clear_existing, force=body.force,
                                       workers=body.workers)
 
@@ -77,6 +80,16 @@ async def progress(services: ServicesDep, run_id: Annotated[str | None, Query(
 async def cancel(services: ServicesDep) -> dict[str, Any]:
     """Cancel the queued or running embedding run; vectors already written stay."""
     return await services.batch.cancel()
+
+
+async def require_library(services: ServicesDep) -> None:
+    """503 unless Navidrome's database reads now (a run reads it first thing)."""
+    settings = services.settings
+    if settings.navidrome_db is None:
+        raise LibraryUnavailable("NAVEMBED_NAVIDROME_DB is not set: a run has no library to embed; no run was started")
+    state = await asyncio.to_thread(navidrome_state, settings.navidrome_db, settings.path_mapping)
+    if not state["ok"]:
+        raise LibraryUnavailable(f"{state['error']}; no run was started")
 
 
 async def require_store(services: ServicesDep) -> None:

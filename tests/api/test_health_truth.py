@@ -1,0 +1,82 @@
+"""``/health`` tells the truth: a full disk, an unreadable Navidrome database and a damaged state file
+make it "degraded" with the reason, and ``/batch/start`` refuses, with that reason, a run that could
+only fail (a missing, garbage or locked navidrome.db)."""
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from tests.api.app_fixtures import ADMIN, api_settings, running_app
+from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - fixtures
+
+
+def navidrome_db(tmp_path: Path) -> Path:
+    db = tmp_path / "navidrome.db"
+    create_navidrome_db(db, libraries=[FixtureLibrary(1, "Music", "/music")], tracks=[FixtureTrack("a.flac")])
+    return db
+
+
+def test_a_readable_setup_is_ok_on_every_new_section(tmp_path: Path, milvus_uri: str) -> None:
+    with running_app(api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path))) as client:
+        body = client.get("/health").json()
+    assert body["navidrome"]["ok"] and body["navidrome"]["tracks"] == 1
+    assert body["disk"]["ok"] and body["disk"]["free_mb"] > 0
+    assert body["state_files"] == {"ok": True, "broken": {}} and body["deletions"]["ok"]
+    assert all("dagster" in reason for reason in body["reasons"])  # the test's Dagster is nowhere: only that
+
+
+def test_a_full_disk_is_degraded_with_the_free_space(tmp_path: Path, milvus_uri: str) -> None:
+    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path),
+                            health_min_free_mb=1 << 40)  # more than any disk here has free: "full"
+    with running_app(settings) as client:
+        body = client.get("/health").json()
+    assert body["status"] == "degraded" and not body["disk"]["ok"]
+    assert any("nearly) full" in reason for reason in body["reasons"]), body["reasons"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "locked"])
+def test_an_unreadable_navidrome_db_is_degraded_and_refuses_a_run(tmp_path: Path, milvus_uri: str,
+                                                                  damage: str) -> None:
+    db = navidrome_db(tmp_path)
+    holder = None
+    if damage == "missing":
+        db.unlink()
+        expected = "no such file"
+    elif damage == "garbage":
+        db.write_bytes(b"this is not a database at all" * 100)
+        expected = "not an SQLite database"
+    else:
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # what a writer mid-transaction (a rollback-journal scan) holds
+        expected = "locked"
+    try:
+        with running_app(api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=db)) as client:
+            health = client.get("/health").json()
+            refused = client.post("/batch/start", json={"models": ["dsp"]}, headers=ADMIN)
+    finally:
+        if holder is not None:
+            holder.close()
+    assert health["status"] == "degraded" and not health["navidrome"]["ok"]
+    assert expected in health["navidrome"]["error"]
+    assert refused.status_code == 503 and expected in refused.json()["message"]
+    assert "no run was started" in refused.json()["message"]
+
+
+@pytest.mark.parametrize("name", ["failures.sqlite", "fingerprints.sqlite", "missing.sqlite"])
+def test_a_damaged_state_file_is_named(tmp_path: Path, milvus_uri: str, name: str) -> None:
+    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / name
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE t (x)")
+        db.executemany("INSERT INTO t VALUES (?)", [(str(i) * 50,) for i in range(2000)])
+    raw = bytearray(path.read_bytes())
+    raw[100:100 + 4096] = b"\xff" * 4096  # a torn write over the schema page
+    path.write_bytes(bytes(raw))
+    with running_app(settings) as client:
+        body = client.get("/health").json()
+    assert body["status"] == "degraded" and list(body["state_files"]["broken"]) == [name]
+    assert any(name in reason for reason in body["reasons"]), body["reasons"]
