@@ -49,7 +49,10 @@ class VectorStoreResource(dg.ConfigurableResource):
 
     def fingerprinter(self) -> TrackFingerprinter | None:
         """Keeps library tracks' Chromaprint fingerprints current (None when no database is configured)."""
-        return TrackFingerprinter(FingerprintStore(Path(self.fingerprints_db))) if self.fingerprints_db else None
+        if not self.fingerprints_db:
+            return None
+        failures = FailureLog(Path(self.failures_db)) if self.failures_db else None
+        return TrackFingerprinter(FingerprintStore(Path(self.fingerprints_db)), failures)
 
     def client(self) -> VectorStore:
         uri = self.uri or ensure_running(Path(self.data_dir))
