@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, weights_repos
 from navembed_pipeline.lib.models.options import MERT_LAYERS_PATTERN, ModelOptions, model_extras
+from navembed_pipeline.lib.errors import WeightsUnreadableError
 from navembed_pipeline.lib.models.weights import weights_present
 from navembed_pipeline.lib.navidrome import parse_path_map
 
@@ -128,8 +129,15 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
             return names
-        deep = [m for m in DEEP_MODEL_NAMES if weights_present(weights_repos(m), self.models_dir)]
-        return ["dsp", *deep]
+        return ["dsp", *[m for m in DEEP_MODEL_NAMES if self._weights_there(m)]]
+
+    def _weights_there(self, model: str) -> bool:
+        """Present, or present but unreadable: such a model stays enabled, so its runs and requests fail
+        with what is wrong with its weights instead of the model silently disappearing."""
+        try:
+            return weights_present(weights_repos(model), self.models_dir)
+        except WeightsUnreadableError:
+            return True
 
 
 def env_names(settings_cls: type[BaseSettings]) -> dict[str, list[str]]:
