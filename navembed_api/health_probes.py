@@ -14,6 +14,7 @@ from typing import Any
 
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.state_files import set_aside_files
 
 PROBE_BUSY_TIMEOUT_S = 2.0  # a locked navidrome.db is reported, not waited for
 # The SQLite state files of a data dir: what each holds (named on /health when it is unreadable).
@@ -56,14 +57,15 @@ def navidrome_state(db_path: Path | None, path_map: dict[str, str] | None = None
 
 
 def state_files_state(data_dir: Path) -> dict[str, Any]:
-    """Each SQLite state file of the data dir that exists: readable, or named with what is wrong."""
+    """Each SQLite state file of the data dir that exists: readable, or named with what is wrong; and the
+    damaged files set aside (``<name>.corrupt-<time>``, rebuilt empty in their place)."""
     broken = {}
     for name, holds in STATE_FILES.items():
         path = Path(data_dir) / name
         error = _file_error(path)
         if error is not None:
             broken[name] = f"{path} ({holds}) is unreadable: {error}"
-    return {"ok": not broken, "broken": broken}
+    return {"ok": not broken, "broken": broken, "set_aside": set_aside_files(data_dir)}
 
 
 def _file_error(path: Path) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.state_files import set_aside_if_damaged
 from navembed_pipeline.lib.fingerprints import ITEM_SECONDS, Match, from_blob, is_duplicate, match, to_blob
 from navembed_pipeline.lib.upload_ids import is_upload_id
 INDEX_SECONDS = 180.0  # words indexed from the start of each fingerprint
@@ -209,6 +210,7 @@ class FingerprintStore:
             if self._ready:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            set_aside_if_damaged(self.path)  # kept for recovery (upload records); fingerprints are recomputed
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             try:
                 db.execute("PRAGMA journal_mode=WAL")

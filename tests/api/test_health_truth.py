@@ -1,5 +1,5 @@
 """``/health`` tells the truth: a full disk, an unreadable Navidrome database and a damaged state file
-make it "degraded" with the reason, and ``/batch/start`` refuses, with that reason, a run that could
+make it "degraded" with the reason (a damaged state file is set aside and rebuilt when next opened), and ``/batch/start`` refuses, with that reason, a run that could
 only fail (a missing, garbage or locked navidrome.db)."""
 
 import sqlite3
@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from navembed_pipeline.lib.failure_log import FailureLog
+from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.library.missing_tracks import MissingLog
+from navembed_pipeline.lib.state_files import damage
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
 from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - fixtures
@@ -24,7 +28,7 @@ def test_a_readable_setup_is_ok_on_every_new_section(tmp_path: Path, milvus_uri:
         body = client.get("/health").json()
     assert body["navidrome"]["ok"] and body["navidrome"]["tracks"] == 1
     assert body["disk"]["ok"] and body["disk"]["free_mb"] > 0
-    assert body["state_files"] == {"ok": True, "broken": {}} and body["deletions"]["ok"]
+    assert body["state_files"] == {"ok": True, "broken": {}, "set_aside": []} and body["deletions"]["ok"]
     assert all("dagster" in reason for reason in body["reasons"])  # the test's Dagster is nowhere: only that
 
 
@@ -65,8 +69,12 @@ def test_an_unreadable_navidrome_db_is_degraded_and_refuses_a_run(tmp_path: Path
     assert "no run was started" in refused.json()["message"]
 
 
-@pytest.mark.parametrize("name", ["failures.sqlite", "fingerprints.sqlite", "missing.sqlite"])
-def test_a_damaged_state_file_is_named(tmp_path: Path, milvus_uri: str, name: str) -> None:
+OWNERS = {"failures.sqlite": FailureLog, "fingerprints.sqlite": lambda p: FingerprintStore(p).versions([]),
+          "missing.sqlite": MissingLog}
+
+
+@pytest.mark.parametrize("name", list(OWNERS))
+def test_a_damaged_state_file_is_named_then_set_aside_and_rebuilt(tmp_path: Path, milvus_uri: str, name: str) -> None:
     settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir / name
@@ -77,6 +85,13 @@ def test_a_damaged_state_file_is_named(tmp_path: Path, milvus_uri: str, name: st
     raw[100:100 + 4096] = b"\xff" * 4096  # a torn write over the schema page
     path.write_bytes(bytes(raw))
     with running_app(settings) as client:
-        body = client.get("/health").json()
-    assert body["status"] == "degraded" and list(body["state_files"]["broken"]) == [name]
-    assert any(name in reason for reason in body["reasons"]), body["reasons"]
+        first = client.get("/health").json()
+        # Named on /health: as broken, or already set aside by the API's own use of it (store, guard).
+        named = list(first["state_files"]["broken"]) + [n.split(".corrupt-")[0] for n in first["state_files"]["set_aside"]]
+        assert named == [name], first["state_files"]
+        OWNERS[name](path)  # what the pipeline does with it on its next run
+        second = client.get("/health").json()
+    assert second["state_files"]["broken"] == {} and second["store"]["ok"], second
+    (aside,) = second["state_files"]["set_aside"]
+    assert aside.startswith(f"{name}.corrupt-") and (settings.data_dir / aside).read_bytes() == bytes(raw)
+    assert damage(path) is None  # rebuilt, sound

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from navembed_pipeline.lib.errors import StoreError
+from navembed_pipeline.lib.state_files import set_aside_if_damaged
 from navembed_pipeline.lib.navidrome import NavidromeLibrary, RowState, Track
 from navembed_pipeline.lib.upload_ids import is_upload_id
 
@@ -84,6 +85,7 @@ class MissingLog:
             self._memory.executescript(_SCHEMA)
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            set_aside_if_damaged(self.path)  # tombstones are re-marked by the next run's judgement
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
