@@ -83,10 +83,10 @@ async def cancel(services: ServicesDep) -> dict[str, Any]:
 
 
 async def require_library(services: ServicesDep) -> None:
-    """503 unless Navidrome's database reads now (a run reads it first thing)."""
+    """503 unless Navidrome's database (when the API is told where it is) reads now: a run reads it first."""
     settings = services.settings
-    if settings.navidrome_db is None:
-        raise LibraryUnavailable("NAVEMBED_NAVIDROME_DB is not set: a run has no library to embed; no run was started")
+    if settings.navidrome_db is None:  # not configured for the API: the run reads the pipeline's own setting
+        return
     state = await asyncio.to_thread(navidrome_state, settings.navidrome_db, settings.path_mapping)
     if not state["ok"]:
         raise LibraryUnavailable(f"{state['error']}; no run was started")

@@ -95,3 +95,20 @@ def test_a_damaged_state_file_is_named_then_set_aside_and_rebuilt(tmp_path: Path
     (aside,) = second["state_files"]["set_aside"]
     assert aside.startswith(f"{name}.corrupt-") and (settings.data_dir / aside).read_bytes() == bytes(raw)
     assert damage(path) is None  # rebuilt, sound
+
+
+def test_batch_progress_carries_the_refused_deletions(tmp_path: Path, milvus_uri: str) -> None:
+    from navembed_api.batch import BatchControl
+    from tests.api.test_dagster_client_mock_transport import RUN_B, FakeWebserver, raw_run, runs
+
+    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path))
+    MissingLog(settings.data_dir / "missing.sqlite").refuse("dsp", "every file of library folder(s) 'NAS' is "
+                                                           "missing", 1200, 1.0)
+    web = FakeWebserver({"Runs": runs(raw_run(RUN_B, "SUCCESS", job="__ASSET_JOB", assets=("library_tracks",)))})
+    with running_app(settings) as client:
+        client.app.state.services.batch = BatchControl(web.client())
+        body = client.get("/batch/progress", headers=ADMIN).json()
+    assert body["status"] == "no_job" and not body["deletion_guard"]["ok"]
+    (refusal,) = body["deletion_guard"]["refused"]
+    assert refusal == {"model": "dsp", "reason": "every file of library folder(s) 'NAS' is missing",
+                       "would_delete": 1200, "refused_at": 1.0}
