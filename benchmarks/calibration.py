@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.quality_measures import TOP_K, cosine_precision_at_k
-from navembed_pipeline.lib.calibration import LibraryStats, ScoreCalibration
+from navembed_pipeline.lib.recommend import LibraryStats, ScoreCalibration
 
 MIN_SECONDS = 20.0
 
 
 def models() -> dict[str, object]:
     from navembed_pipeline.lib.models.dsp import DspModel
-    from navembed_pipeline.lib.models.dsp_v1 import DspV1Model
+    from navembed_pipeline.lib.models.dsp import DspV1Model
 
     return {"dsp_v1": DspV1Model(), "dsp": DspModel()}
 
@@ -39,7 +39,7 @@ def models() -> dict[str, object]:
 def material(args, work: Path) -> list[tuple[Path, str]]:
     """(file, album) pairs: real recordings, or generated songs with ``--quick``."""
     if args.quick:
-        from navembed_pipeline.lib.encode import write_audio
+        from navembed_pipeline.lib.library import write_audio
         from navembed_pipeline.sample_data.synth import render
 
         return [(write_audio(work / f"{style}{seed}.ogg", render(style, seconds=12, seed=seed), 44100), style)
@@ -52,7 +52,7 @@ def material(args, work: Path) -> list[tuple[Path, str]]:
 
 def vectors(model, files: list[Path], cache: Path | None) -> np.ndarray:
     """One vector per file (cached by file list and model source when ``cache`` is given)."""
-    from navembed_pipeline.lib.audio import load_audio
+    from navembed_pipeline.lib.library import load_audio
 
     source = Path(sys.modules[type(model).__module__].__file__).read_bytes()
     key = hashlib.sha1(source + "\n".join(map(str, files)).encode()).hexdigest()[:16]

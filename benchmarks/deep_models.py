@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.models import create_model
-from navembed_pipeline.lib.models.base import ModelOptions
+from navembed_pipeline.lib.models import ModelOptions, create_model
 from navembed_pipeline.sample_data.synth import render_song
 
 DEEP = ("muq", "mert", "latent")

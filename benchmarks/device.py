@@ -31,8 +31,7 @@ from benchmarks.real_length import write_library
 
 
 def model_alone(name: str, models_dir: Path, args: argparse.Namespace) -> dict:
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
+    from navembed_pipeline.lib.models import ModelOptions, create_model
     from navembed_pipeline.sample_data.synth import render_song
 
     model = create_model(name, ModelOptions(device=args.device, dtype=args.dtype, models_dir=models_dir))
@@ -58,12 +57,10 @@ def model_alone(name: str, models_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def engine(name: str, models_dir: Path, db: Path, work: Path, args: argparse.Namespace) -> dict:
-    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
-    from navembed_pipeline.lib.store import VectorStore
+    from navembed_pipeline.lib.engine import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.library import NavidromeLibrary
+    from navembed_pipeline.lib.models import ModelOptions, create_model
+    from navembed_pipeline.lib.store import MilvusLiteServer, VectorStore
 
     model = create_model(name, ModelOptions(device=args.device, dtype=args.dtype, models_dir=models_dir))
     model.load()

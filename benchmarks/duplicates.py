@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.near_copies import VARIANTS, derive
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import DUPLICATE_SCORE, MIN_OVERLAP_FRACTION, fingerprint_pcm, match
+from navembed_pipeline.lib.duplicates import (DUPLICATE_SCORE, MIN_OVERLAP_FRACTION, FingerprintStore, fingerprint_pcm,
+                                              match)
+from navembed_pipeline.lib.library import load_audio
 
 RATE = 22050  # fingerprints come from the dsp model's decode, as in the pipeline
 
@@ -33,7 +33,7 @@ RATE = 22050  # fingerprints come from the dsp model's decode, as in the pipelin
 def sources(args: argparse.Namespace, work: Path) -> list[tuple[str, Path]]:
     """(title, file) of the distinct recordings."""
     if args.quick:
-        from navembed_pipeline.lib.encode import write_audio
+        from navembed_pipeline.lib.library import write_audio
         from navembed_pipeline.sample_data.synth import render
 
         return [(f"song{seed}", write_audio(work / f"song{seed}.flac",

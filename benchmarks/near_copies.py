@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library import load_audio, write_audio
 
 SOURCE_RATE = 44100
 # name -> what it does

@@ -27,8 +27,8 @@ STAGE_LABELS = {"plan": "plan (store reads)", "decode": "decode (worker-seconds)
 
 
 def dagster_run(db: Path, uri: str, work: Path) -> dict:
-    from navembed_pipeline.lib.settings import Settings
     from navembed_pipeline.cli.local_run import run_reembed
+    from navembed_pipeline.lib.settings import Settings
 
     settings = Settings(data_dir=work / "dagster-data", navidrome_db=db, milvus_uri=uri, models="dsp",
                         models_device="cpu", decode_workers=1)
@@ -39,10 +39,9 @@ def dagster_run(db: Path, uri: str, work: Path) -> dict:
 
 
 def engine_run(db: Path, uri: str, work: Path) -> dict:
-    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.engine import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.library import NavidromeLibrary
+    from navembed_pipeline.lib.models import ModelOptions, create_model
     from navembed_pipeline.lib.store import VectorStore
 
     model = create_model("dsp", ModelOptions(device="cpu"))
@@ -60,10 +59,8 @@ def seed_loop(db: Path, uri: str, work: Path) -> dict:
     """The original system's batch job shape: one track at a time, one insert per row."""
     from pymilvus import DataType, MilvusClient
 
-    from navembed_pipeline.lib.audio import load_audio
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library import NavidromeLibrary, load_audio
+    from navembed_pipeline.lib.models import ModelOptions, create_model
 
     model = create_model("dsp", ModelOptions(device="cpu"))
     client = MilvusClient(uri=uri)
@@ -98,7 +95,7 @@ def seed_loop(db: Path, uri: str, work: Path) -> dict:
 
 def run_variant(name: str, db: Path, work: Path) -> dict:
     """Run one variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
+    from navembed_pipeline.lib.store import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         child = subprocess.run([sys.executable, "-m", "benchmarks.pipeline_throughput", "--variant", name,

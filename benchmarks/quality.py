@@ -91,7 +91,7 @@ def materialise(item: Item) -> Item:
 
 def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
     """Generated songs: three styles as albums, three songs each; copies of the first of each."""
-    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.library import write_audio
     from navembed_pipeline.sample_data.synth import render
 
     recordings = [Item(write_audio(work / f"{style}{seed}.ogg", render(style, seconds=24, seed=seed), 44100), style)
@@ -105,9 +105,9 @@ def quick_material(work: Path) -> tuple[list[Item], list[Item], int]:
 
 def scorers(computed: dict[Path, dict[str, np.ndarray]], library: list[Path]) -> dict:
     """Per column: (rows -> representation matrix, pairwise score function)."""
-    from navembed_pipeline.lib import fingerprints
-    from navembed_pipeline.lib.calibration import LibraryStats
+    from navembed_pipeline.lib.duplicates import chromaprint as fingerprints
     from navembed_pipeline.lib.models.dsp import weighted_vector
+    from navembed_pipeline.lib.recommend import LibraryStats
 
     def vectors(method, transform=lambda v: v):
         return lambda paths: transform(np.stack([computed[p][method] for p in paths]))
@@ -139,7 +139,7 @@ def shipped_embedding_threshold() -> tuple[float, str]:
 def duplicates(column: str, represent, score, recordings: list[Item], copies: list[Item], n_library: int,
                threshold: float) -> dict[str, float] | None:
     """Upload every copy and every distinct song against the library; count the duplicate claims."""
-    from navembed_pipeline.lib import fingerprints
+    from navembed_pipeline.lib.duplicates import chromaprint as fingerprints
 
     if column == "bliss":
         return None  # bliss has no duplicate setting to ship

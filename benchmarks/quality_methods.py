@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.audio import load_audio
+from navembed_pipeline.lib.library import load_audio
 
 
 def _source_digest(*modules: str) -> str:
@@ -37,24 +37,24 @@ class Methods:
     """dsp v1, dsp v2 (raw pooled vector), bliss-audio and Chromaprint on one decoded wave per file."""
 
     def __init__(self, cache_dir: Path) -> None:
-        import navembed_pipeline.lib.fingerprints as fingerprints
-        import navembed_pipeline.lib.models.dsp_features  # noqa: F401  (digested below)
-        import navembed_pipeline.lib.models.dsp_pooling  # noqa: F401
-        from navembed_pipeline.lib.models.base import ModelOptions
+        import navembed_pipeline.lib.duplicates.chromaprint as fingerprints
+        import navembed_pipeline.lib.models.dsp.features  # noqa: F401  (digested below)
+        import navembed_pipeline.lib.models.dsp.pooling  # noqa: F401
+        from navembed_pipeline.lib.models import ModelOptions
         from navembed_pipeline.lib.models.dsp import DspModel
-        from navembed_pipeline.lib.models.dsp_v1 import DspV1Model
+        from navembed_pipeline.lib.models.dsp import DspV1Model
 
         self._fingerprints = fingerprints
         self.v1 = DspV1Model(ModelOptions(device="cpu"))
         self.v2 = DspModel(ModelOptions(device="cpu"))
         self.revisions = {
-            "dsp_v1": _source_digest("navembed_pipeline.lib.models.dsp_v1"),
-            "dsp_v2_raw": _source_digest("navembed_pipeline.lib.models.dsp_features",
-                                         "navembed_pipeline.lib.models.dsp_pooling", "navembed_pipeline.lib.models.dsp"),
-            "chromaprint": _source_digest("navembed_pipeline.lib.fingerprints"),
+            "dsp_v1": _source_digest("navembed_pipeline.lib.models.dsp.v1"),
+            "dsp_v2_raw": _source_digest("navembed_pipeline.lib.models.dsp.features",
+                                         "navembed_pipeline.lib.models.dsp.pooling", "navembed_pipeline.lib.models.dsp.model"),
+            "chromaprint": _source_digest("navembed_pipeline.lib.duplicates.chromaprint"),
             "bliss": _bliss_version(),
         }
-        self._frames_rev = _source_digest("navembed_pipeline.lib.models.dsp_features")
+        self._frames_rev = _source_digest("navembed_pipeline.lib.models.dsp.features")
         self.cache_dir = cache_dir / "computed"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -159,9 +159,9 @@ def _bliss(path: Path) -> np.ndarray:
 
 
 def fit_dsp_reference(recordings: Sequence, methods: Methods) -> None:
-    """Write ``dsp_reference.json`` from the raw dsp v2 vectors of ``recordings``."""
+    """Write ``lib/models/dsp/reference.json`` from the raw dsp v2 vectors of ``recordings``."""
     from navembed_pipeline.lib.models.dsp import centred_mask
-    from navembed_pipeline.lib.models.dsp_reference import fit_reference, reference, save_reference
+    from navembed_pipeline.lib.models.dsp.reference import fit_reference, reference, save_reference
 
     raw = [methods.compute(r.path).values.get("dsp_v2_raw") for r in recordings]
     raw = np.stack([v for v in raw if v is not None])

@@ -36,8 +36,7 @@ class CorpusFile:
 
 def transcode(source: Path, target: Path, sample_rate: int) -> Path:
     """Decode ``source`` (keeping its channels) and encode it to ``target`` (codec from the suffix)."""
-    from navembed_pipeline.lib.audio import decode_audio
-    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.library import decode_audio, write_audio
 
     decoded = decode_audio(source, sample_rate=sample_rate, mono=False)
     stereo = decoded.samples if decoded.samples.shape[0] == 2 else np.repeat(decoded.samples[:1], 2, axis=0)
@@ -92,7 +91,7 @@ def library_corpus(cache_dir: Path, *, tracks: int, min_seconds: float = 60.0,
 def generated_corpus(folder: Path, *, per_format: int, seconds: float,
                      formats: Sequence[str] = tuple(FORMATS)) -> list[CorpusFile]:
     """The quick form: generated stereo songs of ``seconds`` encoded into every format."""
-    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.library import write_audio
     from navembed_pipeline.sample_data.synth import render_song
 
     corpus = []

@@ -60,15 +60,15 @@ def write_library(corpus: list[CorpusFile], db: Path) -> Path:
 
 def _cpu_seconds() -> float:
     """This process's CPU seconds and its finished children's: the decode worker processes are its
-    children (``lib/worker_pool.py``), waited for when their run ends."""
+    children (``lib/engine/pool.py``), waited for when their run ends."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
-    from navembed_pipeline.lib.settings import Settings
     from navembed_pipeline.cli.local_run import run_reembed
     from navembed_pipeline.instance import open_instance
+    from navembed_pipeline.lib.settings import Settings
 
     settings = Settings(data_dir=work / "dagster-data", navidrome_db=dbs["all"], milvus_uri=uri, models="dsp",
                         models_device="cpu", decode_workers=workers)
@@ -84,10 +84,9 @@ def dagster_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) ->
 
 def _engine(db: Path, store, model, workers: int) -> dict:
     """The engine as the job runs it: Chromaprint fingerprints from the decoded audio included."""
-    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-    from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
-    from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
+    from navembed_pipeline.lib.duplicates import FingerprintStore
+    from navembed_pipeline.lib.engine import EmbeddingRun, RunOptions, TrackFingerprinter, group_by_bucket
+    from navembed_pipeline.lib.library import NavidromeLibrary
 
     cpu, started = _cpu_seconds(), time.perf_counter()
     grouped = group_by_bucket(list(NavidromeLibrary(db).tracks()))
@@ -106,8 +105,7 @@ def _engine(db: Path, store, model, workers: int) -> dict:
 
 
 def engine_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
+    from navembed_pipeline.lib.models import ModelOptions, create_model
     from navembed_pipeline.lib.store import VectorStore
 
     model = create_model("dsp", ModelOptions(device="cpu"))
@@ -118,8 +116,7 @@ def engine_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> 
 
 def formats_variant(dbs: dict[str, Path], uri: str, work: Path, workers: int) -> dict:
     """The engine once per format (distinct files, so no run skips another's tracks)."""
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
+    from navembed_pipeline.lib.models import ModelOptions, create_model
     from navembed_pipeline.lib.store import VectorStore
 
     model = create_model("dsp", ModelOptions(device="cpu"))
@@ -213,7 +210,7 @@ def cpu_of(pid: int | None) -> float:
 
 def run_variant(name: str, dbs: dict[str, Path], work: Path, workers: int) -> dict:
     """Run one engine or Dagster variant in a child process against its own Milvus Lite server."""
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
+    from navembed_pipeline.lib.store import MilvusLiteServer
 
     with MilvusLiteServer(work / f"milvus-{name}") as server:
         milvus_cpu = cpu_of(server.pid)

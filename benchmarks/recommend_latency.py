@@ -28,14 +28,11 @@ from pathlib import Path
 import numpy as np
 from pymilvus import MilvusClient
 
-from navembed_pipeline.lib.milvus_process import MilvusLiteServer
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import (FieldVectors, PathSpec, PlaylistRules, Recommender, RecommendRequest,
-                                             VectorCache)
-from navembed_pipeline.lib.recommend.sonic import SonicService
-from navembed_pipeline.lib.store import VectorRow, VectorStore, collection_name
-from navembed_pipeline.lib.store_schema import row_entity
+                                             SonicService, VectorCache)
+from navembed_pipeline.lib.store import MilvusLiteServer, VectorRow, VectorStore, collection_name, row_entity
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 
 DIMS = {("dsp", "embedding"): 327, ("muq", "embedding"): 1536, ("muq", "mulan"): 512}
 GENRES = 256

@@ -51,10 +51,9 @@ def measure(db: Path, work: Path, workers: int) -> dict:
     import dagster as dg
 
     from navembed_pipeline.cli.fanout import Fanout
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library import NavidromeLibrary
     from navembed_pipeline.lib.settings import Settings
-    from navembed_pipeline.lib.store import VectorStore
+    from navembed_pipeline.lib.store import MilvusLiteServer, VectorStore
 
     server = MilvusLiteServer(work / "milvus")
     uri = server.start()

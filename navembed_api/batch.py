@@ -17,9 +17,8 @@ from navembed_api.batch_progress import RunProgress, asset_key, is_embedding_run
 from navembed_api.dagster_client import ACTIVE_STATUSES, DagsterClient, RunInfo
 from navembed_api.errors import Conflict, NotFound, TerminateRefused, Unprocessable
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.models import MODEL_NAMES, weights_repos
 from navembed_pipeline.lib.errors import WeightsUnreadableError
-from navembed_pipeline.lib.models.weights import weights_present
+from navembed_pipeline.lib.models import MODEL_NAMES, weights_present, weights_repos
 from navembed_pipeline.lib.runs import REEMBED_JOB, embed_run_config, run_tags
 from navembed_pipeline.lib.workers import new_job_id, worker_ranges, worker_tags
 

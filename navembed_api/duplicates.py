@@ -25,12 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from navembed_pipeline.lib.duplicates import FingerprintStore, Match, decidable, is_duplicate, match, upload_collection
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import Match, decidable, is_duplicate, match
+from navembed_pipeline.lib.library import is_upload_id
 from navembed_pipeline.lib.store import Hit, VectorStore
-from navembed_pipeline.lib.upload_ids import is_upload_id
-from navembed_pipeline.lib.upload_store import upload_collection
 
 LOGGER = logging.getLogger("navembed.api.duplicates")
 EMBEDDING_CANDIDATES = 5

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.state_files import set_aside_files
+from navembed_pipeline.lib.library import NavidromeLibrary
+from navembed_pipeline.lib.store import set_aside_files
 
 PROBE_BUSY_TIMEOUT_S = 2.0  # a locked navidrome.db is reported, not waited for
 # The SQLite state files of a data dir: what each holds (named on /health when it is unreadable).

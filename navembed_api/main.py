@@ -20,7 +20,7 @@ from navembed_api.settings import ApiSettings
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.store_handle import StoreHandle
 from navembed_api.uploads import UploadService
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates import FingerprintStore
 
 LOGGER = logging.getLogger("navembed.api")
 DESCRIPTION = """The API Navidrome talks to: re-embed control over Dagster (`/batch/*`, admin token),

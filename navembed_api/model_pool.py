@@ -3,13 +3,11 @@
 import threading
 from typing import TYPE_CHECKING, Any
 
-from navembed_pipeline.lib.models import MODEL_NAMES, create_model, weights_repos
-from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.lib.errors import WeightsUnreadableError
-from navembed_pipeline.lib.models.weights import weights_present
+from navembed_pipeline.lib.models import MODEL_NAMES, ModelOptions, create_model, weights_present, weights_repos
 
 if TYPE_CHECKING:
-    from navembed_pipeline.lib.models.base import EmbeddingModel
+    from navembed_pipeline.lib.models import EmbeddingModel
 
 
 class ModelPool:

@@ -24,9 +24,8 @@ from pathlib import Path
 
 from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.lib.recommend import Recommender, VectorCache
-from navembed_pipeline.lib.recommend.sonic import SonicService
+from navembed_pipeline.lib.library import NavidromeLibrary
+from navembed_pipeline.lib.recommend import Recommender, SonicService, VectorCache
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
@@ -115,7 +114,7 @@ class FingerprintGroups:
             if not self.path.exists():
                 return {}
             try:
-                from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+                from navembed_pipeline.lib.duplicates import FingerprintStore
             except ImportError:
                 return {}
             self._store = FingerprintStore(self.path)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import mutagen
 
-from navembed_pipeline.lib.filenames import safe_file_name
+from navembed_pipeline.lib.library import safe_file_name
 
 LOGGER = logging.getLogger("navembed.api.rename")
 REASONING_LEVELS = ("low", "medium", "high")  # sent as reasoning_effort; "default" sends nothing

@@ -3,10 +3,7 @@
 import threading
 from pathlib import Path
 
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.milvus_process import ensure_running
-from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store_schema import STANDALONE_MAX_DIM
+from navembed_pipeline.lib.store import STANDALONE_MAX_DIM, FailureLog, VectorStore, ensure_running
 
 
 class StoreHandle:

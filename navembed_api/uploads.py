@@ -5,7 +5,7 @@ The request and answer are the original socket server's (``music_file``, ``name`
 Duplicates (``duplicates.py``: Chromaprint fingerprint first, embeddings as fallback) are searched
 in the library and earlier uploads before anything is written, and nothing is ever deleted: an
 upload whose every file duplicates a stored track is reported and not stored; uploads are stored
-in their own store (``upload_store``: records and fingerprints in SQLite, vectors in their own
+in their own store (``duplicates.uploads``: records and fingerprints in SQLite, vectors in their own
 collections), never in the library collections; split tracks are written to a
 new directory beside the album. Files are read only from the music root or the upload directory.
 """
@@ -25,18 +25,15 @@ from navembed_api.duplicates import DuplicateFinder
 from navembed_api.errors import ApiError, Unprocessable, short, validation_message
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer, RenameRequest, read_tags, tag_name
-from navembed_pipeline.lib.audio import load_audio, probe
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.cue import cue_segments, read_cue_file, split_cue
+from navembed_pipeline.lib.duplicates import (FingerprintStore, UploadRecord, UploadStore, fingerprint_pcm,
+                                              migrate_library_uploads, upload_collection)
+from navembed_pipeline.lib.engine import BACKFILL_RATE
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import fingerprint_pcm
-from navembed_pipeline.lib.filenames import safe_file_name
+from navembed_pipeline.lib.library import (cue_segments, load_audio, probe, read_cue_file, safe_file_name, split_cue,
+                                           upload_id)
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES
 from navembed_pipeline.lib.store import VectorRow, VectorStore
-from navembed_pipeline.lib.track_fingerprints import BACKFILL_RATE
-from navembed_pipeline.lib.upload_ids import upload_id
-from navembed_pipeline.lib.upload_store import UploadRecord, UploadStore, migrate_library_uploads, upload_collection
 
 LOGGER = logging.getLogger("navembed.api.uploads")
 DUPLICATE_CANDIDATES = 5

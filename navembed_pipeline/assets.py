@@ -7,13 +7,13 @@ import dagster as dg
 import pandas as pd
 
 from navembed_pipeline.lib.buckets import BUCKETS, bucket_of
-from navembed_pipeline.lib.embedding_run import BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket
+from navembed_pipeline.lib.engine import (BucketReport, EmbeddingRun, RunOptions, Utilisation, group_by_bucket,
+                                          run_ahead_batches)
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.progress import format_progress
-from navembed_pipeline.lib.run_ahead import run_ahead_batches
 from navembed_pipeline.lib.runs import asset_name
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES
-from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.library import track_fingerprint
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
 from navembed_pipeline.checks import (DELETIONS_CHECK, TRACKS_CHECK, EmbeddingChecks, deletions_result,
                                       embedding_check_specs, run_checks_alone)

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._utils.schedules import get_smallest_cron_interval
 
-from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.models import EmbeddingModel
 from navembed_pipeline.lib.store import VectorStore, collection_name
 
 # A full reconcile of a large library may run a while past its start; 2 h of grace.

@@ -23,12 +23,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from navembed_pipeline.lib.embedding_run import BucketReport, group_by_bucket
-from navembed_pipeline.lib.library.missing_tracks import DeletionGuard, DeletionVerdict
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
-from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.vector_health import SCALAR_FIELDS, BucketAccount, Problem, VectorAudit, account_bucket, sample
+from navembed_pipeline.lib.engine import BucketReport, group_by_bucket
+from navembed_pipeline.lib.library import NavidromeLibrary, Track
+from navembed_pipeline.lib.models import EmbeddingModel
+from navembed_pipeline.lib.store import (AUDIT_FIELDS as SCALAR_FIELDS, BucketAccount, DeletionGuard, DeletionVerdict,
+                                         Problem, VectorAudit, VectorStore, account_bucket, sample)
 from navembed_pipeline.partitions import bucket_partitions
 
 # Partitioned checks are "preview" in Dagster 1.13, yet they are how a check shows per bucket in the UI.

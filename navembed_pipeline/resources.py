@@ -5,18 +5,12 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.library.missing_tracks import (DEFAULT_GRACE_HOURS, DEFAULT_MAX_SHARE, DeletionGuard,
-                                                          DeletionPolicy, MissingLog)
-from navembed_pipeline.lib.milvus_process import ensure_running
-from navembed_pipeline.lib.models import create_model
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.models.options import ModelOptions, model_extras
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, parse_path_map
-from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store_schema import STANDALONE_MAX_DIM
-from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates import FingerprintStore
+from navembed_pipeline.lib.engine import TrackFingerprinter
+from navembed_pipeline.lib.library import NavidromeLibrary, parse_path_map
+from navembed_pipeline.lib.models import EmbeddingModel, ModelOptions, create_model, model_extras
+from navembed_pipeline.lib.store import (DEFAULT_GRACE_HOURS, DEFAULT_MAX_SHARE, STANDALONE_MAX_DIM, DeletionGuard,
+                                         DeletionPolicy, FailureLog, MissingLog, VectorStore, ensure_running)
 
 
 class NavidromeResource(dg.ConfigurableResource):
@@ -70,7 +64,7 @@ class ModelsResource(dg.ConfigurableResource):
     batch_size: int = 4
     idle_unload_seconds: float = 360.0
     models_dir: str = ""
-    decode_workers: int = 1  # 0: automatic (embedding_run.decode_workers_for)
+    decode_workers: int = 1  # 0: automatic (engine.run.decode_workers_for)
     decode_processes: bool | None = None  # None: worker processes for runs of 16 tracks or more
     write_batch_tracks: int = 32  # tracks per store write; a crash redoes at most this many
     progress_interval: float = 5.0  # most seconds between progress log lines (each is a Dagster event)

@@ -4,8 +4,8 @@ import dagster as dg
 
 from navembed_pipeline.jobs import reembed_job
 from navembed_pipeline.lib.buckets import BUCKETS, contiguous_ranges
-from navembed_pipeline.lib.library_diff import dirty_buckets, model_versions
-from navembed_pipeline.lib.models.options import ModelOptions
+from navembed_pipeline.lib.engine import dirty_buckets, model_versions
+from navembed_pipeline.lib.models import ModelOptions
 from navembed_pipeline.lib.runs import asset_name, embed_run_config, is_embedding_run, run_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
-from tests.lib.milvus_fixture import milvus_server, milvus_uri, vector_store  # noqa: F401 - fixtures
+from tests.lib.store.milvus_fixture import milvus_server, milvus_uri, vector_store  # noqa: F401 - fixtures
 
 SAMPLE_SECONDS = 4.0
 # `make test-fast` (the inner loop) leaves out tests by these markers; `make test` runs everything.

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from navembed_api.deps import ServicesDep
 from navembed_api.health_probes import disk_state, navidrome_state, state_files_state
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.library.missing_tracks import read_refusals
+from navembed_pipeline.lib.store import read_refusals
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
 
 router = APIRouter(tags=["info"])

@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from navembed_api.deps import ServicesDep
 from navembed_api.errors import Unauthorized
 from navembed_api.routes.recommend import SonicDep, refusals_as_http
-from navembed_pipeline.lib.recommend.sonic import Neighbour
+from navembed_pipeline.lib.recommend import Neighbour
 
 _bearer = HTTPBearer(auto_error=False, description="NAVEMBED_PLUGIN_TOKEN (the plugin's apiToken)")
 

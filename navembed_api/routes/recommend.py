@@ -23,11 +23,10 @@ from pydantic import BaseModel, Field, StrictBool
 
 from navembed_api.errors import ApiError, Conflict, NotFound, Unprocessable
 from navembed_api.routes import ModelName
-from navembed_pipeline.lib.navidrome import Track
-from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, Playlist, PlaylistRules, RecommendError,
-                                             Recommender, RecommendRequest, UnknownTrackError)
-from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS
-from navembed_pipeline.lib.recommend.sonic import Neighbour, SonicService, UnknownArtistError
+from navembed_pipeline.lib.library import Track
+from navembed_pipeline.lib.recommend import (MAX_SIZE, MAX_STEPS, Neighbour, NoVectorsError, PathSpec, Playlist,
+                                             PlaylistRules, Recommender, RecommendError, RecommendRequest, SonicService,
+                                             UnknownArtistError, UnknownTrackError)
 
 router = APIRouter(tags=["recommend"])
 SUBSONIC_VERSION = "1.16.1"

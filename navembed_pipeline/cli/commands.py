@@ -57,9 +57,8 @@ def _register_embed(commands: argparse._SubParsersAction) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.file_embedding import embed_file
-    from navembed_pipeline.lib.models import create_model
-    from navembed_pipeline.lib.models.base import ModelOptions
+    from navembed_pipeline.lib.engine import embed_file
+    from navembed_pipeline.lib.models import ModelOptions, create_model
 
     model = create_model(args.model, ModelOptions(device=args.device, models_dir=args.models_dir))
     try:
@@ -130,8 +129,7 @@ def _register_models(commands: argparse._SubParsersAction) -> None:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.models import MODEL_NAMES, model_class
-    from navembed_pipeline.lib.models.weights import weights_present
+    from navembed_pipeline.lib.models import MODEL_NAMES, model_class, weights_present
 
     for name in MODEL_NAMES:
         cls = model_class(name)
@@ -142,8 +140,7 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_download(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, model_class
-    from navembed_pipeline.lib.models.weights import download
+    from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, download, model_class
 
     names = args.names or list(DEEP_MODEL_NAMES)
     for name in names:

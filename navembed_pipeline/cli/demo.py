@@ -189,7 +189,7 @@ def _check_run(final: dict[str, Any], models: list[str], library: Any, say: Call
 
 
 def _seed(library: Any) -> Any:
-    from navembed_pipeline.lib.navidrome import NavidromeLibrary
+    from navembed_pipeline.lib.library import NavidromeLibrary
 
     tracks = {str(t.path): t for t in NavidromeLibrary(library.db_path).tracks()}
     return tracks[str(library.duplicate_pair[0])]

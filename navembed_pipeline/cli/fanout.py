@@ -22,8 +22,7 @@ from navembed_pipeline.lib.buckets import BUCKETS
 from navembed_pipeline.lib.runs import (PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, Progress,
                                         ProgressFormatError, asset_name)
 from navembed_pipeline.lib.settings import Settings
-from navembed_pipeline.lib.workers import (check_job_id, combined_progress, new_job_id, unfinished_ranges,
-                                           worker_ranges)
+from navembed_pipeline.lib.workers import check_job_id, combined_progress, new_job_id, unfinished_ranges, worker_ranges
 
 POLL_S = 0.5
 STOP_GRACE_S = 30.0
@@ -199,7 +198,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
     env = {**os.environ, **settings_env(settings), **instance_env(settings.dagster_home, settings.postgres_url)}
     if not settings.milvus_uri:  # every worker must reach the same store: the Lite server's URI, started once
-        from navembed_pipeline.lib.milvus_process import ensure_running
+        from navembed_pipeline.lib.store import ensure_running
 
         env["NAVEMBED_MILVUS_URI"] = ensure_running(settings.milvus_data_dir)
     return env

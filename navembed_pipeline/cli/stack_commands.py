@@ -101,8 +101,8 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _milvus_serve(args: argparse.Namespace) -> int:
-    from navembed_pipeline.lib.milvus_process import MilvusLiteServer, running_uri
     from navembed_pipeline.lib.settings import Settings
+    from navembed_pipeline.lib.store import MilvusLiteServer, running_uri
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     host = args.host or ("127.0.0.1" if args.port else settings.milvus_listen)

@@ -46,5 +46,5 @@ class ConfigError(NavembedError):
 
 
 # What a model raises on input it cannot handle (torch raises RuntimeError, CUDA OOM included): the
-# engine fails the track, not the run (embedding_run.py), in its own process or a worker's.
+# engine fails the track, not the run (engine/run.py), in its own process or a worker's.
 MODEL_ERRORS = (RuntimeError, ValueError, FloatingPointError)

@@ -1,6 +1,6 @@
 """What a pid says about its process: alive or not (zombies count as dead), and since when.
 
-Asked by the Milvus server manager (``milvus_process``) about the server it started, and by the run
+Asked by the Milvus server manager (``store.server``) about the server it started, and by the run
 launcher about a run's worker process. Plain Linux ``/proc``; elsewhere only existence is known.
 """
 

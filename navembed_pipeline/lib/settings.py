@@ -9,11 +9,11 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from navembed_pipeline.lib.library.navidrome import parse_path_map
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, weights_repos
 from navembed_pipeline.lib.models.options import MERT_LAYERS_PATTERN, ModelOptions, model_extras
 from navembed_pipeline.lib.errors import WeightsUnreadableError
 from navembed_pipeline.lib.models.weights import weights_present
-from navembed_pipeline.lib.navidrome import parse_path_map
 
 
 def _env(*names: str) -> AliasChoices:

@@ -1,6 +1,6 @@
 """Build real Navidrome SQLite databases, for tests and for the sample library.
 
-The file is created from ``navidrome_schema.sql`` (Navidrome's own DDL) and filled the way Navidrome's
+The file is created from ``navidrome.sql`` (Navidrome's own DDL) and filled the way Navidrome's
 scanner fills it: ``library`` rows with their roots and totals, a ``folder`` row for every directory
 (ids as Navidrome's ``FolderID`` computes them), and ``media_file`` rows whose ``path`` is relative to
 the library root with ``/`` separators and whose timestamps are in go-sqlite3's text format. Helpers
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-SCHEMA_SQL = resources.files("navembed_pipeline.lib").joinpath("navidrome_schema.sql")
+SCHEMA_SQL = resources.files("navembed_pipeline.lib.library").joinpath("navidrome.sql")
 FIXED_TIME = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 _BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DEFAULT_BIT_RATE_KBPS = 320

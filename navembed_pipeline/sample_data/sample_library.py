@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library import load_audio, write_audio
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.sample_data.synth import render, write_album
 

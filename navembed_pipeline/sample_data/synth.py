@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.cue import CueSheet, CueTrack, format_cue
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library import CueSheet, CueTrack, format_cue, write_audio
 
 __all__ = ["STYLES", "render", "render_song", "write_album", "write_audio"]
 

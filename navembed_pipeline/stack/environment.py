@@ -5,8 +5,8 @@ from pathlib import Path
 
 from pydantic import AliasChoices, SecretStr
 
-from navembed_pipeline.lib.milvus_process import private_socket
 from navembed_pipeline.lib.settings import Settings
+from navembed_pipeline.lib.store import private_socket
 
 WORKSPACE = """load_from:
   - python_module:

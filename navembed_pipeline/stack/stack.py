@@ -23,9 +23,9 @@ import httpx
 
 from navembed_pipeline.instance import environment, instance_env, prepare_dagster_home
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.milvus_process import MilvusLiteServer, running_uri
 from navembed_pipeline.lib.runs import REEMBED_JOB
 from navembed_pipeline.lib.stack_status import clear_status
+from navembed_pipeline.lib.store import MilvusLiteServer, running_uri
 from navembed_pipeline.stack.environment import WORKSPACE, create_storage, private_socket_path, settings_env
 from navembed_pipeline.stack.processes import Child, http_ok, port_in_use, spawn, stop_group, tool, wait_until_ready
 from navembed_pipeline.stack.supervisor import Part, Supervisor

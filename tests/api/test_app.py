@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
-from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
+from tests.lib.store.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
 from tests.lib.models.tiny_muq import build_tiny_muq
 
 

@@ -17,10 +17,10 @@ import pytest
 
 from navembed_api.dagster_client import DagsterClient
 from navembed_api.settings import ApiSettings
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks
 from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
-from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.stack import Stack, free_port
 from tests.api.app_fixtures import ADMIN, TOKEN
 from tests.api.upload_fixtures import SETTINGS_ON, ask

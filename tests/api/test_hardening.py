@@ -13,7 +13,7 @@ from navembed_api.limits import MAX_JSON_DEPTH, json_depth, parse_json
 from navembed_api.rename import Renamer, RenameRequest
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.uploads import fresh_directory
-from navembed_pipeline.lib.filenames import MAX_NAME_BYTES, safe_file_name
+from navembed_pipeline.lib.library.filenames import MAX_NAME_BYTES, safe_file_name
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError
 from navembed_pipeline.lib.recommend.request import RecommendRequest, validate
 from tests.api.app_fixtures import ADMIN, api_settings, nowhere_url, running_app

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.library.missing_tracks import MissingLog
-from navembed_pipeline.lib.state_files import damage
+from navembed_pipeline.lib.store.failure_log import FailureLog
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.store.missing_tracks import MissingLog
+from navembed_pipeline.lib.store.state_files import damage
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
 from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - fixtures

@@ -2,10 +2,10 @@
 
 import pytest
 
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.sample_data.sample_library import write_sample_library
 from tests.api.app_fixtures import api_settings, running_app
-from tests.lib.milvus_fixture import drop_everything
+from tests.lib.store.milvus_fixture import drop_everything
 from tests.pipeline.helpers import embed, navembed_instance
 
 

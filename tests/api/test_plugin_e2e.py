@@ -24,10 +24,10 @@ from urllib.parse import quote_plus
 import pytest
 
 from navembed_api.settings import ApiSettings
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, Track
 from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.stack import free_port, settings_env
-from tests.lib.milvus_fixture import drop_everything
+from tests.lib.store.milvus_fixture import drop_everything
 from tests.pipeline.helpers import embed, navembed_instance
 
 pytestmark = pytest.mark.slow

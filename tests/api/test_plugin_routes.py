@@ -12,15 +12,15 @@ from navembed_api.errors import install_error_handlers
 from navembed_api.recommender import FingerprintGroups
 from navembed_api.routes import plugin, recommend
 from navembed_api.settings import ApiSettings
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import fingerprint_pcm
-from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.recommend.sonic import SonicService
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from navembed_pipeline.sample_data.synth import render
 from tests.api.app_fixtures import api_settings, running_app
-from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
-from tests.lib.recommend_helpers import field, recommender
-from tests.lib.test_recommend_sonic import VECTORS, tracks_for
+from tests.lib.store.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - pytest fixtures
+from tests.lib.recommend.helpers import field, recommender
+from tests.lib.recommend.test_sonic import VECTORS, tracks_for
 
 TRACK_KEYS = {"item_id": str, "title": str, "author": str, "album": str, "distance": float}
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from navembed_api.errors import install_error_handlers
 from navembed_api.routes import recommend
-from tests.lib.recommend_helpers import field, grouped_vectors, recommender, track
+from tests.lib.recommend.helpers import field, grouped_vectors, recommender, track
 
 AXES = np.eye(8, dtype=np.float32)
 VECTORS = grouped_vectors({"p": AXES[0], "d": AXES[1], **{f"x{i}": AXES[2 + i] for i in range(6)}}, 4,

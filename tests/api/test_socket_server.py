@@ -25,7 +25,7 @@ from tests.api.upload_fixtures import (
     serving,
     upload_service,
 )
-from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
+from tests.lib.store.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
 
 MAX_BYTES = 64 * 1024
 IDLE_S = 1.0

@@ -14,7 +14,7 @@ import pytest
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.cli import build_parser
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.milvus_process import running_uri
+from navembed_pipeline.lib.store.server import running_uri
 from navembed_pipeline.stack import Stack, free_port, port_in_use, settings_env
 
 

@@ -5,8 +5,8 @@ import signal
 import time
 from pathlib import Path
 
-from navembed_pipeline.lib.milvus_process import MilvusLiteServer
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.store.server import MilvusLiteServer
 from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
 from tests.pipeline.helpers import embed, navembed_instance

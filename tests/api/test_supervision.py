@@ -25,11 +25,11 @@ from websockets.sync.client import connect as ws_connect
 
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.instance import environment, instance_env
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.sample_library import SampleLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.store import VectorStore
+from navembed_pipeline.lib.store.failure_log import FailureLog
 from navembed_pipeline.run_launcher import worker_started
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.stack import Stack, free_port
 from tests.api.app_fixtures import ADMIN, TOKEN
 from tests.api.test_e2e import write_library

@@ -16,23 +16,23 @@ import pytest
 from navembed_api.model_pool import ModelPool
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.uploads import UploadService
-from navembed_pipeline.lib.audio import load_audio
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-from navembed_pipeline.lib.encode import write_audio
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.fingerprints import DUPLICATE_SCORE
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks
+from navembed_pipeline.lib.duplicates.chromaprint import DUPLICATE_SCORE
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates.uploads import UploadStore, upload_collection
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
+from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
+from navembed_pipeline.lib.library.audio import load_audio
+from navembed_pipeline.lib.library.encode import write_audio
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.upload_ids import upload_id
 from navembed_pipeline.lib.store import VectorRow, VectorStore
+from navembed_pipeline.lib.store.failure_log import FailureLog
+from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks
 from navembed_pipeline.sample_data.synth import render_song
-from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
-from navembed_pipeline.lib.upload_ids import upload_id
-from navembed_pipeline.lib.upload_store import UploadStore, upload_collection
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.api.upload_fixtures import EmbeddedLibrary, ask, embed_library, serving, upload_service
-from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri, session_failures_db  # noqa: F401
+from tests.lib.store.milvus_fixture import drop_everything, milvus_server, milvus_uri, session_failures_db  # noqa: F401
 from tests.pipeline.helpers import navembed_instance, pipeline_resources
 
 SECONDS = 24

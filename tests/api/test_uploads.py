@@ -13,13 +13,13 @@ import pytest
 from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer
 from navembed_api.uploads import UploadRejected, UploadService, upload_id
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.duplicates.uploads import upload_collection
 from navembed_pipeline.lib.errors import AudioDecodeError
+from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.synth import render
-from navembed_pipeline.lib.upload_store import upload_collection
 from tests.api.upload_fixtures import SETTINGS_ON, EmbeddedLibrary, embed_library, upload_service
-from tests.lib.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
+from tests.lib.store.milvus_fixture import drop_everything, milvus_server, milvus_uri  # noqa: F401 - fixtures
 
 
 UPLOADS = upload_collection("dsp")  # the uploads' own collection

@@ -14,13 +14,13 @@ from navembed_api.model_pool import ModelPool
 from navembed_api.rename import Renamer
 from navembed_api.socket_server import UploadSocketServer
 from navembed_api.uploads import UploadService
-from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
+from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.track_fingerprints import TrackFingerprinter
+from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
 
 SETTINGS_ON = {"similaritySearchEnabled": True, "dedupThreshold": 0.85}
 

@@ -9,10 +9,10 @@ import yaml
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.instance import EVENT_BATCH_SIZE_ENV, environment, instance_yaml
 from navembed_pipeline.jobs import embed_run_config
-from navembed_pipeline.sample_data.sample_library import SampleLibrary
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
-from tests.lib.milvus_fixture import session_failures_db
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
+from tests.lib.store.milvus_fixture import session_failures_db
 
 
 @contextmanager
@@ -57,7 +57,7 @@ def write_bulk_library(root, *, tracks: int, seconds: float) -> SampleLibrary:
     """``tracks`` generated WAV files of ``seconds`` each plus a navidrome.db (for runs long enough to interrupt)."""
     from pathlib import Path
 
-    from navembed_pipeline.lib.encode import write_audio
+    from navembed_pipeline.lib.library.encode import write_audio
     from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
     from navembed_pipeline.sample_data.synth import STYLES, render
 

@@ -13,7 +13,7 @@ from pymilvus import MilvusClient
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.checks import TRACKS_CHECK, VECTORS_CHECK, VERSION_CHECK
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.store import collection_name
 from navembed_pipeline.partitions import range_tags
 from tests.pipeline.helpers import bucket_materializations, embed, pipeline_resources

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.cli import build_parser, main
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ saved in the real checkpoint layout and loaded by the production loaders from NA
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from tests.lib.models.tiny_latent import tiny_architecture, write_tiny_checkpoint
 from tests.lib.models.tiny_muq import build_tiny_muq
 from tests.pipeline.helpers import bucket_materializations, embed, navembed_instance

@@ -10,7 +10,7 @@ import dagster as dg
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.checks import DELETIONS_CHECK, VECTORS_CHECK
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.runs import embed_run_config
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource

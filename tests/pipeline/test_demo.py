@@ -9,7 +9,7 @@ import re
 import pytest
 
 from navembed_pipeline.cli import main
-from navembed_pipeline.lib.milvus_process import running_uri
+from navembed_pipeline.lib.store.server import running_uri
 from navembed_pipeline.stack import free_port, port_in_use
 from tests.lib.models.tiny_muq import build_tiny_muq
 

@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from tests.pipeline.helpers import bucket_materializations, embed
 
 
@@ -75,7 +75,7 @@ def test_library_snapshot_counts_new_changed_and_missing_tracks(sample_library, 
 
 def test_the_run_logs_where_its_time_went_and_a_skipping_run_spends_none_on_the_model(
         sample_library, vector_store, milvus_uri, instance) -> None:
-    from navembed_pipeline.lib.embedding_run import EmbeddingRun, RunOptions, group_by_bucket
+    from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
     from navembed_pipeline.lib.models import create_model
     from navembed_pipeline.lib.models.base import ModelOptions
 

@@ -8,14 +8,14 @@ import dagster as dg
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.jobs import embed_run_config
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.navidrome_fixture import touch_track
-from navembed_pipeline.sample_data.sample_library import SampleLibrary
-from navembed_pipeline.lib.segments import track_fingerprint
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.partitions import range_tags
 from navembed_pipeline.resources import VectorStoreResource
-from tests.lib.milvus_fixture import session_failures_db
+from navembed_pipeline.sample_data.navidrome_fixture import touch_track
+from navembed_pipeline.sample_data.sample_library import SampleLibrary
+from tests.lib.store.milvus_fixture import session_failures_db
 from tests.pipeline.helpers import pipeline_resources
 
 

@@ -8,12 +8,12 @@ from dagster._core.utils import make_new_run_id
 from navembed_pipeline.definitions import build_definitions
 from navembed_pipeline.jobs import retry_failed_tracks_job
 from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.navidrome_fixture import delete_track, touch_track
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, range_tags
+from navembed_pipeline.sample_data.navidrome_fixture import delete_track, touch_track
 from navembed_pipeline.sensors import build_library_change_sensor
-from tests.lib.milvus_fixture import session_failures_db
+from tests.lib.store.milvus_fixture import session_failures_db
 from tests.pipeline.helpers import bucket_materializations, embed, pipeline_resources
 
 

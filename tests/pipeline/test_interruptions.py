@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.sample_data.navidrome_fixture import delete_track
 from tests.pipeline.helpers import bucket_materializations, embed, write_bulk_library
 from tests.pipeline.run_embed import WRITE_BATCH

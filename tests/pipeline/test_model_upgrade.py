@@ -7,7 +7,7 @@ rebuilds the collection (readers keep the old vectors until it is done).
 
 import dagster as dg
 
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.pipeline.helpers import embed, pipeline_resources

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from navembed_pipeline.lib.buckets import bucket_of
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.options import ModelOptions
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.navidrome_fixture import touch_track
 from navembed_pipeline.lib.runs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
-from navembed_pipeline.lib.segments import track_fingerprint
 from navembed_pipeline.lib.store import VectorRow
+from navembed_pipeline.sample_data.navidrome_fixture import touch_track
 from navembed_pipeline.sensors import build_library_change_sensor
 from tests.lib.models.tiny_muq import build_tiny_muq
 from tests.pipeline.helpers import navembed_instance, pipeline_resources

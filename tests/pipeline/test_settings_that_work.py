@@ -7,7 +7,7 @@ from navembed_pipeline.lib.errors import ConfigError
 from navembed_pipeline.lib.models.mert import MILVUS_STANDALONE_MAX_DIM
 from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.lib.store import VectorStore
-from navembed_pipeline.lib.store_schema import STANDALONE_MAX_DIM
+from navembed_pipeline.lib.store.schema import STANDALONE_MAX_DIM
 
 
 @pytest.mark.parametrize(("layers", "dimension"), [("mean", 3_072), ("6,12", 3_072), ("all", 76_800)])

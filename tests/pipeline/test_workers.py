@@ -17,7 +17,7 @@ import pytest
 from navembed_pipeline.cli.fanout import Fanout
 from navembed_pipeline.lib.buckets import BUCKETS
 from navembed_pipeline.lib.errors import ConfigError
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.settings import Settings
 from navembed_pipeline.lib.workers import JOB_TAG, LANE_TAG, RESUMES_TAG, unfinished_ranges, worker_ranges
 from tests.pipeline.helpers import write_bulk_library

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.models import create_model
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.recommend import (NoVectorsError, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              UnknownTrackError, VectorCache)
-from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.lib.store import VectorStore
-from tests.lib.milvus_fixture import drop_everything
+from navembed_pipeline.sample_data.sample_library import write_sample_library
+from tests.lib.store.milvus_fixture import drop_everything
 from tests.lib.models.tiny_muq import build_tiny_muq
 from tests.pipeline.helpers import embed, navembed_instance
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from navembed_api.settings import ApiSettings
-from navembed_pipeline.lib.buckets import bucket_of
-from navembed_pipeline.lib.navidrome import NavidromeLibrary
-from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.cli.local_run import run_reembed
+from navembed_pipeline.lib.buckets import bucket_of
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
+from navembed_pipeline.sample_data.sample_library import write_sample_library
 from navembed_pipeline.stack import Stack, free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"

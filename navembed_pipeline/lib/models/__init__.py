@@ -2,13 +2,16 @@
 
 Nothing here imports torch: the classes (and ``EmbeddingModel``) load on first use, and what
 callers need without a model — the names and the weight repositories to look for — is plain data.
+
+May import: the shared leaves and ``library`` (audio decode); never the store, the engine or duplicates.
 """
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from navembed_pipeline.lib.errors import ConfigError
-from navembed_pipeline.lib.models.options import ModelOptions
+from navembed_pipeline.lib.models.options import ModelOptions, model_extras
+from navembed_pipeline.lib.public import lazy_names
 
 if TYPE_CHECKING:
     from navembed_pipeline.lib.models.base import EmbeddingModel
@@ -17,7 +20,7 @@ _CLASSES = {
     "muq": ("navembed_pipeline.lib.models.muq", "MuQModel"),
     "mert": ("navembed_pipeline.lib.models.mert", "MertModel"),
     "latent": ("navembed_pipeline.lib.models.latent", "LatentModel"),
-    "dsp": ("navembed_pipeline.lib.models.dsp", "DspModel"),
+    "dsp": ("navembed_pipeline.lib.models.dsp.model", "DspModel"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
 DEEP_MODEL_NAMES: tuple[str, ...] = ("muq", "mert", "latent")
@@ -53,14 +56,8 @@ def create_model(name: str, options: ModelOptions | None = None) -> "EmbeddingMo
     return model_class(name)(options)
 
 
-def __getattr__(attr: str) -> Any:
-    # ``from navembed_pipeline.lib.models import EmbeddingModel`` still works, importing torch then.
-    if attr == "EmbeddingModel":
-        from navembed_pipeline.lib.models.base import EmbeddingModel
-
-        return EmbeddingModel
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
-
+# ``from navembed_pipeline.lib.models import EmbeddingModel`` works too, importing torch then.
+__getattr__ = lazy_names(__name__, {"EmbeddingModel": "base", "download": "weights", "weights_present": "weights"})
 
 __all__ = ["DEEP_MODEL_NAMES", "MODEL_NAMES", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
-           "model_class", "weights_repos"]
+           "download", "model_class", "model_extras", "weights_present", "weights_repos"]

@@ -1,7 +1,7 @@
 """The embedding-model contract and the lifecycle every model shares.
 
 A model turns decoded mono waveforms (at its own ``sample_rate``) into track vectors.
-Decoding lives in ``lib/audio.py`` so the pipeline can decode on CPU threads while the
+Decoding lives in ``lib/library/audio.py`` so the pipeline can decode on CPU threads while the
 model runs. The lifecycle is the original system's: lazy load on first use under a lock,
 idle auto-unload (default 360 s, minimum 30 s, checked every 5 s), manual ``unload()``,
 ``shutdown()``, and GPU cache release after every unload.
@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.audio import sliding_windows
 from navembed_pipeline.lib.errors import ConfigError, DeviceError, TextNotSupportedError
+from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.models.options import DEFAULT_IDLE_UNLOAD_SECONDS, DEVICES, ModelOptions  # noqa: F401 (re-exported)
 
 LOGGER = logging.getLogger("navembed.models")

@@ -39,10 +39,10 @@ from music2latent.inference import EncoderDecoder
 from music2latent.models import Encoder, UNet
 from scipy.signal import hilbert
 
-from navembed_pipeline.lib.enrich import enrich
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models import weights
 from navembed_pipeline.lib.models.base import EMBEDDING_FIELD, EmbeddingModel
+from navembed_pipeline.lib.models.enrich import enrich
 
 NAME = "latent"
 SAMPLE_RATE = 44100

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.errors import ConfigError, ModelLoadError
 from navembed_pipeline.lib.models.base import EMBEDDING_FIELD, EmbeddingModel, ModelOptions
+from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.models.weights import CC_BY_NC, find_weights
 
 REPO_ID = "m-a-p/MERT-v1-330M"

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from navembed_pipeline.lib.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models.base import EMBEDDING_FIELD, UNLOAD_CHECK_SECONDS, EmbeddingModel, ModelOptions
+from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.models.weights import CC_BY_NC, find_weights
 
 LOGGER = logging.getLogger("navembed.models.muq")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 REPRESENTATIVES = 5  # songs per side of a component match

@@ -16,7 +16,7 @@ from navembed_pipeline.lib.recommend.errors import InvalidRequestError, NoVector
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
 from navembed_pipeline.lib.recommend.path import path_stops
 from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
-from navembed_pipeline.lib.recommend.request import (Playlist, RecommendedTrack, RecommendRequest, validate)
+from navembed_pipeline.lib.recommend.request import Playlist, RecommendedTrack, RecommendRequest, validate
 from navembed_pipeline.lib.recommend.rules import Catalog, Pool, eligible, select
 from navembed_pipeline.lib.recommend.search import Search, VectorSource
 
@@ -66,7 +66,7 @@ class Recommender:
     def sonic_similarity(self, reference: str, track_ids: Sequence[str], *,
                          models: Sequence[str] = ()) -> dict[str, float]:
         """How alike each track sounds to ``reference``, 0..1, calibrated on the library
-        (``lib/calibration.py``: ~0 for a typical unrelated pair, 1 for the same recording), mixed
+        (``lib/recommend/calibration.py``: ~0 for a typical unrelated pair, 1 for the same recording), mixed
         over ``models`` with equal weight; 0 where no model has both. What clients are shown."""
         names = [m for m in (models or self.default_models) if len(self.vectors.field(m)) > 0]
         if not names:

@@ -13,7 +13,7 @@ copy older than ``max_age_s`` is reloaded regardless, and ``invalidate()`` lets 
 process (the upload endpoint) force a reload at the next access. With
 ``background=True`` checks and reloads run on a thread while requests keep reading the previous
 copy; only the very first load of a field makes its caller wait. Each load refits the field's
-calibration (``lib/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
+calibration (``lib/recommend/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
 a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.calibration import save_calibration
+from navembed_pipeline.lib.recommend.calibration import save_calibration
 from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.errors import NoVectorsError
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
 from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD, RecommendRequest

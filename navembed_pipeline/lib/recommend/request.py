@@ -91,7 +91,7 @@ class Contribution:
     across inputs and models (a z-score against the library, or ``1/(k+rank)`` under RRF);
     ``value = weight * normalized`` is what it adds to the score. ``sonic_similarity`` is the
     cosine calibrated on the library (0 = as alike as a typical unrelated pair, 1 = the same
-    recording; ``lib/calibration.py``); None for text prompts, whose cosines are not track-to-track.
+    recording; ``lib/recommend/calibration.py``); None for text prompts, whose cosines are not track-to-track.
     """
 
     model: str

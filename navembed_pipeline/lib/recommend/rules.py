@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.request import PlaylistRules
 
 Catalog = Callable[[Sequence[str]], Mapping[str, Track]]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.artists import ArtistIndex, ArtistMatch, identity
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError, RecommendError, UnknownTrackError

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.calibration import CalibrationError, FieldCalibration
+from navembed_pipeline.lib.recommend.calibration import CalibrationError, FieldCalibration
 
 IVF_MIN_ROWS = 20_000
 SCAN_FRACTION = 0.06  # of the clusters, nearest first; ~0.95 recall on clustered data
@@ -103,7 +103,7 @@ class FieldVectors:
 
     def calibrated(self, cosines: np.ndarray) -> np.ndarray:
         """Cosines of this field mapped to 0..1 by the library's own random-pair distribution
-        (``lib/calibration.py``); with fewer than two tracks there is no distribution: ``clip(cos, 0, 1)``."""
+        (``lib/recommend/calibration.py``); with fewer than two tracks there is no distribution: ``clip(cos, 0, 1)``."""
         cosines = np.asarray(cosines, dtype=np.float64)
         if self.calibration is None:
             return np.clip(cosines, 0.0, 1.0)

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.decode_ahead import DecodeAhead
-from navembed_pipeline.lib.decode_worker import DecodedTrack, decode_track
-from navembed_pipeline.lib.failure_log import FailureLog
-from navembed_pipeline.lib.fingerprint_store import FingerprintStore
-from navembed_pipeline.lib.navidrome import NavidromeLibrary, Track
-from navembed_pipeline.lib.track_fingerprints import FINGERPRINT_FAILURES, TrackFingerprinter
+from navembed_pipeline.lib.engine.decode import DecodeAhead
+from navembed_pipeline.lib.engine.worker import DecodedTrack, decode_track
+from navembed_pipeline.lib.store.failure_log import FailureLog
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
+from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, Track
+from navembed_pipeline.lib.engine.fingerprinter import FINGERPRINT_FAILURES, TrackFingerprinter
 
 
 def garbled_prints(track: Track, sample_rate: int, fingerprint: bool) -> DecodedTrack:
@@ -48,15 +48,25 @@ def test_an_error_storing_a_fingerprint_is_recorded_with_the_track(sample_librar
     assert set(fingerprinter.store.versions(t.id for t in tracks)) == {t.id for t in tracks}
 
 
-def test_an_unwritable_fingerprint_database_is_recorded_not_only_logged(sample_library, tmp_path: Path) -> None:
+def test_a_locked_fingerprint_database_is_recorded_not_only_logged(sample_library, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    import sqlite3
+
+    from navembed_pipeline.lib.duplicates import fingerprint_store
+
     failures = FailureLog(tmp_path / "failures.sqlite")
     db = tmp_path / "fingerprints.sqlite"
-    store = FingerprintStore(db)
-    fingerprinter = TrackFingerprinter(store, failures)
+    fingerprinter = TrackFingerprinter(FingerprintStore(db), failures)
     track = readable_tracks(sample_library)[0]
+    assert fingerprinter.wants(track)  # the database is created and readable
     decoded = decode_track(track, 11025, True)
     assert decoded.prints
-    db.write_bytes(b"garbage" * 1000)  # the file is damaged between the version check and the save
-    fingerprinter.record(track, decoded.prints, decoded.print_error)
+    monkeypatch.setattr(fingerprint_store, "BUSY_TIMEOUT_S", 0.2)  # do not wait 30 s for the lock below
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the database for writing
+    try:
+        fingerprinter.record(track, decoded.prints, decoded.print_error)
+    finally:
+        holder.close()
     (reason,) = failures.failed(FINGERPRINT_FAILURES).values()
-    assert "fingerprints.sqlite" in reason
+    assert "fingerprints.sqlite" in reason and "locked" in reason, reason

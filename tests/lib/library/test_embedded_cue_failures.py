@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.decode_worker import decode_track
-from navembed_pipeline.lib.encode import write_audio
-from navembed_pipeline.lib.navidrome import Track
+from navembed_pipeline.lib.engine.worker import decode_track
+from navembed_pipeline.lib.library.encode import write_audio
+from navembed_pipeline.lib.library.navidrome import Track
 
 RATE = 22050
 FLAC_PICTURE = 6  # FLAC metadata block type

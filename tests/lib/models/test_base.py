@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from navembed_pipeline.lib.enrich import enrich
 from navembed_pipeline.lib.errors import ConfigError, DeviceError, TextNotSupportedError
 from navembed_pipeline.lib.models.base import EmbeddingModel, ModelOptions, resolve_device
+from navembed_pipeline.lib.models.enrich import enrich
 
 
 class FakeClock:

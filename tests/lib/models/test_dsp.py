@@ -3,20 +3,15 @@
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.audio import load_audio
-from navembed_pipeline.lib.encode import write_audio
+from navembed_pipeline.lib.library.audio import load_audio
+from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.models.base import ModelOptions
 from navembed_pipeline.lib.models.dsp import DspModel, raw_vector
-from navembed_pipeline.lib.models.dsp_features import (
-    COLUMNS,
-    FRAMES_PER_SECOND,
-    SAMPLE_RATE,
-    FrameFeatures,
-    chroma_filterbank,
-    pitch_filterbank,
-)
-from navembed_pipeline.lib.models.dsp_pooling import estimate_tempo
+from navembed_pipeline.lib.models.dsp.features import (COLUMNS, FRAMES_PER_SECOND, SAMPLE_RATE, FrameFeatures,
+                                                       chroma_filterbank, pitch_filterbank)
+from navembed_pipeline.lib.models.dsp.pooling import estimate_tempo
 from navembed_pipeline.sample_data.synth import render
+from tests.lib.models.helpers import cosine
 
 SR = 44100
 
@@ -81,10 +76,6 @@ def frames_of(wave: np.ndarray) -> np.ndarray:
 
     with torch.inference_mode():
         return FrameFeatures()(torch.from_numpy(np.asarray(wave, np.float32))[None])[0].numpy()
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def test_version_two_is_stored_so_the_sensor_re_embeds(dsp: DspModel) -> None:

@@ -13,23 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from navembed_pipeline.lib.enrich import enrich
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
 from navembed_pipeline.lib.models import weights
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.models.latent import (
-    CHECKPOINT_FILE,
-    FRAME_OVERHANG,
-    HOP_SAMPLES,
-    LATENT_CHANNELS,
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    WEIGHTS_REPO,
-    WINDOW_SAMPLES,
-    LatentModel,
-    frame_aligned_windows,
-    frame_features,
-)
+from navembed_pipeline.lib.models.enrich import enrich
+from navembed_pipeline.lib.models.latent import (CHECKPOINT_FILE, FRAME_OVERHANG, HOP_SAMPLES, LATENT_CHANNELS,
+                                                 SAMPLE_RATE, SAMPLES_PER_FRAME, WEIGHTS_REPO, WINDOW_SAMPLES,
+                                                 LatentModel, frame_aligned_windows, frame_features)
 from tests.lib.models.tiny_latent import tiny_architecture, write_tiny_checkpoint
 
 # music2latent wraps its encoder in CUDA autocast, which warns once on CPU-only machines.

@@ -13,16 +13,13 @@ import pytest
 import torch
 from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
-from navembed_pipeline.lib.audio import sliding_windows
-from navembed_pipeline.lib.enrich import enrich
 from navembed_pipeline.lib.errors import ConfigError, ModelLoadError, WeightsMissingError
+from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.models.base import ModelOptions
-from navembed_pipeline.lib.models.mert import (
-    MILVUS_STANDALONE_MAX_DIM,
-    MertModel,
-    check_backend_dimension,
-)
+from navembed_pipeline.lib.models.enrich import enrich
+from navembed_pipeline.lib.models.mert import MILVUS_STANDALONE_MAX_DIM, MertModel, check_backend_dimension
 from tests.lib.models import tiny_mert
+from tests.lib.models.helpers import cosine
 
 SR = 24_000
 
@@ -76,10 +73,6 @@ def _modern(key: str) -> str:
         if key.endswith(legacy):
             return key[: -len(legacy)] + modern
     return key
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 # ----- loading ---------------------------------------------------------------------------------

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from navembed_pipeline.lib.audio import sliding_windows
-from navembed_pipeline.lib.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.errors import ModelLoadError, WeightsMissingError
+from navembed_pipeline.lib.library.audio import sliding_windows
 from navembed_pipeline.lib.models.base import ModelOptions
+from navembed_pipeline.lib.models.enrich import enrich, l2_normalise
 from navembed_pipeline.lib.models.muq import AUDIO_REPO, MULAN_REPO, TEXT_REPO, MuQModel
 from navembed_pipeline.lib.models.weights import CC_BY_NC, local_dir_name
 from tests.lib.models.tiny_muq import CHINESE_CHARACTERS, TEXT_MAX_TOKENS, build_tiny_muq
+from tests.lib.models.helpers import cosine
 from tests.lib.network_guard import network_blocked
 
 SR = 24_000
@@ -29,10 +30,6 @@ SR = 24_000
 class ShortWindowMuQ(MuQModel):
     window_seconds = 3.0
     hop_seconds = 1.0
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,344 @@
+"""The embedding engine: bucket by bucket, skip what is current, decode ahead, embed, upsert.
+
+Plain Python (no Dagster): the asset drives it and turns its events into materializations and
+progress log lines; benchmarks and the CLI can drive it directly. Events come out as a stream:
+``Progress`` at most every ``progress_interval`` seconds and a ``BucketReport`` as each bucket
+finishes. Unreadable audio is recorded as a failed track and the run goes on; a systemic fault
+(store down, model cannot load) propagates at once.
+
+Three parts, one module each: ``planner`` (what to embed, vanished tracks deleted),
+``decode`` (worker threads decode the next tracks while the model works) and ``writer``
+(batched upserts, failure records); this module embeds and keeps the books (``heartbeat``).
+"""
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from navembed_pipeline.lib.buckets import bucket_of
+from navembed_pipeline.lib.engine.decode import DecodeAhead, Decoded
+from navembed_pipeline.lib.engine.planner import BucketState, RunPlanner
+from navembed_pipeline.lib.engine.summary import PlanSummary
+from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError
+from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.store.missing_tracks import DeletionGuard, DeletionVerdict
+from navembed_pipeline.lib.models.base import EmbeddingModel
+from navembed_pipeline.lib.engine.heartbeat import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
+from navembed_pipeline.lib.engine.writer import RunWriter, WriteBuffer
+from navembed_pipeline.lib.library.segments import track_fingerprint
+from navembed_pipeline.lib.runs import Progress
+from navembed_pipeline.lib.store import VectorRow, VectorStore
+
+LOGGER = logging.getLogger("navembed.run")
+FAILURE_SAMPLE = 10
+# Where a run's time goes: store reads and deletes before embedding; audio decoding (summed over the
+# decode threads, overlapping the rest); the embedding thread waiting for decoded audio; the model's
+# forward passes; pooling window features into vectors; writes to the store (vectors and failures).
+STAGES = ("plan", "decode", "decode_wait", "model", "enrich", "write")
+# CPU seconds: of the decode threads (summed), and of the embedding thread (model, pooling, writes).
+CPU_STAGES = ("decode_cpu", "model_cpu", "worker_model_cpu")  # the last: embedding inside worker processes
+# The model failing on this many tracks in a row, with none embedded in between, is a systemic fault
+# (a broken device or model), not bad input: the run fails instead of recording the whole library.
+MAX_CONSECUTIVE_MODEL_FAILURES = 16
+class WorkerModelError(RuntimeError):  # one of MODEL_ERRORS
+    """The model failed on a track inside a worker process (the message: the original error's type and text)."""
+
+
+@dataclass(frozen=True)
+class BucketReport:
+    """What happened to one bucket."""
+
+    bucket: str
+    embedded: int
+    skipped: int
+    failed: int
+    deleted: int
+    seconds: float
+    failures: tuple[tuple[str, str, str], ...] = ()  # (track id, "Artist - Title", error)
+
+    @property
+    def tracks_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run treats what is already stored, and how it shares the machine's cores."""
+
+    force: bool = False
+    only_failed: bool = False
+    collection: str | None = None  # write here instead of the live collection (safe rebuild)
+    decode_workers: int = 0  # 0: automatic (decode_workers_for)
+    decode_processes: bool | None = None  # worker processes instead of threads; None: from PROCESSES_FROM_TRACKS on
+    batch_tracks: int = 4
+    write_batch_tracks: int = 32  # tracks per upsert: fewer store round trips; a crash redoes at most these
+    progress_interval: float = 5.0  # most seconds between progress lines; the first finished tracks at once
+    model_threads: int | None = None  # torch CPU threads during the run; None: the model's ``cpu_threads``
+
+
+# Runs with at least this many tracks to decode use worker processes (worker.py says why); a
+# smaller run (a nightly top-up, an upload's library) is not worth starting processes for.
+PROCESSES_FROM_TRACKS = 16
+
+
+def decode_workers_for(processes: bool, requested: int = 0) -> int:
+    """``requested``, or automatically one worker process per core, or one thread per core but one (the
+    model's thread needs a core, and more decode threads than that only trade the GIL back and forth)."""
+    cores = os.cpu_count() or 2
+    return requested or (cores if processes else max(1, cores - 1))
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """How busy a run kept the machine: CPU seconds over wall seconds, per stage and for the process."""
+
+    wall_seconds: float
+    cpu_seconds: float  # the whole process (every thread) while the run worked
+    decode_workers: int
+    decode_processes: bool
+    decode_cpu_seconds: float
+    model_cpu_seconds: float
+
+    @property
+    def cores_busy(self) -> float:
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def decode_busy(self) -> float:
+        """Share of the decode threads' wall time spent on the CPU."""
+        span = self.wall_seconds * self.decode_workers
+        return self.decode_cpu_seconds / span if span > 0 else 0.0
+
+    @property
+    def model_busy(self) -> float:
+        """Share of the wall time the embedding thread spent on the CPU (model, pooling, writes)."""
+        return self.model_cpu_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def decode_kind(self) -> str:
+        return "processes" if self.decode_processes else "threads"
+
+    def line(self) -> str:
+        return (f"utilisation over {self.wall_seconds:.1f} s: decode {self.decode_kind} {self.decode_busy:.0%} of "
+                f"{self.decode_workers}, embedding {self.model_busy:.0%} of a core, cores busy {self.cores_busy:.2f}")
+
+
+class EmbeddingRun:
+    """One model over a set of buckets of library tracks."""
+
+    def __init__(self, *, model: EmbeddingModel, store: VectorStore, options: RunOptions,
+                 clock: Callable[[], float] = time.monotonic, fingerprinter: TrackFingerprinter | None = None,
+                 guard: DeletionGuard | None = None) -> None:
+        """``guard``: the deletion guard (missing files keep their vectors; no mass deletions); without
+        one every stored track of the run's buckets that Navidrome does not list is deleted."""
+        self.model = model
+        self.guard = guard
+        self.deletions: DeletionVerdict | None = None  # set when ``run`` has planned, with a guard
+        self.fingerprinter = fingerprinter
+        self.store = store
+        self.options = options
+        self._clock = clock
+        self.plan: PlanSummary | None = None  # set when ``run`` has planned
+        self.utilisation: Utilisation | None = None  # set when ``run`` has finished
+        self._model_failures_in_a_row = 0
+        self._stages: dict[str, float] = dict.fromkeys(STAGES + CPU_STAGES, 0.0)
+        self._stages_lock = threading.Lock()
+        self._writer: RunWriter | None = None
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds spent so far per stage (``STAGES``, then ``CPU_STAGES``); decode is summed over its threads."""
+        with self._stages_lock:
+            return dict(self._stages)
+
+    def _add_time(self, stage: str, seconds: float) -> None:
+        with self._stages_lock:
+            self._stages[stage] += seconds
+
+    def run(self, tracks_by_bucket: dict[str, list[Track]], *,
+            on_progress: Callable[[Progress], None] = lambda _: None,
+            on_plan: Callable[[PlanSummary], None] = lambda _: None,
+            stop: threading.Event | None = None) -> Iterator[BucketReport]:
+        """Process every bucket in key order, yielding one report per bucket as it finishes.
+
+        ``on_progress`` is called from a heartbeat thread every ``progress_interval`` seconds while
+        the run works (even inside a long model call), and once more at the end. Once ``stop`` is set
+        the run writes what it has embedded and returns after the current batch.
+        """
+        opts = self.options
+        began, cpu_began = time.perf_counter(), time.process_time()
+        self.store.ensure_collection(self.model.name, self.model.vector_fields, collection=opts.collection)
+        planner = RunPlanner(self.model, self.store, force=opts.force, only_failed=opts.only_failed,
+                             collection=opts.collection, guard=self.guard)
+        plan = planner.plan(tracks_by_bucket, self._clock)
+        self.deletions = plan.deletions
+        self._add_time("plan", time.perf_counter() - began)
+        self.plan = plan.summary
+        on_plan(plan.summary)  # before any track is decoded: what this run is about to do
+        states = plan.states
+        self._writer = RunWriter(self.model.name, self.store, opts.collection, plan.previously_failed, self._add_time)
+        processes = len(plan.queue) >= PROCESSES_FROM_TRACKS if opts.decode_processes is None else opts.decode_processes
+        workers = decode_workers_for(processes, opts.decode_workers)
+        embed_with = (self.model.name, self.model.options) if processes and self._workers_can_embed() else None
+        decoder = DecodeAhead(self.model.sample_rate, workers, opts.batch_tracks, self._add_time,
+                              self.fingerprinter, processes=processes, embed_with=embed_with)
+        tally = Tally(self.model.name, total=sum(len(t) for t in tracks_by_bucket.values()),
+                      skipped=sum(s.skipped for s in states.values()), started=self._clock(), clock=self._clock)
+        for state in states.values():
+            if state.pending == 0:
+                yield self._report(state)
+        thread_cpu = time.thread_time()
+        with Heartbeat(tally, opts.progress_interval, on_progress), self._model_threads():
+            buffer = WriteBuffer()
+            for batch in decoder.batches(plan.queue):
+                if stop is not None and stop.is_set():
+                    break
+                tally.current = batch[0][1].track.display_name
+                for bucket, _ in batch:
+                    if states[bucket].begun is None:
+                        states[bucket].begun = self._clock()
+                buffer.rows.extend(self._embed_batch(batch, states))
+                buffer.tracks.extend(batch)
+                # progress moves as tracks finish, before their write
+                tally.count([states[bucket].has_failed(decoded.track.id) for bucket, decoded in batch])
+                if len(buffer.tracks) >= opts.write_batch_tracks:
+                    yield from self._flush(buffer, states, tally)
+            yield from self._flush(buffer, states, tally)
+        self._add_time("model_cpu", time.thread_time() - thread_cpu)
+        seconds = self.stage_seconds
+        cpu = time.process_time() - cpu_began  # + the worker processes':
+        cpu += seconds["decode_cpu"] + seconds["worker_model_cpu"] if processes else 0.0
+        self.utilisation = Utilisation(time.perf_counter() - began, cpu, workers, processes,
+                                       seconds["decode_cpu"], seconds["model_cpu"])
+        on_progress(tally.snapshot())
+
+    def _workers_can_embed(self) -> bool:
+        """Whether worker processes can build this very model themselves (a registered CPU model that
+        asks for it; not a subclass of one, which a worker's ``create_model`` would not build)."""
+        from navembed_pipeline.lib.models import model_class  # noqa: PLC0415
+
+        return (self.model.embeds_in_workers and self.model.device.type == "cpu"
+                and type(self.model) is model_class(self.model.name))
+
+    @contextmanager
+    def _model_threads(self) -> Iterator[None]:
+        """torch's CPU threads for the run: a light model (dsp) runs best on one, the decode threads
+        on the other cores (its many small ops otherwise spin idle threads: 40 % more CPU measured)."""
+        count = self.options.model_threads or self.model.cpu_threads
+        if count is None or self.model.device.type != "cpu":
+            yield
+            return
+        import torch  # noqa: PLC0415 (the models import it anyway; the engine itself does not need it)
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _flush(self, buffer: WriteBuffer, states: dict[str, BucketState], tally: Tally) -> Iterator[BucketReport]:
+        """Write the buffered rows in one upsert, then count their tracks and report finished buckets."""
+        assert self._writer is not None
+        for state, embedded in self._writer.flush(buffer, states):
+            state.pending -= 1
+            tally.written += embedded
+            state.embedded += embedded
+            if state.pending == 0:
+                yield self._report(state)
+
+    def _embed_batch(self, batch: list[tuple[str, Decoded]], states: dict[str, BucketState]) -> list[VectorRow]:
+        """Vectors of the batch's readable tracks as rows; unreadable or failing tracks are recorded.
+
+        A model error fails only the tracks it happens on: a failing batch is retried track by track,
+        and a track that fails alone is recorded with the error. Only a model failing on track after
+        track (``MAX_CONSECUTIVE_MODEL_FAILURES``) is treated as systemic and ends the run.
+        """
+        assert self._writer is not None
+        for bucket, decoded in batch:
+            if decoded.error is not None:
+                self._writer.fail(states[bucket], decoded.track, decoded.error)
+        ready = [(b, d) for b, d in batch if d.readable]
+        if not ready:
+            return []
+        try:
+            rows = self._rows(ready)
+        except MODEL_ERRORS as exc:
+            if len(ready) == 1:
+                self._model_failure(states[ready[0][0]], ready[0][1].track, exc)
+                return []
+            # One bad input must not sink its batch-mates: isolate it, then fail only that track.
+            LOGGER.warning("batch of %d failed (%s); retrying track by track", len(ready), exc)
+            rows = []
+            for item in ready:
+                try:
+                    rows.extend(self._rows([item]))
+                except MODEL_ERRORS as one:
+                    self._model_failure(states[item[0]], item[1].track, one)
+                else:
+                    self._model_failures_in_a_row = 0
+            return rows
+        self._model_failures_in_a_row = 0
+        return rows
+
+    def _model_failure(self, state: BucketState, track: Track, exc: BaseException) -> None:
+        assert self._writer is not None
+        reason = str(exc) if isinstance(exc, WorkerModelError) else f"{type(exc).__name__}: {exc}"
+        self._writer.fail(state, track, f"model error: {reason}")
+        self._model_failures_in_a_row += 1
+        if self._model_failures_in_a_row >= MAX_CONSECUTIVE_MODEL_FAILURES:
+            raise ModelLoadError(f"model {self.model.name!r} failed on {self._model_failures_in_a_row} tracks in "
+                                 f"a row (last: {type(exc).__name__}: {exc}); stopping the run — this looks like "
+                                 "a broken model or device, not bad audio") from exc
+
+    def _rows(self, ready: list[tuple[str, Decoded]]) -> list[VectorRow]:
+        if all(d.waves is None for _, d in ready):  # embedded by the worker processes
+            failed = [d.model_error for _, d in ready if d.model_error is not None]
+            if failed:
+                raise WorkerModelError(failed[0])
+            vectors = iter([v for _, d in ready for v in d.vectors])
+        else:
+            waves = [w for _, d in ready for w in d.waves or ()]
+            timings: dict[str, float] = {}
+            try:
+                vectors = iter(self.model.embed(waves, timings=timings))
+            finally:
+                for stage, seconds in timings.items():
+                    self._add_time(stage, seconds)
+        rows = []
+        for bucket, decoded in ready:
+            fingerprint = track_fingerprint(decoded.track)
+            for segment in decoded.segments:
+                vector = next(vectors)
+                if not all(np.isfinite(v).all() for v in vector.vectors.values()):
+                    raise FloatingPointError(f"non-finite vector for {decoded.track.display_name}")
+                rows.append(VectorRow(
+                    track_id=decoded.track.id, segment=segment.index, name=segment.title,
+                    offset_seconds=segment.offset_seconds, duration_seconds=segment.duration_seconds,
+                    model_id=self.model.name, model_version=self.model.version, fingerprint=fingerprint,
+                    bucket=bucket, vectors=vector.vectors))
+        return rows
+
+    def _report(self, state: BucketState) -> BucketReport:
+        failed = len(state.failures)
+        return BucketReport(state.bucket, embedded=state.embedded, skipped=state.skipped, failed=failed,
+                            deleted=state.deleted, seconds=round(self._clock() - (state.begun or state.started), 3),
+                            failures=tuple(state.failures[:FAILURE_SAMPLE]))
+
+
+def group_by_bucket(tracks: Sequence[Track], buckets: Sequence[str] | None = None) -> dict[str, list[Track]]:
+    """Library tracks grouped by bucket, restricted to ``buckets`` (every bucket listed is present)."""
+    wanted = set(buckets) if buckets is not None else None
+    grouped: dict[str, list[Track]] = {b: [] for b in (buckets or [])}
+    for track in tracks:
+        bucket = bucket_of(track.id)
+        if wanted is None or bucket in wanted:
+            grouped.setdefault(bucket, []).append(track)
+    return grouped
