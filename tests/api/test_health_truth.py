@@ -14,7 +14,7 @@ from navembed_pipeline.lib.store.missing_tracks import MissingLog
 from navembed_pipeline.lib.store.state_files import damage
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from tests.api.app_fixtures import ADMIN, api_settings, running_app
-from tests.lib.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - fixtures
+from tests.lib.store.milvus_fixture import milvus_server, milvus_uri  # noqa: F401 - fixtures
 
 
 def navidrome_db(tmp_path: Path) -> Path:
