@@ -23,18 +23,18 @@ import numpy as np
 
 from navembed_pipeline.lib.buckets import bucket_of
 from navembed_pipeline.lib.engine.decode import DecodeAhead, Decoded
+from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
+from navembed_pipeline.lib.engine.heartbeat import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
 from navembed_pipeline.lib.engine.planner import BucketState, RunPlanner
 from navembed_pipeline.lib.engine.summary import PlanSummary
+from navembed_pipeline.lib.engine.writer import RunWriter, WriteBuffer
 from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError
 from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.store.missing_tracks import DeletionGuard, DeletionVerdict
-from navembed_pipeline.lib.models.base import EmbeddingModel
-from navembed_pipeline.lib.engine.heartbeat import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
-from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
-from navembed_pipeline.lib.engine.writer import RunWriter, WriteBuffer
 from navembed_pipeline.lib.library.segments import track_fingerprint
+from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.runs import Progress
 from navembed_pipeline.lib.store import VectorRow, VectorStore
+from navembed_pipeline.lib.store.missing_tracks import DeletionGuard, DeletionVerdict
 
 LOGGER = logging.getLogger("navembed.run")
 FAILURE_SAMPLE = 10
