@@ -17,6 +17,7 @@ from navembed_api.batch_progress import RunProgress, asset_key, is_embedding_run
 from navembed_api.dagster_client import ACTIVE_STATUSES, DagsterClient, RunInfo
 from navembed_api.errors import Conflict, NotFound, TerminateRefused, Unprocessable
 from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.errors import WeightsUnreadableError
 from navembed_pipeline.lib.models import MODEL_NAMES, weights_present, weights_repos
 from navembed_pipeline.lib.runs import REEMBED_JOB, embed_run_config, run_tags
 from navembed_pipeline.lib.workers import new_job_id, worker_ranges, worker_tags
@@ -192,7 +193,10 @@ def validate_models(models: Sequence[str], *, weights_ok: Callable[[str], bool])
     if unknown:
         raise Unprocessable(f"unknown model(s) {', '.join(map(repr, unknown))}; known models: "
                             f"{', '.join(MODEL_NAMES)}")
-    missing = [m for m in chosen if not weights_ok(m)]
+    try:
+        missing = [m for m in chosen if not weights_ok(m)]
+    except WeightsUnreadableError as exc:  # there, but damaged: a run would only fail
+        raise Unprocessable(f"cannot start: {exc}") from None
     if missing:
         raise Unprocessable(f"no weights on this machine for {', '.join(missing)}; download them with "
                             f"`navembed models download {' '.join(missing)}` or leave them out")

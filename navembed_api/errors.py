@@ -94,6 +94,12 @@ class StoreUnavailable(ApiError):
     status_code = 503
 
 
+class LibraryUnavailable(ApiError):
+    """Navidrome's database cannot be read now (missing, not a database, locked)."""
+
+    status_code = 503
+
+
 _LIB_STATUS: tuple[tuple[type[NavembedError], int], ...] = (
     (TextNotSupportedError, 422),
     (ConfigError, 422),

@@ -3,6 +3,7 @@
 import threading
 from typing import TYPE_CHECKING, Any
 
+from navembed_pipeline.lib.errors import WeightsUnreadableError
 from navembed_pipeline.lib.models import MODEL_NAMES, ModelOptions, create_model, weights_present, weights_repos
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ class ModelPool:
     def weights_present(self, name: str) -> bool:
         return weights_present(weights_repos(name), self.options.models_dir)
 
+    def _weights(self, name: str) -> dict[str, Any]:
+        """``weights_present``, and ``weights_error`` when they are there but cannot be read."""
+        try:
+            return {"weights_present": self.weights_present(name)}
+        except WeightsUnreadableError as exc:
+            return {"weights_present": True, "weights_error": str(exc)}
+
     def describe(self, name: str) -> dict[str, Any]:
         """What ``GET /models`` says about one model (creating it loads nothing)."""
         model = self.get(name)
@@ -41,7 +49,7 @@ class ModelPool:
             "supports_text": model.supports_text,
             "loaded": model.is_loaded,
             "device": str(model.device),
-            "weights_present": self.weights_present(name),
+            **self._weights(name),
             "weights_repos": list(cls.weights_repos),
             "licence": cls.licence,
         }

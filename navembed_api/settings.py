@@ -43,6 +43,8 @@ class ApiSettings(Settings):
     dagster_port: int = Field(3000, ge=1, le=65535, description="Port of the Dagster webserver (navembed up).")
     dagster_url: str = Field("", description="GraphQL base URL of a running Dagster webserver; "
                              "empty = http://<dagster_host>:<dagster_port>.")
+    health_min_free_mb: int = Field(512, ge=0, description="/health reports degraded when the data dir's disk "
+                                    "has less free space than this (MB).")
     dagster_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one GraphQL call.")
     dagster_socket: Path | None = Field(None, description="Unix socket of the Dagster webserver (`navembed up` "
                                         "sets it): the API reaches Dagster through it and serves the Dagster "

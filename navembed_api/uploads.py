@@ -108,6 +108,7 @@ class UploadService:
         self.finder = DuplicateFinder(fingerprints=fingerprints, store=store)
         self._migrated = False
         self._migrating = threading.Lock()
+        self._deciding = threading.Lock()  # duplicate check + store of one upload at a time
 
     def handle(self, payload: object) -> dict[str, Any]:
         """Process one decoded JSON request and return the answer (errors raise)."""
@@ -122,14 +123,17 @@ class UploadService:
         self.migrate()
         vectors = {model: self._embed(model, files) for model in self.model_names}
         prints = [self._fingerprint(f) for f in files]
-        matches = self._duplicates(files, vectors, prints, request.settings)
-        duplicates = [f.name for f in files if matches.get(f.name)]
-        all_duplicates = bool(files) and len(duplicates) >= len(files)
+        # Check, then store, as one step: of concurrent uploads of one recording exactly one stores it and
+        # the others find it (embedding and fingerprinting above stay concurrent).
+        with self._deciding:
+            matches = self._duplicates(files, vectors, prints, request.settings)
+            duplicates = [f.name for f in files if matches.get(f.name)]
+            all_duplicates = bool(files) and len(duplicates) >= len(files)
+            if not all_duplicates:
+                for model, per_file in vectors.items():
+                    self._store(model, files, per_file)
+                self._record(files, prints)
         renamed = self.renamer.rename(name, request.settings.rename_request(), music_file=music)
-        if not all_duplicates:
-            for model, per_file in vectors.items():
-                self._store(model, files, per_file)
-            self._record(files, prints)
         answer: dict[str, Any] = {"status": "ok", "duplicates": duplicates, "renamedFile": renamed.name,
                                   "allDuplicates": all_duplicates}
         if cue:

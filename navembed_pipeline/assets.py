@@ -17,7 +17,8 @@ from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, Embeddin
 from navembed_pipeline.lib.library import track_fingerprint
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, model_metadata
-from navembed_pipeline.checks import TRACKS_CHECK, EmbeddingChecks, embedding_check_specs, run_checks_alone
+from navembed_pipeline.checks import (DELETIONS_CHECK, TRACKS_CHECK, EmbeddingChecks, deletions_result,
+                                      embedding_check_specs, run_checks_alone)
 from navembed_pipeline.partitions import bucket_partitions
 from navembed_pipeline.run_explain import explain_run
 from navembed_pipeline.tag_metadata import bucket_tag_metadata, library_tag_observation, tag_names_of
@@ -43,6 +44,7 @@ class EmbedConfig(dg.Config):
     force: bool = False
     clear_existing: bool = False
     only_failed: bool = False
+    confirm_deletions: bool = False  # delete what the deletion guard refused (a mass deletion), this run only
 
 
 @dg.asset(group_name="library", kinds={"sqlite", "pandas"}, owners=OWNERS)
@@ -133,8 +135,9 @@ def build_embedding_asset(model_names: Sequence[str]) -> dg.AssetsDefinition:
                 yield from _embed(context, config, embed, _buckets(context, keys[embed[0]]), navidrome,
                                   vector_store, models)
             for name in check:
+                library = navidrome.library()
                 yield from run_checks_alone(context, keys[name], models.get(name), _buckets(context, keys[name]),
-                                            navidrome.library(), vector_store.client())
+                                            library, vector_store.client(), vector_store.deletion_guard(library))
         except NavembedError as exc:
             raise dg.Failure(description=f"{', '.join(embed or check)}: {exc}") from exc
 
@@ -200,14 +203,16 @@ def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: E
                 models: ModelsResource):
     chosen = [models.get(name) for name in model_names]
     staging = {model.name: _staging(context, config, model, store, buckets) for model in chosen}
-    grouped = group_by_bucket(list(navidrome.library().tracks()), buckets)
+    library = navidrome.library()
+    grouped = group_by_bucket(list(library.tracks()), buckets)
+    guard = vector_store.deletion_guard(library, confirmed=config.confirm_deletions)
     options = RunOptions(force=config.force, only_failed=config.only_failed,
                          collections=tuple((name, c) for name, c in staging.items() if c is not None),
                          decode_workers=models.decode_workers, decode_processes=models.decode_processes,
                          write_batch_tracks=models.write_batch_tracks,
                          progress_interval=models.progress_interval)
     fingerprinter = vector_store.fingerprinter()
-    run = EmbeddingRun(models=chosen, store=store, options=options, fingerprinter=fingerprinter)
+    run = EmbeddingRun(models=chosen, store=store, options=options, fingerprinter=fingerprinter, guard=guard)
     checks = {model.name: EmbeddingChecks(context, asset_key=dg.AssetKey(asset_name(model.name)), model_name=model.name,
                                           model_version=model.version, declared=model.vector_fields, store=store,
                                           tracks_by_bucket=grouped, collection=staging[model.name])
@@ -221,7 +226,7 @@ def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: E
     # The buckets one store write finished arrive together: their check reads are one query.
     bursts = run_ahead_batches(lambda stop: run.run(
         grouped, on_progress=lambda progress: context.log.info(format_progress(progress)),
-        on_plan=lambda plan: context.log.info(plan.line()), stop=stop), name=f"navembed-{'-'.join(model_names)}")
+        on_plan=lambda plan: _log_plan(context, plan, run), stop=stop), name=f"navembed-{'-'.join(model_names)}")
     for reports in bursts:
         for name in dict.fromkeys(r.model for r in reports):
             mine = [r for r in reports if r.model == name]
@@ -245,8 +250,22 @@ def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: E
             context.log.info(f"{name}: clear_existing: {collection} is now live")
     for name, names in tag_names.items():  # the library's tag distribution, after this run's writes (and switch)
         yield library_tag_observation(dg.AssetKey(asset_name(name)), store, name, names)
-    for model_checks in checks.values():
+    for name, model_checks in checks.items():
+        verdict = run.deletions_by_model.get(name)
+        model_checks.keep(verdict)
         yield from model_checks.finish()
+        key = dg.AssetKey(asset_name(name))
+        if dg.AssetCheckKey(key, DELETIONS_CHECK) in context.selected_asset_check_keys:
+            yield deletions_result(verdict, asset_key=key)
+
+
+def _log_plan(context: dg.AssetExecutionContext, plan, run: EmbeddingRun) -> None:
+    """The plan's line, then the deletion guard's (a warning when it refused the run's deletions)."""
+    context.log.info(plan.line())
+    verdict = run.deletions_by_model.get(plan.model)
+    if verdict is not None:
+        log = context.log.warning if verdict.refused else context.log.info
+        log(verdict.line(plan.model))
 
 
 def embedding_groups(model_names: Sequence[str]) -> list[tuple[str, ...]]:

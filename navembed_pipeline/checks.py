@@ -26,8 +26,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from navembed_pipeline.lib.engine import BucketReport, group_by_bucket
 from navembed_pipeline.lib.library import NavidromeLibrary, Track
 from navembed_pipeline.lib.models import EmbeddingModel
-from navembed_pipeline.lib.store import (AUDIT_FIELDS as SCALAR_FIELDS, BucketAccount, Problem, VectorAudit,
-                                         VectorStore, account_bucket, sample)
+from navembed_pipeline.lib.store import (AUDIT_FIELDS as SCALAR_FIELDS, BucketAccount, DeletionGuard, DeletionVerdict,
+                                         Problem, VectorAudit, VectorStore, account_bucket, sample)
 from navembed_pipeline.partitions import bucket_partitions
 
 # Partitioned checks are "preview" in Dagster 1.13, yet they are how a check shows per bucket in the UI.
@@ -36,6 +36,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partiti
 TRACKS_CHECK = "tracks_embedded_or_failed"
 VECTORS_CHECK = "vectors_valid"
 VERSION_CHECK = "model_version_current"
+DELETIONS_CHECK = "deletions_safe"
 # Buckets read per query when the checks run on their own (bounds memory: vectors are read too).
 STANDALONE_BUCKETS_PER_READ = 16
 # Unchanged buckets get their check results in batches of this many (one target lookup per batch).
@@ -56,6 +57,10 @@ def embedding_check_specs(asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(VERSION_CHECK, asset=asset_key,
                           description="Stored vectors come from the running model's version (WARN: stale "
                                       "vectors, with their count)."),
+        dg.AssetCheckSpec(DELETIONS_CHECK, asset=asset_key,
+                          description="The deletion guard let the run delete what it had to: fails (ERROR) when "
+                                      "it refused a mass deletion or found a whole library folder missing "
+                                      "(nothing was deleted); lists the missing files whose vectors are kept."),
     ]
 
 
@@ -122,6 +127,13 @@ class EmbeddingChecks:
         for bucket in buckets:
             account = account_bucket(bucket, self._tracks.get(bucket, ()), self._rows.get(bucket, ()), self._failures)
             yield tracks_evaluation(self._key, account, targets.get(bucket))
+
+    def keep(self, verdict: DeletionVerdict | None) -> None:
+        """Stored tracks the deletion guard kept (missing files within their grace period, refused
+        deletions) are not orphans for ``vectors_valid``: ``deletions_safe`` reports them."""
+        if verdict is not None:
+            self._audit.kept.update(verdict.kept)
+            self._audit.kept.update(verdict.due - verdict.deletable)
 
     def finish(self) -> Iterator[dg.AssetCheckEvaluation | dg.AssetCheckResult]:
         """The buckets still waiting for results, then ``vectors_valid`` and ``model_version_current``."""
@@ -231,6 +243,25 @@ def version_result(key: dg.AssetKey, audit: VectorAudit) -> dg.AssetCheckResult:
                                metadata=metadata, description=description)
 
 
+def deletions_result(verdict: DeletionVerdict | None, *, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+    """``deletions_safe``: failed (ERROR) when the guard refused this run's deletions, with its reason."""
+    if verdict is None:
+        return dg.AssetCheckResult(check_name=DELETIONS_CHECK, asset_key=asset_key, passed=True,
+                                   severity=dg.AssetCheckSeverity.ERROR,
+                                   description="no deletions were judged (a failed-tracks-only run)")
+    metadata: dict[str, object] = {"due": len(verdict.due), "deleted": len(verdict.deletable),
+                                   "kept_missing": len(verdict.kept), "adopted": verdict.adopted,
+                                   "refused": verdict.refused or ""}
+    if verdict.kept:
+        oldest = min(verdict.kept.values())
+        metadata["oldest_missing_since"] = dg.MetadataValue.timestamp(oldest)
+    description = (f"deletions refused, nothing deleted: {verdict.refused}" if verdict.refused else
+                   f"{len(verdict.deletable)} track(s) deleted; {len(verdict.kept)} missing file(s) kept within "
+                   "their grace period")
+    return dg.AssetCheckResult(check_name=DELETIONS_CHECK, asset_key=asset_key, passed=verdict.refused is None,
+                               severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=description)
+
+
 def problems_table(problems: Sequence[Problem], column: str) -> dg.MetadataValue:
     """A markdown table of the first problems (names, ids, what is wrong)."""
     lines = [f"| track | track id | {column} |", "|---|---|---|"]
@@ -242,11 +273,15 @@ def problems_table(problems: Sequence[Problem], column: str) -> dg.MetadataValue
 
 
 def run_checks_alone(context: dg.AssetExecutionContext, key: dg.AssetKey, model: EmbeddingModel,
-                     buckets: Sequence[str], library: NavidromeLibrary,
-                     store: VectorStore) -> Iterator[dg.AssetCheckEvaluation | dg.AssetCheckResult]:
+                     buckets: Sequence[str], library: NavidromeLibrary, store: VectorStore,
+                     guard: DeletionGuard | None = None) -> Iterator[dg.AssetCheckEvaluation | dg.AssetCheckResult]:
     """The selected checks over ``buckets`` without embedding (a check-only run of the subsettable asset)."""
     grouped = group_by_bucket(list(library.tracks()), buckets)
     context.log.info(f"checking {model.name}'s stored vectors in {len(buckets)} bucket(s); nothing is embedded")
     checks = EmbeddingChecks(context, asset_key=key, model_name=model.name, model_version=model.version,
                              declared=model.vector_fields, store=store, tracks_by_bucket=grouped)
+    verdict = guard.judge(model.name, store.track_buckets(model.name), record=False) if guard else None
+    checks.keep(verdict)
     yield from checks.run_alone()
+    if guard is not None and dg.AssetCheckKey(key, DELETIONS_CHECK) in context.selected_asset_check_keys:
+        yield deletions_result(verdict, asset_key=key)

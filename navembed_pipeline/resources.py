@@ -9,7 +9,8 @@ from navembed_pipeline.lib.duplicates import FingerprintStore
 from navembed_pipeline.lib.engine import TrackFingerprinter
 from navembed_pipeline.lib.library import NavidromeLibrary, parse_path_map
 from navembed_pipeline.lib.models import EmbeddingModel, ModelOptions, create_model, model_extras
-from navembed_pipeline.lib.store import STANDALONE_MAX_DIM, FailureLog, VectorStore, ensure_running
+from navembed_pipeline.lib.store import (DEFAULT_GRACE_HOURS, DEFAULT_MAX_SHARE, STANDALONE_MAX_DIM, DeletionGuard,
+                                         DeletionPolicy, FailureLog, MissingLog, VectorStore, ensure_running)
 
 
 class NavidromeResource(dg.ConfigurableResource):
@@ -30,10 +31,22 @@ class VectorStoreResource(dg.ConfigurableResource):
     data_dir: str = "var/milvus"
     fingerprints_db: str = ""  # SQLite file of acoustic fingerprints; empty = no fingerprinting
     failures_db: str = ""  # SQLite failure log; empty = a private in-memory log (tests and tools only)
+    missing_db: str = ""  # tombstones and refused deletions; empty = beside failures_db (in memory without it)
+    deletion_grace_hours: float = DEFAULT_GRACE_HOURS
+    deletion_max_share: float = DEFAULT_MAX_SHARE
+
+    def deletion_guard(self, library: NavidromeLibrary, *, confirmed: bool = False) -> DeletionGuard:
+        """The guard over this store's deletions: missing files keep their vectors, no mass deletions."""
+        log = MissingLog(Path(self.missing_db)) if self.missing_db else MissingLog.beside(self.failures_db)
+        policy = DeletionPolicy(grace_seconds=self.deletion_grace_hours * 3600, max_share=self.deletion_max_share)
+        return DeletionGuard(library, log, policy, confirmed=confirmed)
 
     def fingerprinter(self) -> TrackFingerprinter | None:
         """Keeps library tracks' Chromaprint fingerprints current (None when no database is configured)."""
-        return TrackFingerprinter(FingerprintStore(Path(self.fingerprints_db))) if self.fingerprints_db else None
+        if not self.fingerprints_db:
+            return None
+        failures = FailureLog(Path(self.failures_db)) if self.failures_db else None
+        return TrackFingerprinter(FingerprintStore(Path(self.fingerprints_db)), failures)
 
     def client(self) -> VectorStore:
         uri = self.uri or ensure_running(Path(self.data_dir))

@@ -34,9 +34,13 @@ def build_library_change_sensor(models: list[str], *, interval_seconds: int) -> 
                                                "changes are checked again after it")
         # Versions from the same model options the runs use (weights dir, layers), or they never agree.
         versions = model_versions(enabled, models.options())
-        dirty = dirty_buckets(navidrome.library(), vector_store.client(), versions)
+        library = navidrome.library()
+        guard = vector_store.deletion_guard(library)
+        dirty = dirty_buckets(library, vector_store.client(), versions, guard)
         if not dirty:
-            return dg.SensorResult(skip_reason="library and vectors agree")
+            refused = "; ".join(f"{r.model}: {r.reason}" for r in guard.log.refusals())
+            return dg.SensorResult(skip_reason="library and vectors agree" + (
+                f" (except deletions the guard refused — {refused})" if refused else ""))
         ranges = contiguous_ranges(set(dirty))
         if len(ranges) > MAX_RUNS or rebuild_needed(vector_store.client(), enabled, models.options()):
             ranges = [(BUCKETS[0], BUCKETS[-1])]

@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from navembed_api import recommender
 from navembed_api.batch_progress import TERMINAL
 from navembed_api.deps import AdminDep, ServicesDep
-from navembed_api.errors import StoreUnavailable, error_body, short
+from navembed_api.errors import LibraryUnavailable, StoreUnavailable, error_body, short
+from navembed_api.health_probes import navidrome_state
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
 from navembed_pipeline.lib.workers import MAX_WORKERS
 from navembed_api.routes import ModelName
+from navembed_api.routes.health import deletion_guard_state
 
 STORE_PROBE_TIMEOUT_S = 5.0
 FINISHED_DAGSTER = ("SUCCESS", "FAILURE", "CANCELED")
@@ -23,7 +25,8 @@ router = APIRouter(prefix="/batch", tags=["batch"], dependencies=[AdminDep])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": why, "content": {"application/json": {"example": error_body(why)}}}
     for code, why in ((401, "missing or wrong admin token"),
-                      (503, "no admin token configured, Dagster down, or (start) the vector store down"))
+                      (503, "no admin token configured, Dagster down, or (start) the vector store down or "
+                            "Navidrome's database unreadable"))
 }
 
 
@@ -57,6 +60,7 @@ async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any
     """
     models = body.models if body.models is not None else services.settings.enabled_models()
     await require_store(services)  # a run started while Milvus is down would only fail
+    await require_library(services)  # so would one over a missing, garbage or locked navidrome.db
     return await services.batch.start(models, clear_existing=body.clear_existing, force=body.force,
                                       workers=body.workers)
 
@@ -71,14 +75,14 @@ async def progress(request: Request, services: ServicesDep, run_id: Annotated[st
     ``{"status": "no_job"}`` when there has been none. ``estimated_completion`` is a unix time.
     A run (or a worker of a fanned-out run) that has finished is reported ``completed`` only once every
     route serves its results; until then a finished run's ``status`` stays ``running``, with ``serving``
-    saying why.
+    saying why. ``deletion_guard`` lists deletions the guard refused (nothing deleted; see the README).
     """
     answer = await services.batch.progress(run_id)
     if writer_finished(answer) and not await recommender.catch_up(getattr(request.app.state, "recommending", None)):
         if answer["status"] in ("completed", "completed_with_errors"):
             answer = {**answer, "status": "running", "serving": "the run is over; its results are being loaded "
                                                                 "into the API, which serves them once this says completed"}
-    return answer
+    return {**answer, "deletion_guard": await asyncio.to_thread(deletion_guard_state, services.settings.data_dir)}
 
 
 def writer_finished(answer: dict[str, Any]) -> bool:
@@ -91,6 +95,16 @@ def writer_finished(answer: dict[str, Any]) -> bool:
 async def cancel(services: ServicesDep) -> dict[str, Any]:
     """Cancel the queued or running embedding run; vectors already written stay."""
     return await services.batch.cancel()
+
+
+async def require_library(services: ServicesDep) -> None:
+    """503 unless Navidrome's database (when the API is told where it is) reads now: a run reads it first."""
+    settings = services.settings
+    if settings.navidrome_db is None:  # not configured for the API: the run reads the pipeline's own setting
+        return
+    state = await asyncio.to_thread(navidrome_state, settings.navidrome_db, settings.path_mapping)
+    if not state["ok"]:
+        raise LibraryUnavailable(f"{state['error']}; no run was started")
 
 
 async def require_store(services: ServicesDep) -> None:

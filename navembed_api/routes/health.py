@@ -1,12 +1,15 @@
 """``/health`` (store, Dagster, models, socket) and ``/models``."""
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 
 from navembed_api.deps import ServicesDep
+from navembed_api.health_probes import disk_state, navidrome_state, state_files_state
 from navembed_pipeline.lib.errors import NavembedError
+from navembed_pipeline.lib.store import read_refusals
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
 
 router = APIRouter(tags=["info"])
@@ -22,7 +25,8 @@ def models(services: ServicesDep) -> list[dict[str, Any]]:
 
 @router.get("/health")
 async def health(services: ServicesDep) -> dict[str, Any]:
-    """``status`` is "ok" when the store and Dagster answer, else "degraded" (with the reasons).
+    """``status`` is "ok" when the store and Dagster answer, the disk has room, Navidrome's database reads,
+    every state file is sound and no deletions are refused; else "degraded", with ``reasons``.
 
     Under `navembed up`, ``stack`` lists each supervised part (running / restarting / failed, restarts,
     last exit code); a part being restarted makes its section not ok even before a probe fails.
@@ -35,9 +39,18 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         if part in parts and parts[part].get("state") != RUNNING:
             section["ok"] = False
             section["supervisor"] = f"{part} is {parts[part]['state']}: {parts[part].get('message', '')}"
+    settings = services.settings
+    deletions, disk, navidrome, state_files = await asyncio.gather(
+        asyncio.to_thread(deletion_guard_state, settings.data_dir),
+        asyncio.to_thread(disk_state, settings.data_dir, settings.health_min_free_mb),
+        asyncio.to_thread(navidrome_state, settings.navidrome_db, settings.path_mapping),
+        asyncio.to_thread(state_files_state, settings.data_dir))
+    local = (deletions, disk, navidrome, state_files)
     body = {
-        "status": "ok" if store["ok"] and dagster["ok"] and all(
+        "status": "ok" if store["ok"] and dagster["ok"] and all(section["ok"] for section in local) and all(
             p.get("state") == RUNNING for p in parts.values()) else "degraded",
+        "reasons": _reasons(store=store, dagster=dagster, disk=disk, navidrome=navidrome, state_files=state_files,
+                            deletions=deletions),
         "store": store,
         "dagster": dagster,
         "models": {"enabled": services.settings.enabled_models(), "loaded": services.models.loaded()},
@@ -45,8 +58,38 @@ async def health(services: ServicesDep) -> dict[str, Any]:
                    "listening": bool(socket and socket.listening)},
         "batch_control": services.settings.admin_token_value is not None,
         "stack": parts or None,
+        "deletions": deletions,
+        "disk": disk,
+        "navidrome": navidrome,
+        "state_files": state_files,
     }
     return body
+
+
+def _reasons(**sections: dict[str, Any]) -> list[str]:
+    """One line per section that is not ok: what an operator reads first."""
+    reasons = []
+    for name, section in sections.items():
+        if section.get("ok"):
+            continue
+        if name == "state_files":
+            reasons += list(section["broken"].values())
+        elif name == "deletions" and section.get("refused"):
+            reasons += [f"deletions refused for {r['model']}: {r['reason']}" for r in section["refused"]]
+        else:
+            reasons.append(f"{name}: {section.get('error') or section.get('supervisor') or 'not ok'}")
+    return reasons
+
+
+def deletion_guard_state(data_dir: Path) -> dict[str, Any]:
+    """The deletion guard's standing refusals (``missing.sqlite``): not ok while a run's deletions are refused."""
+    try:
+        refusals = read_refusals(data_dir)
+    except NavembedError as exc:
+        return {"ok": False, "error": str(exc), "refused": []}
+    return {"ok": not refusals, "refused": [
+        {"model": r.model, "reason": r.reason, "would_delete": r.would_delete, "refused_at": r.refused_at}
+        for r in refusals]}
 
 
 async def _store(services: ServicesDep) -> dict[str, Any]:

@@ -25,6 +25,10 @@ class ModelLoadError(NavembedError):
     """A model's weights are present but cannot be loaded."""
 
 
+class WeightsUnreadableError(ModelLoadError):
+    """A model's weights are on this machine but cannot be read (a damaged cache, no permission)."""
+
+
 class DeviceError(NavembedError):
     """The requested compute device is not available."""
 

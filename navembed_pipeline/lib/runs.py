@@ -67,10 +67,12 @@ def run_tags(trigger: str, *, first: str = BUCKETS[0], last: str = BUCKETS[-1]) 
 
 # ── run config ────────────────────────────────────────────────────────────────────────────────
 def embed_run_config(models: Sequence[str], *, force: bool = False, clear_existing: bool = False,
-                     only_failed: bool = False) -> dict[str, Any]:
+                     only_failed: bool = False, confirm_deletions: bool = False) -> dict[str, Any]:
     """Run config for the embedding job restricted to ``models`` (one config per op: models that share
     a decode share their op's)."""
     config = {"force": force, "clear_existing": clear_existing, "only_failed": only_failed}
+    if confirm_deletions:  # only when asked: older definitions do not know the field
+        config["confirm_deletions"] = True
     return {"ops": {op_name(m): {"config": dict(config)} for m in models}}
 
 

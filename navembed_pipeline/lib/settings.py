@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from navembed_pipeline.lib.library.navidrome import parse_path_map
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES, MODEL_NAMES, weights_repos
+from navembed_pipeline.lib.errors import WeightsUnreadableError
 from navembed_pipeline.lib.models.options import (
     DEFAULT_MUSICNN_VARIANT,
     MERT_LAYERS_PATTERN,
@@ -70,6 +71,12 @@ class Settings(BaseSettings):
                        "(for boxes shared with the music server).")
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "
                                          "library against the store.")
+    deletion_grace_hours: float = Field(72.0, ge=0.0, description="How long the vectors of a track whose file "
+                                        "Navidrome flags missing are kept (a NAS or disk may be offline); a track "
+                                        "whose row is gone from Navidrome is deleted at once.")
+    deletion_max_share: float = Field(0.10, gt=0.0, le=1.0, description="A run that would delete more than this "
+                                      "share of the stored tracks at once (or finds a whole library folder "
+                                      "missing) deletes nothing and reports why; confirm with confirm_deletions.")
     reconcile_cron: str = Field("0 3 * * *", description="When the full reconcile schedule runs (cron, UTC).")
     playlists_dir: Path | None = Field(None, description="Where the sonic mixes are written as M3U8 playlists; "
                                        "meant to be a folder inside the music library that Navidrome's "
@@ -118,6 +125,11 @@ class Settings(BaseSettings):
         return self.playlists_dir or self.data_dir / "playlists"
 
     @property
+    def missing_db(self) -> Path:
+        """The SQLite log of tracks whose files are missing (tombstones) and of refused deletions."""
+        return self.data_dir / "missing.sqlite"
+
+    @property
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster"
 
@@ -148,8 +160,15 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
             return names
-        deep = [m for m in DEEP_MODEL_NAMES if weights_present(weights_repos(m), self.weights_dir)]
-        return ["dsp", *deep]
+        return ["dsp", *[m for m in DEEP_MODEL_NAMES if self._weights_there(m)]]
+
+    def _weights_there(self, model: str) -> bool:
+        """Present, or present but unreadable: such a model stays enabled, so its runs and requests fail
+        with what is wrong with its weights instead of the model silently disappearing."""
+        try:
+            return weights_present(weights_repos(model), self.weights_dir)
+        except WeightsUnreadableError:
+            return True
 
 
 def env_names(settings_cls: type[BaseSettings]) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ library fingerprinted by the engine as the pipeline does, the real socket for th
 """
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +186,15 @@ def test_the_socket_answer_says_why(library: EmbeddedLibrary, models: ModelPool,
     assert list(answer)[:4] == ["status", "duplicates", "renamedFile", "allDuplicates"]
     assert answer["duplicates"] == [copy.name.removesuffix(".mp3")] or answer["duplicates"]
     assert only_match(answer)["method"] == "fingerprint"
+
+
+def test_twenty_concurrent_uploads_of_one_new_file_store_it_once(service: UploadService,
+                                                                 library: EmbeddedLibrary) -> None:
+    song = new_song(library, "rush.flac", seed=41)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: upload(service, song), range(20)))
+    assert [a["stored"] for a in answers].count(True) == 1, [a["stored"] for a in answers]
+    assert all(a["allDuplicates"] for a in answers if not a["stored"])
+    uid = upload_id(song.resolve())
+    assert [r.upload_id for r in UploadStore(FingerprintStore(library.fingerprints_db)).all()].count(uid) == 1
+    assert library.store.stored(UPLOADS, [uid])[uid].segments == 1

@@ -23,6 +23,7 @@ import numpy as np
 from navembed_pipeline.lib.duplicates.chromaprint import ITEM_SECONDS, Match, from_blob, is_duplicate, match, to_blob
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
+from navembed_pipeline.lib.store.state_files import set_aside_if_damaged
 INDEX_SECONDS = 180.0  # words indexed from the start of each fingerprint
 INDEX_STRIDE = 2  # every other word: half the index, a true copy still shares dozens of words
 QUERY_SECONDS = INDEX_SECONDS + 40.0  # a query looks further, so trims up to 40 s still meet the index
@@ -209,6 +210,7 @@ class FingerprintStore:
             if self._ready:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            set_aside_if_damaged(self.path)  # kept for recovery (upload records); fingerprints are recomputed
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             try:
                 db.execute("PRAGMA journal_mode=WAL")

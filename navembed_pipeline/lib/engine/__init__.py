@@ -14,7 +14,7 @@ _PUBLIC = {
     "run_ahead": "ahead", "run_ahead_batches": "ahead",
     "dirty_buckets": "diff", "model_versions": "diff",
     "embed_file": "file", "file_segments": "file",
-    "BACKFILL_RATE": "fingerprinter", "TrackFingerprinter": "fingerprinter",
+    "BACKFILL_RATE": "fingerprinter", "FINGERPRINT_FAILURES": "fingerprinter", "TrackFingerprinter": "fingerprinter",
     "WorkerDied": "pool", "WorkerPool": "pool",
 }
 __getattr__ = lazy_names(__name__, _PUBLIC)

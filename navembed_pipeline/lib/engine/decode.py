@@ -72,6 +72,7 @@ class DecodeAhead:
     _pool: ThreadPoolExecutor | WorkerPool | None = field(default=None, init=False, repr=False)
     _spool: str = field(default="", init=False, repr=False)  # where worker processes leave decoded waves
     _saver: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _saves: list[tuple[Track, Future[None]]] = field(default_factory=list, init=False, repr=False)
 
     def batches(self, queue: list[tuple[str, Track]]) -> Iterator[list[tuple[str, Decoded]]]:
         """Batches of decoded tracks in queue order; the next ones decode while the caller works."""
@@ -106,9 +107,22 @@ class DecodeAhead:
             if self._saver is not None:
                 self._saver.shutdown(wait=True)
                 self._saver = None
+                self._check_saves()
             for _, _, future in futures:  # a run that stopped early: drop what was decoded for it
                 if future.done() and not future.cancelled() and future.exception() is None:
                     discard(future.result())
+
+    def _check_saves(self, *, done_only: bool = False) -> None:
+        """Read the fingerprint saves' outcomes: an error escaping ``record`` is recorded for its track."""
+        pending = []
+        for track, future in self._saves:
+            if done_only and not future.done():
+                pending.append((track, future))
+                continue
+            error = future.exception() if not future.cancelled() else None
+            if error is not None and self.fingerprinter is not None:
+                self.fingerprinter.failed(track, f"{type(error).__name__}: {error}")
+        self._saves = pending
 
     # ----- internals ------------------------------------------------------------------------
     def _new_pool(self, workers: int) -> ThreadPoolExecutor | WorkerPool:
@@ -151,7 +165,9 @@ class DecodeAhead:
                 if stage == "model_cpu":
                     self.on_time("worker_model_cpu", seconds)
         if self._saver is not None:
-            self._saver.submit(self.fingerprinter.record, track, result.prints, result.print_error)
+            self._saves.append((track, self._saver.submit(self.fingerprinter.record, track, result.prints,
+                                                          result.print_error)))
+            self._check_saves(done_only=True)
         feeds = None if result.feeds is None else {name: _decoded(track, share) for name, share in result.feeds.items()}
         return dataclasses.replace(_decoded(track, result), feeds=feeds)
 

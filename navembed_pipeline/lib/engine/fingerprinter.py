@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.engine.worker import Prints, decode_track
+from navembed_pipeline.lib.store.failure_log import FailureLog
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import track_fingerprint
@@ -20,13 +21,17 @@ from navembed_pipeline.lib.library.upload_ids import is_upload_id
 
 LOGGER = logging.getLogger("navembed.fingerprints")
 BACKFILL_RATE = 11025  # Chromaprint's own working rate: the cheapest decode for it
+FINGERPRINT_FAILURES = "fingerprint"  # the failure log's key for tracks whose fingerprint could not be stored
 
 
 class TrackFingerprinter:
-    """Keeps the fingerprints of library tracks current; never fails a track (a warning at most)."""
+    """Keeps the fingerprints of library tracks current; never fails a track's embedding, but every
+    fingerprint it cannot compute or store is recorded in ``failures`` (key ``FINGERPRINT_FAILURES``)
+    with the reason, whatever the error."""
 
-    def __init__(self, store: FingerprintStore) -> None:
+    def __init__(self, store: FingerprintStore, failures: FailureLog | None = None) -> None:
         self.store = store
+        self.failures = failures
 
     def wants(self, track: Track) -> bool:
         """Whether ``track``'s current file version has no fingerprint yet."""
@@ -38,13 +43,22 @@ class TrackFingerprinter:
 
     def record(self, track: Track, prints: Prints | None, print_error: str | None) -> None:
         """Store what ``decode_track`` computed for ``track``: its fingerprints, or why there are none."""
-        if prints is not None:
-            self.save(track, prints)
-        elif print_error is not None:
-            self.failed(track, print_error)
+        try:
+            if prints is not None:
+                self.save(track, prints)
+            elif print_error is not None:
+                self.failed(track, print_error)
+        except Exception as exc:  # noqa: BLE001 - any error is recorded with the track, never dropped
+            self.failed(track, f"{type(exc).__name__}: {exc}")
 
     def failed(self, track: Track, reason: str) -> None:
+        """Log and record (in the failure log) why ``track`` has no fingerprint."""
         LOGGER.warning("no fingerprint for %s (%s): %s", track.display_name, track.path, reason)
+        if self.failures is not None:
+            try:
+                self.failures.record(FINGERPRINT_FAILURES, [(track.id, f"fingerprint not stored: {reason}")])
+            except NavembedError as exc:
+                LOGGER.error("cannot record the fingerprint failure of %s: %s", track.display_name, exc)
 
     def save(self, track: Track, prints: Prints) -> None:
         """Store ``track``'s fingerprints (one per segment, computed elsewhere) and log what they link to."""
@@ -53,6 +67,8 @@ class TrackFingerprinter:
         except NavembedError as exc:
             self.failed(track, str(exc))
             return
+        if self.failures is not None:
+            self.failures.clear(FINGERPRINT_FAILURES, [track.id])
         for duplicate in linked:
             if is_upload_id(duplicate.owner):
                 LOGGER.info("%s is the upload %s (%s), fingerprint score %.3f", track.display_name,

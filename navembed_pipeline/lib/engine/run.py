@@ -39,6 +39,7 @@ from navembed_pipeline.lib.library.segments import track_fingerprint
 from navembed_pipeline.lib.models.base import EmbeddingModel
 from navembed_pipeline.lib.runs import Progress
 from navembed_pipeline.lib.store import VectorRow, VectorStore
+from navembed_pipeline.lib.store.missing_tracks import DeletionGuard, DeletionVerdict
 
 LOGGER = logging.getLogger("navembed.run")
 FAILURE_SAMPLE = 10
@@ -157,11 +158,16 @@ class EmbeddingRun:
 
     def __init__(self, *, model: EmbeddingModel | None = None, models: Sequence[EmbeddingModel] = (),
                  store: VectorStore, options: RunOptions, clock: Callable[[], float] = time.monotonic,
-                 fingerprinter: TrackFingerprinter | None = None) -> None:
+                 fingerprinter: TrackFingerprinter | None = None, guard: DeletionGuard | None = None) -> None:
+        """``guard``: the deletion guard (missing files keep their vectors; no mass deletions); without
+        one every stored track of the run's buckets that Navidrome does not list is deleted."""
         self.models = (model,) if model is not None else tuple(models)
         if not self.models or len({m.name for m in self.models}) != len(self.models):
             raise ValueError("an embedding run needs one model, or several different ones")
         self.model = self.models[0]
+        self.guard = guard
+        # Each model's deletion verdict, set when ``run`` has planned it (None: no guard).
+        self.deletions_by_model: dict[str, DeletionVerdict | None] = {}
         self.fingerprinter = fingerprinter
         self.store = store
         self.options = options
@@ -171,6 +177,11 @@ class EmbeddingRun:
         self.utilisation: Utilisation | None = None  # set when ``run`` has finished
         self._stages: dict[str, float] = dict.fromkeys(STAGES + CPU_STAGES, 0.0)
         self._stages_lock = threading.Lock()
+
+    @property
+    def deletions(self) -> DeletionVerdict | None:
+        """The first model's deletion verdict (a one-model run's), once planned."""
+        return self.deletions_by_model.get(self.model.name)
 
     @property
     def stage_seconds(self) -> dict[str, float]:
@@ -234,8 +245,10 @@ class EmbeddingRun:
         opts = self.options
         collection = dict(opts.collections).get(model.name, opts.collection)
         self.store.ensure_collection(model.name, model.vector_fields, collection=collection)
-        planner = RunPlanner(model, self.store, force=opts.force, only_failed=opts.only_failed, collection=collection)
+        planner = RunPlanner(model, self.store, force=opts.force, only_failed=opts.only_failed, collection=collection,
+                             guard=self.guard)
         plan = planner.plan(tracks_by_bucket, self._clock)
+        self.deletions_by_model[model.name] = plan.deletions
         self.plans[model.name] = plan.summary
         self.plan = self.plan or plan.summary
         writer = RunWriter(model.name, self.store, collection, plan.previously_failed, self._add_time)

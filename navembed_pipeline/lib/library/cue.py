@@ -220,16 +220,24 @@ def _decode_text(data: bytes) -> str:
     return data.decode("latin-1")  # never fails: every byte is a character
 
 
+_SNIFF_BYTES = 1 << 20
+_FLAC_CUESHEET = 5  # FLAC metadata block type
+
+
 def embedded_cue(audio_path: str | Path) -> CueSheet | None:
     """The sheet inside ``audio_path``: a CUESHEET tag, else a FLAC CUESHEET block; None if neither.
 
-    An unreadable tag block counts as "no sheet" (decoding reports real damage); a malformed
-    CUESHEET tag raises ``CueSheetError``.
+    An unreadable tag block counts as "no sheet" (decoding reports real damage) unless the file's bytes
+    show a sheet (``declares_cuesheet``); that, or a malformed CUESHEET tag, raises ``CueSheetError``.
     """
     audio_path = Path(audio_path)
     try:
         audio = mutagen.File(audio_path)
-    except (mutagen.MutagenError, OSError):
+    except (mutagen.MutagenError, OSError) as exc:
+        if declares_cuesheet(audio_path):  # an album image whose sheet is unreadable: not "one track"
+            raise CueSheetError(
+                f"{audio_path}: it holds an embedded CUE sheet that cannot be read ({exc}); embedding it would "
+                "make the whole album one track — repair its tags or put a .cue file beside it") from exc
         return None
     if audio is None:
         return None
@@ -240,6 +248,33 @@ def embedded_cue(audio_path: str | Path) -> CueSheet | None:
     if isinstance(block, mutagen.flac.CueSheet):
         return _from_flac_block(block, audio.info.sample_rate)
     return None
+
+
+def declares_cuesheet(audio_path: Path) -> bool:
+    """Whether the file's raw bytes show an embedded CUE sheet (a FLAC CUESHEET block, or a CUESHEET tag
+    near either end), read without a tag parser: for files whose tags the parser refused."""
+    try:
+        with open(audio_path, "rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+            handle.seek(max(0, handle.seek(0, 2) - _SNIFF_BYTES))
+            tail = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return _flac_cuesheet_block(head) or b"cuesheet" in head.lower() or b"cuesheet" in tail.lower()
+
+
+def _flac_cuesheet_block(head: bytes) -> bool:
+    if not head.startswith(b"fLaC"):
+        return False
+    position = 4
+    while position + 4 <= len(head):
+        header = head[position]
+        if header & 0x7F == _FLAC_CUESHEET:
+            return True
+        if header & 0x80:  # the last metadata block
+            return False
+        position += 4 + int.from_bytes(head[position + 1:position + 4], "big")
+    return False
 
 
 def _cuesheet_tag(tags: object) -> str | None:

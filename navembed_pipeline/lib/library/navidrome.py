@@ -82,6 +82,16 @@ class Track:
         return f"{self.artist} - {self.title}"
 
 
+@dataclass(frozen=True, slots=True)
+class RowState:
+    """What the deletion guard needs of any ``media_file`` row, present or missing."""
+
+    library_id: int
+    missing: bool
+    path: str  # relative to its library's root, as Navidrome stores it
+    size: int
+
+
 def parse_path_map(text: str) -> dict[str, str]:
     """``"/music=/mnt/nas/music;/b=/c"`` → ``{"/music": "/mnt/nas/music", "/b": "/c"}`` (NAVEMBED_PATH_MAP)."""
     pairs = [part.split("=", 1) for part in text.split(";") if "=" in part]
@@ -185,6 +195,21 @@ class NavidromeLibrary:
                 rows = conn.execute(f"{_TRACK_SELECT} AND m.id IN ({marks})", chunk).fetchall()
                 found.update((row[0], self._track(row)) for row in rows)
         return found
+
+    def row_states(self) -> dict[str, RowState]:
+        """Every ``media_file`` row (missing ones too) by id: library, missing flag, path and size."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT id, library_id, missing, path, size FROM media_file").fetchall()
+        return {id_: RowState(int(lib), bool(missing), path or "", int(size or 0))
+                for id_, lib, missing, path, size in rows}
+
+    def library_counts(self) -> dict[str, tuple[int, int]]:
+        """Per library (by name): how many of its files are present and how many missing."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT l.name, coalesce(sum(m.missing = 0), 0), coalesce(sum(m.missing != 0), 0) "
+                "FROM library AS l LEFT JOIN media_file AS m ON m.library_id = l.id GROUP BY l.id").fetchall()
+        return {name: (int(present), int(missing)) for name, present, missing in rows}
 
     def _count(self, *, missing: bool, library_ids: Iterable[int] | None) -> int:
         where, params = _library_filter(library_ids)

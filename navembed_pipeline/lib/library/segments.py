@@ -47,8 +47,9 @@ def find_cue_sheet(audio: Path):
         return embedded_cue(audio)
     except CueSheetError:
         raise
-    except Exception:  # noqa: BLE001 - an unreadable tag block is "no sheet"; decoding reports real damage
-        return None
+    except Exception as exc:  # noqa: BLE001 - the track fails with the reason, never becomes "one track"
+        raise CueSheetError(f"{audio}: its embedded CUE sheet cannot be read ({type(exc).__name__}: {exc}); "
+                            "repair its tags or put a .cue file beside it") from exc
 
 
 def _segment_title(segment, track: Track) -> str:

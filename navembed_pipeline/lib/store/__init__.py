@@ -1,6 +1,7 @@
 """The vector store: the Milvus client, one collection per model (schema, rows, rebuilds), each model's write
 generation (what readers compare to see a finished run's writes), the managed Milvus Lite server process,
-the failure log, and the checks of what is stored (vector health).
+the failure log, the checks of what is stored (vector health), the deletion guard (missing-file tombstones,
+refused mass deletions) and damaged state files set aside.
 
 May import: the shared leaves and ``library``; never ``engine``, ``duplicates`` or ``recommend``.
 """
@@ -16,6 +17,10 @@ _PUBLIC = {
     "stop_running": "server",
     "AUDIT_FIELDS": "health:SCALAR_FIELDS", "BucketAccount": "health", "Problem": "health", "VectorAudit": "health",
     "account_bucket": "health", "sample": "health",
+    "DEFAULT_GRACE_HOURS": "missing_tracks", "DEFAULT_MAX_SHARE": "missing_tracks", "DeletionGuard": "missing_tracks",
+    "DeletionPolicy": "missing_tracks", "DeletionVerdict": "missing_tracks", "MissingLog": "missing_tracks",
+    "read_refusals": "missing_tracks",
+    "set_aside_files": "state_files", "set_aside_if_damaged": "state_files",
 }
 __getattr__ = lazy_names(__name__, _PUBLIC)
 __all__ = sorted(_PUBLIC)

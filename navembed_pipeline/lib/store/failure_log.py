@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from navembed_pipeline.lib.errors import StoreError
+from navembed_pipeline.lib.store.state_files import set_aside_if_damaged
 
 LOGGER = logging.getLogger("navembed.failures")
 FAILURES_FILE = "failures.sqlite"
@@ -44,6 +45,7 @@ class FailureLog:
             self._memory.execute(_SCHEMA)
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            set_aside_if_damaged(self.path)  # a damaged log is rebuilt: the next runs record failures again
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(_SCHEMA)

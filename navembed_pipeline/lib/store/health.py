@@ -90,6 +90,7 @@ class VectorAudit:
     versions: Counter = field(default_factory=Counter)
     stale_tracks: int = 0
     problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
+    kept: set[str] = field(default_factory=set)  # not listed, but kept by the deletion guard: not orphans
 
     def add(self, bucket: str, rows: Sequence[Mapping[str, Any]], present: Mapping[str, Track]) -> None:
         """Audit one bucket's ``rows``; ``present`` maps the bucket's Navidrome track ids to tracks."""
@@ -103,7 +104,8 @@ class VectorAudit:
             track = present.get(track_id)
             name = track.display_name if track is not None else track_id
             # Uploaded files (the socket endpoint) live beside library tracks and are not Navidrome's.
-            self._audit_track(bucket, track_id, name, segments, orphan=track is None and not is_upload_id(track_id))
+            self._audit_track(bucket, track_id, name, segments, orphan=track is None and not is_upload_id(track_id)
+                              and track_id not in self.kept)
 
     def _audit_track(self, bucket: str, track_id: str, name: str, segments: list[Mapping[str, Any]], *,
                      orphan: bool) -> None:

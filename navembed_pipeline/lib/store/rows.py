@@ -5,15 +5,15 @@ again replaces it. Reads of a model that has no collection yet answer "nothing s
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from navembed_pipeline.lib.store.client import QUERY_LIMIT
 from navembed_pipeline.lib.store.collection import StoreCollections
-from navembed_pipeline.lib.store.schema import (EMBEDDING_FIELD, HNSW_MIN_EF, METRIC, Hit, StoredInfo, VectorRow,
-                                                hit_of, in_filter, quote, row_entity, stored_info_of)
+from navembed_pipeline.lib.store.schema import (EMBEDDING_FIELD, HNSW_MIN_EF, METRIC, SCALAR_FIELDS, Hit, StoredInfo,
+                                                VectorRow, hit_of, in_filter, quote, row_entity, stored_info_of)
 
 IDS_PER_QUERY = 256
 IDS_PER_VECTOR_QUERY = 64
@@ -54,6 +54,23 @@ class StoreRows(StoreCollections):
         target = self._target(model, collection)
         for chunk in _chunks(list(track_ids), IDS_PER_QUERY):
             self._milvus.delete(target, in_filter("track_id", chunk))
+
+    def restamp(self, model: str, fingerprints: Mapping[str, str], *, collection: str | None = None) -> int:
+        """Give the stored rows of these tracks a new source fingerprint, vectors unchanged (a file that
+        came back as it was: ``missing_tracks``). Returns how many rows were rewritten."""
+        target = self._target(model, collection)
+        if not fingerprints or not self._milvus.exists(target):
+            return 0
+        dims = self._vector_dims(target)
+        raw = list(self._rows_of_tracks(target, fingerprints, [*SCALAR_FIELDS, *dims], IDS_PER_VECTOR_QUERY))
+        rows = [VectorRow(track_id=r["track_id"], segment=int(r["segment"]), name=r["name"],
+                          offset_seconds=float(r["offset_seconds"]), duration_seconds=float(r["duration_seconds"]),
+                          model_id=r["model_id"], model_version=r["model_version"],
+                          fingerprint=fingerprints[r["track_id"]], bucket=r["bucket"],
+                          vectors={f: np.asarray(r[f], np.float32) for f in dims}) for r in raw]
+        for batch in _chunks(rows, MAX_BATCH_ROWS):
+            self._milvus.upsert(target, [row_entity(row, dims) for row in batch])
+        return len(rows)
 
     # ── reads ───────────────────────────────────────────────────────────────
 
