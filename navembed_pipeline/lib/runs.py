@@ -89,8 +89,10 @@ def embedded_models(asset_names: Iterable[str], known: Sequence[str] | None = No
 
 
 def is_embedding_run(job_name: str, asset_names: Iterable[str]) -> bool:
-    """Runs of the embedding jobs, and asset runs (Dagster UI, sensors) that embed any model."""
-    return job_name in EMBEDDING_JOBS or bool(embedded_models(asset_names))
+    """Runs of the embedding jobs, and asset runs (Dagster UI, sensors) that embed any model; ``asset_names``
+    may be a run's step names instead (the shared-decode step embeds dsp and musicnn)."""
+    names = list(asset_names)
+    return job_name in EMBEDDING_JOBS or SHARED_DECODE_OP in names or bool(embedded_models(names))
 
 
 def trigger_of(tags: Mapping[str, str]) -> str:
