@@ -1,8 +1,9 @@
-"""Shared fixtures: one real Milvus Lite server per session, generated sample libraries."""
+"""Shared fixtures: one real Milvus Lite server per session, generated sample libraries, counted decodes."""
 
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def sample_library(tmp_path: Path) -> SampleLibrary:
     """A fresh, mutable sample library (12 tracks, CUE album, one corrupt file) with its navidrome.db."""
     return write_sample_library(tmp_path / "library", seconds=SAMPLE_SECONDS)
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Every decode of a file in this process, by (file name, sample rate): the engine's decode threads (thread
+    mode; in-process Dagster too) call the worker module's ``load_audio``, counted here."""
+    from navembed_pipeline.lib.engine import worker as decode_worker
+
+    calls: Counter = Counter()
+    real = decode_worker.load_audio
+
+    def counting(path, sample_rate, **kwargs):
+        calls[(Path(path).name, sample_rate)] += 1
+        return real(path, sample_rate, **kwargs)
+
+    monkeypatch.setattr(decode_worker, "load_audio", counting)
+    return calls

@@ -2,29 +2,12 @@
 its own asset (per-bucket materializations, failures, skips) — issue 21 item 7, issue 25 item 3."""
 
 from collections import Counter
-from pathlib import Path
 
 import dagster as dg
-import pytest
 
-from navembed_pipeline.lib.engine import worker as decode_worker
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.runs import SHARED_DECODE_OP
 from tests.pipeline.helpers import bucket_materializations, embed
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> Counter:
-    """Every decode of a file by the run (in-process Dagster, decode threads: this module's ``load_audio``)."""
-    calls: Counter = Counter()
-    real = decode_worker.load_audio
-
-    def counting(path, sample_rate, **kwargs):
-        calls[(Path(path).name, sample_rate)] += 1
-        return real(path, sample_rate, **kwargs)
-
-    monkeypatch.setattr(decode_worker, "load_audio", counting)
-    return calls
 
 
 def run(library, uri, instance, models_dir, models, **config):

@@ -23,7 +23,7 @@ import numpy as np
 from navembed_pipeline.lib.duplicates.chromaprint import ITEM_SECONDS, Match, from_blob, is_duplicate, match, to_blob
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
-from navembed_pipeline.lib.store.state_files import set_aside_if_damaged
+from navembed_pipeline.lib.store.state_files import set_aside_if_damaged, state_transaction
 INDEX_SECONDS = 180.0  # words indexed from the start of each fingerprint
 INDEX_STRIDE = 2  # every other word: half the index, a true copy still shares dozens of words
 QUERY_SECONDS = INDEX_SECONDS + 40.0  # a query looks further, so trims up to 40 s still meet the index
@@ -192,18 +192,9 @@ class FingerprintStore:
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection in a transaction (committed when the block ends); errors as FingerprintStoreError."""
-        try:
-            self._init()
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
-        except (sqlite3.Error, OSError) as exc:
-            raise FingerprintStoreError(f"cannot open the fingerprint database {self.path}: {exc}") from exc
-        try:
-            with db:
-                yield db
-        except sqlite3.Error as exc:
-            raise FingerprintStoreError(f"fingerprint database {self.path}: {exc}") from exc
-        finally:
-            db.close()
+        with state_transaction(self.path, "fingerprint database", timeout=BUSY_TIMEOUT_S,
+                               error=FingerprintStoreError, prepare=self._init) as db:
+            yield db
 
     def _init(self) -> None:
         with self._lock:

@@ -12,13 +12,13 @@ every library. The database is opened like ``navidrome.py`` opens it: ``mode=ro`
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from navembed_pipeline.lib.errors import LibraryError
-from navembed_pipeline.lib.library.navidrome import DEFAULT_BUSY_TIMEOUT_S, EPOCH, parse_timestamp
+from navembed_pipeline.lib.library.navidrome import DEFAULT_BUSY_TIMEOUT_S, EPOCH, parse_timestamp, read_only
 
 TRACK_ITEM = "media_file"
 
@@ -150,12 +150,9 @@ class NavidromeHistory:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
-        try:
-            with closing(sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s)) as conn:
-                yield conn
-        except sqlite3.Error as exc:
-            raise LibraryError(f"cannot read the listening history in {self.db_path}: {exc}") from exc
+        with read_only(self.db_path, self.busy_timeout_s, lambda exc: LibraryError(
+                f"cannot read the listening history in {self.db_path}: {exc}")) as conn:
+            yield conn
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:

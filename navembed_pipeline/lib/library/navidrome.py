@@ -14,7 +14,7 @@ whole file. navembed detects CUE sheets itself from ``.cue`` files next to the a
 """
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -243,12 +243,22 @@ class NavidromeLibrary:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A fresh read-only connection for one short read; sqlite errors become LibraryError."""
-        uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
-        try:
-            with closing(sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_s)) as conn:
-                yield conn
-        except sqlite3.Error as exc:
-            raise _library_error(exc, self.db_path, self.busy_timeout_s) from exc
+        with read_only(self.db_path, self.busy_timeout_s,
+                       lambda exc: _library_error(exc, self.db_path, self.busy_timeout_s)) as conn:
+            yield conn
+
+
+@contextmanager
+def read_only(db_path: Path, timeout: float,
+              on_error: Callable[[sqlite3.Error], Exception]) -> Iterator[sqlite3.Connection]:
+    """A fresh read-only connection to the SQLite file at ``db_path`` for one short read (waiting up to
+    ``timeout`` seconds for a lock), closed after; an sqlite error is raised as ``on_error(exc)``."""
+    uri = f"{Path(db_path).resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as conn:
+            yield conn
+    except sqlite3.Error as exc:
+        raise on_error(exc) from exc
 
 
 def _library_filter(library_ids: Iterable[int] | None) -> tuple[str, tuple[int, ...]]:

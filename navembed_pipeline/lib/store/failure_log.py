@@ -7,16 +7,13 @@ into it once and then drops that collection; nothing is lost on the way.
 """
 
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 from navembed_pipeline.lib.errors import StoreError
-from navembed_pipeline.lib.store.state_files import set_aside_if_damaged
+from navembed_pipeline.lib.store.state_files import StateLog
 
 LOGGER = logging.getLogger("navembed.failures")
 FAILURES_FILE = "failures.sqlite"
@@ -33,22 +30,13 @@ CREATE TABLE IF NOT EXISTS failures (
 _CHUNK = 500  # ids per statement, under SQLite's variable limit
 
 
-class FailureLog:
-    """Per-model track failures in the SQLite file at ``path`` (``":memory:"`` for a private, unkept log)."""
+class FailureLog(StateLog):
+    """Per-model track failures in the SQLite file at ``path`` (``":memory:"`` for a private, unkept log).
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._memory: sqlite3.Connection | None = None
-        if self.path == ":memory:":
-            self._memory = sqlite3.connect(":memory:", check_same_thread=False)
-            self._memory.execute(_SCHEMA)
-        else:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            set_aside_if_damaged(self.path)  # a damaged log is rebuilt: the next runs record failures again
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(_SCHEMA)
+    A damaged log is set aside and rebuilt: the next runs record failures again."""
+
+    SCHEMA = _SCHEMA
+    WHAT = "failure log"
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> "FailureLog":
@@ -87,25 +75,6 @@ class FailureLog:
     def count(self) -> int:
         with self._connect() as db:
             return db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._memory is not None:
-                with self._memory:
-                    yield self._memory
-                return
-            try:
-                db = sqlite3.connect(self.path, timeout=30.0)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the failure log {self.path}: {exc}") from exc
-            try:
-                with db:  # one transaction: committed on success, rolled back on error
-                    yield db
-            except sqlite3.Error as exc:
-                raise StoreError(f"failure log {self.path}: {exc}") from exc
-            finally:
-                db.close()
 
 
 class _LegacyFailures(Protocol):

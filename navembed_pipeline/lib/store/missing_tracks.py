@@ -17,16 +17,12 @@ The log is a small SQLite file in the data dir (``missing.sqlite``), beside the 
 """
 
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from navembed_pipeline.lib.errors import StoreError
-from navembed_pipeline.lib.store.state_files import set_aside_if_damaged
+from navembed_pipeline.lib.store.state_files import StateLog
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, RowState, Track
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
 
@@ -73,22 +69,13 @@ class Refusal:
     refused_at: float
 
 
-class MissingLog:
-    """Tombstones and refusals in the SQLite file at ``path`` (``":memory:"``: private, not kept)."""
+class MissingLog(StateLog):
+    """Tombstones and refusals in the SQLite file at ``path`` (``":memory:"``: private, not kept).
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._memory: sqlite3.Connection | None = None
-        if self.path == ":memory:":
-            self._memory = sqlite3.connect(":memory:", check_same_thread=False)
-            self._memory.executescript(_SCHEMA)
-        else:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            set_aside_if_damaged(self.path)  # tombstones are re-marked by the next run's judgement
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
+    A damaged log is set aside and rebuilt: tombstones are re-marked by the next run's judgement."""
+
+    SCHEMA = _SCHEMA
+    WHAT = "missing-tracks log"
 
     @classmethod
     def beside(cls, failures_db: str | Path | None) -> "MissingLog":
@@ -128,25 +115,6 @@ class MissingLog:
     def refusals(self) -> list[Refusal]:
         with self._connect() as db:
             return [Refusal(*row) for row in db.execute("SELECT * FROM refusals ORDER BY model")]
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._memory is not None:
-                with self._memory:
-                    yield self._memory
-                return
-            try:
-                db = sqlite3.connect(self.path, timeout=30.0)
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the missing-tracks log {self.path}: {exc}") from exc
-            try:
-                with db:
-                    yield db
-            except sqlite3.Error as exc:
-                raise StoreError(f"missing-tracks log {self.path}: {exc}") from exc
-            finally:
-                db.close()
 
 
 def read_refusals(data_dir: Path) -> list[Refusal]:

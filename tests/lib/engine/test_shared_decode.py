@@ -4,12 +4,10 @@ reported per model)."""
 
 import dataclasses
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.engine import worker as decode_worker
 from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.options import ModelOptions
@@ -34,20 +32,6 @@ def models():
     finally:
         for model in built:
             model.shutdown()
-
-
-@pytest.fixture
-def decodes(monkeypatch) -> Counter:
-    """Every decode of a file (thread mode: the engine's decode threads call this module's ``load_audio``)."""
-    calls: Counter = Counter()
-    real = decode_worker.load_audio
-
-    def counting(path, sample_rate, **kwargs):
-        calls[(Path(path).name, sample_rate)] += 1
-        return real(path, sample_rate, **kwargs)
-
-    monkeypatch.setattr(decode_worker, "load_audio", counting)
-    return calls
 
 
 def stored(store, model: str, tracks: list[Track]) -> dict[str, np.ndarray]:
