@@ -45,7 +45,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                                  nice=settings.nice,
                                  mert_layers=settings.mert_layers, musicnn_variant=settings.musicnn_variant),
         "mixes": MixesResource(playlists_dir=str(settings.mixes_dir), models=",".join(settings.enabled_models()),
-                               size=settings.mix_size),
+                               size=settings.mix_size, musicnn_variant=settings.musicnn_variant),
     }
 
 

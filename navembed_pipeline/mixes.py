@@ -13,7 +13,7 @@ import dagster as dg
 
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import NavidromeHistory
-from navembed_pipeline.lib.models import MODEL_NAMES
+from navembed_pipeline.lib.models import MODEL_NAMES, tag_names
 from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write, preview
 from navembed_pipeline.lib.runs import TRIGGER_TAG, asset_name, is_embedding_run
 from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
@@ -29,6 +29,7 @@ class MixesResource(dg.ConfigurableResource):
     playlists_dir: str
     models: str = "dsp"  # comma-separated: the enabled models, searched together
     size: int = 25
+    musicnn_variant: str = "MSD_musicnn"  # whose 50 tag names the stored tags are (cluster names)
 
     def options(self) -> MixOptions:
         return MixOptions(size=self.size)
@@ -50,7 +51,8 @@ def sonic_mixes(context: dg.AssetExecutionContext, navidrome: NavidromeResource,
         store = vector_store.client()
         cache = VectorCache(store, background=False)
         try:
-            engine = Recommender(cache, library.get, default_models=mixes.model_list())
+            engine = Recommender(cache, library.get, default_models=mixes.model_list(),
+                                 tag_names=tag_names(mixes.musicnn_variant))
             run = build_and_write(engine, library, history, Path(mixes.playlists_dir),
                                   now=datetime.now(UTC), options=mixes.options())
         finally:

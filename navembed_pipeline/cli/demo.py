@@ -274,6 +274,7 @@ def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[
     from datetime import UTC, datetime
 
     from navembed_pipeline.lib.library import NavidromeHistory, NavidromeLibrary, playlist_file_name
+    from navembed_pipeline.lib.models import tag_names
     from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write
     from navembed_pipeline.lib.store import VectorStore, ensure_running
 
@@ -281,7 +282,7 @@ def _write_mixes(settings: Any, library: Any, models: list[str], say: Callable[[
     cache = VectorCache(store, background=False)
     try:
         tracks = NavidromeLibrary(library.db_path)
-        engine = Recommender(cache, tracks.get, default_models=models)
+        engine = Recommender(cache, tracks.get, default_models=models, tag_names=tag_names(settings.musicnn_variant))
         run = build_and_write(engine, tracks, NavidromeHistory(library.db_path), settings.mixes_dir,
                               now=datetime.now(UTC), options=MixOptions(size=min(settings.mix_size, 10)))
     finally:

@@ -76,6 +76,8 @@ def test_demo_embeds_with_musicnn_by_default_once_its_weights_are_installed(tmp_
         scores = [float(score) for _, score in pairs]
         assert len(pairs) == 3 and all(name in MSD_TAGS for name, _ in pairs)
         assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    sounds = re.findall(r"navembed-sound-\d+\.m3u8: Sound of (.+?) \(\d+ tracks?\)", out)  # named by the tags
+    assert sounds and all(tag in MSD_TAGS for sound in sounds for tag in sound.split(" · ")), sounds
 
 
 def test_demo_fails_loudly_when_the_stack_cannot_start(tmp_path, capsys) -> None:

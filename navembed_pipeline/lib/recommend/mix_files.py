@@ -32,19 +32,17 @@ class MixRun:
     tagged: bool  # clusters named by MusiCNN tags
 
 
-def load_tagging(vectors: VectorSource) -> Tagging | None:
-    """The ``musicnn`` model's ``tags`` field and its vocabulary, when both exist; else None (artists name
-    the clusters). The vocabulary module ships with the MusiCNN model; without it there are no tags."""
-    try:
-        from navembed_pipeline.lib.models.musicnn_tags import tag_names
-    except ImportError:
+def load_tagging(engine: Recommender) -> Tagging | None:
+    """The ``musicnn`` model's ``tags`` field with the vocabulary the engine was given (``tag_names``),
+    when both exist; else None (artists name the clusters)."""
+    if engine.tags is None:
         return None
+    names = engine.tags.names
     try:
-        field = vectors.field(TAGS_MODEL, TAGS_FIELD)
+        field = engine.vectors.field(TAGS_MODEL, TAGS_FIELD)
     except (NavembedError, KeyError, ValueError) as exc:
         LOGGER.info("no MusiCNN tags to name the mixes by: %s", exc)
         return None
-    names = tag_names()
     if len(field) == 0 or field.dimension != len(names):
         return None
     return Tagging(field, names)
@@ -55,7 +53,7 @@ def build_and_write(engine: Recommender, library: NavidromeLibrary, history: Nav
     """Every mix for the library and its users, written into ``directory``."""
     tracks = {t.id: t for t in library.tracks()}
     histories = list(history.histories().values())
-    tagging = load_tagging(engine.vectors)
+    tagging = load_tagging(engine)
     mixes = build_mixes(engine, tracks, histories, now=now, options=options, tagging=tagging)
     specs = [PlaylistSpec(slug=m.slug, title=m.title, comments=(m.reason,),
                           tracks=tuple(tracks[t] for t in m.track_ids if t in tracks)) for m in mixes]

@@ -144,3 +144,17 @@ def test_too_small_a_library_has_no_clusters(world) -> None:
     engine, catalog, _, _ = world
     few = {k: catalog[k] for k in ("p0", "d0", "b0")}
     assert library_mixes(engine, few, options=MixOptions()) == []
+
+
+def test_the_mixes_take_the_musicnn_tags_and_vocabulary_the_engine_was_given(world) -> None:
+    from navembed_pipeline.lib.models import tag_names
+    from navembed_pipeline.lib.recommend import load_tagging
+
+    engine, _, _, vectors = world
+    names = tag_names("MSD_musicnn")
+    rng = np.random.default_rng(3)
+    tags = field("musicnn", {t: rng.random(len(names)).astype(np.float32) for t in vectors}, name="tags")
+    source = StaticVectors([engine.vectors.field("dsp"), tags])
+    tagging = load_tagging(Recommender(source, engine.catalog, tag_names=names))
+    assert tagging is not None and tuple(tagging.names) == names and len(tagging.vectors) == len(vectors)
+    assert load_tagging(Recommender(source, engine.catalog)) is None  # no vocabulary given: artists name them
