@@ -27,7 +27,8 @@ class Browser:
     """One chromium with one tab; a context manager that stops chromium and removes its profile."""
 
     def __init__(self, executable: str, *, width: int = 1600, height: int = 1000) -> None:
-        self._profile = tempfile.TemporaryDirectory(prefix="navembed-cdp-")
+        # chromium's helper processes may still write into the profile as it exits: removing it is best effort
+        self._profile = tempfile.TemporaryDirectory(prefix="navembed-cdp-", ignore_cleanup_errors=True)
         self._process = subprocess.Popen(
             [executable, *CHROMIUM_FLAGS, f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}",
              "--remote-debugging-port=0", "about:blank"],

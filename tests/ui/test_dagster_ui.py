@@ -74,7 +74,7 @@ class DagsterUi:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         screenshot = ARTIFACTS / f"{name}.png"
         screenshot.unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory(prefix="navembed-chromium-") as profile:
+        with tempfile.TemporaryDirectory(prefix="navembed-chromium-", ignore_cleanup_errors=True) as profile:
             done = subprocess.run(
                 [self.browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size=1600,{height}",
                  f"--virtual-time-budget={VIRTUAL_TIME_MS}", f"--screenshot={screenshot}", "--dump-dom",
@@ -160,10 +160,11 @@ def ui(chromium: str, tmp_path_factory: pytest.TempPathFactory, milvus_uri: str)
 def test_asset_graph_shows_every_embedding_asset_and_the_dsp_fill(ui: DagsterUi) -> None:
     page = ui.render(f"/locations/{REPO_PATH}/asset-groups/embeddings", name="asset-graph", height=1300)
     assert_no_error_banner(page)
-    for asset in ("library_tracks", "dsp_embeddings", "muq_embeddings", "mert_embeddings", "latent_embeddings"):
+    for asset in ("library_tracks", "dsp_embeddings", "muq_embeddings", "mert_embeddings", "latent_embeddings",
+                  "musicnn_embeddings"):
         assert asset in page.text, f"{asset} missing from the asset graph: {page.text[:1500]}"
-    assert page.text.count("256 partitions") == 4
-    assert "100% filled" in page.text  # dsp; the deep models were not run
+    assert page.text.count("256 partitions") == 5
+    assert "100% filled" in page.text  # dsp; the other models were not run
 
 
 def test_partitions_page_shows_all_256_buckets_materialized(ui: DagsterUi) -> None:
