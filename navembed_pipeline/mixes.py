@@ -13,7 +13,7 @@ import dagster as dg
 
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import NavidromeHistory
-from navembed_pipeline.lib.models import MODEL_NAMES, tag_names
+from navembed_pipeline.lib.models import DEFAULT_MUSICNN_VARIANT, MODEL_NAMES, tag_names
 from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write, preview
 from navembed_pipeline.lib.runs import TRIGGER_TAG, asset_name, is_embedding_run
 from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
@@ -29,7 +29,7 @@ class MixesResource(dg.ConfigurableResource):
     playlists_dir: str
     models: str = "dsp"  # comma-separated: the enabled models, searched together
     size: int = 25
-    musicnn_variant: str = "MSD_musicnn"  # whose 50 tag names the stored tags are (cluster names)
+    musicnn_variant: str = DEFAULT_MUSICNN_VARIANT  # whose 50 tag names the stored tags are (cluster names)
 
     def options(self) -> MixOptions:
         return MixOptions(size=self.size)

@@ -8,7 +8,7 @@ from pydantic import PrivateAttr
 from navembed_pipeline.lib.duplicates import FingerprintStore
 from navembed_pipeline.lib.engine import TrackFingerprinter
 from navembed_pipeline.lib.library import NavidromeLibrary, parse_path_map
-from navembed_pipeline.lib.models import EmbeddingModel, ModelOptions, create_model, model_extras
+from navembed_pipeline.lib.models import DEFAULT_MUSICNN_VARIANT, EmbeddingModel, ModelOptions, create_model, model_extras
 from navembed_pipeline.lib.store import (DEFAULT_GRACE_HOURS, DEFAULT_MAX_SHARE, STANDALONE_MAX_DIM, DeletionGuard,
                                          DeletionPolicy, FailureLog, MissingLog, VectorStore, ensure_running)
 
@@ -69,7 +69,7 @@ class ModelsResource(dg.ConfigurableResource):
     write_batch_tracks: int = 32  # tracks per store write; a crash redoes at most this many
     progress_interval: float = 5.0  # most seconds between progress log lines (each is a Dagster event)
     mert_layers: str = "mean"  # MERT's vector: 'mean' (3,072-d), 'all' (76,800-d) or hidden-state indices
-    musicnn_variant: str = "MSD_musicnn"  # MusiCNN's weights: MSD_musicnn or MTT_musicnn
+    musicnn_variant: str = DEFAULT_MUSICNN_VARIANT  # MusiCNN's weights: MSD_musicnn or MTT_musicnn
     nice: bool = False
 
     _models: dict[str, EmbeddingModel] = PrivateAttr(default_factory=dict)

@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from navembed_pipeline.lib.errors import ConfigError
-from navembed_pipeline.lib.models.options import ModelOptions, model_extras, musicnn_variant
+from navembed_pipeline.lib.models.options import DEFAULT_MUSICNN_VARIANT, ModelOptions, model_extras, musicnn_variant
 from navembed_pipeline.lib.public import lazy_names
 
 if TYPE_CHECKING:
@@ -63,6 +63,6 @@ def create_model(name: str, options: ModelOptions | None = None) -> "EmbeddingMo
 __getattr__ = lazy_names(__name__, {"EmbeddingModel": "base", "download": "weights", "weights_present": "weights",
                                     "tag_names": "musicnn.tags"})  # tag_names(variant): MusiCNN's 50 tags, in order
 
-__all__ = ["DEEP_MODEL_NAMES", "MODEL_NAMES", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
+__all__ = ["DEEP_MODEL_NAMES", "DEFAULT_MUSICNN_VARIANT", "MODEL_NAMES", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
            "download", "model_class", "model_extras", "musicnn_variant", "tag_names", "weights_present",
            "weights_repos"]
