@@ -54,13 +54,13 @@ class AnnIndex:
         return faiss.serialize_index(self.index)
 
     @classmethod
-    def from_bytes(cls, data: np.ndarray, *, rows: int, dimension: int, fingerprint_: str) -> "AnnIndex":
+    def from_bytes(cls, data: np.ndarray, *, rows: int, dimension: int, digest: str) -> "AnnIndex":
         import faiss
 
         index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
         if index.ntotal != rows or index.d != dimension:
             raise ValueError(f"the stored index holds {index.ntotal} x {index.d}, the rows are {rows} x {dimension}")
-        return cls(index, rows, dimension, fingerprint_)
+        return cls(index, rows, dimension, digest)
 
 
 def list_count(rows: int) -> int:

@@ -221,12 +221,11 @@ class VectorCache:
                                ivf_min_rows=self.ivf_min_rows, ann=scanned.ann)
         if copy is None and self.snapshot_dir is not None and scanned.ids:
             write_snapshot(self.snapshot_dir, model, field, signature, dataclasses.replace(scanned, ann=vectors.ann))
-        ids = scanned.ids
         entry = _Entry(vectors, signature, loaded_at=started, checked_at=self._clock(),
                        load_seconds=self._clock() - started)
         with self._lock:
             self._entries[key] = entry
-        LOGGER.info("loaded %d %s.%s rows %s in %.1f s", len(ids), model, field,
+        LOGGER.info("loaded %d %s.%s rows %s in %.1f s", len(scanned.ids), model, field,
                     "from the snapshot" if copy is not None else "from the store", self._clock() - started)
         self._save_calibration(entry.vectors, signature)
         return entry

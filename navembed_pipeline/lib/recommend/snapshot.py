@@ -67,7 +67,7 @@ def read_snapshot(directory: Path, model: str, field: str, signature: Signature)
             ann = None
             if "ann" in data.files:
                 rows, dimension, digest = json.loads(str(data["ann_meta"]))
-                ann = AnnIndex.from_bytes(data["ann"], rows=rows, dimension=dimension, fingerprint_=digest)
+                ann = AnnIndex.from_bytes(data["ann"], rows=rows, dimension=dimension, digest=digest)
             return Snapshot(data["ids"].tolist(), data["segments"].tolist(), data["vectors"], ann)
     except (OSError, ValueError, KeyError, RuntimeError):  # faiss reports a damaged index as RuntimeError
         LOGGER.warning("ignoring the unreadable vector snapshot %s", path, exc_info=True)
