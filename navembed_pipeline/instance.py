@@ -21,7 +21,9 @@ POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
 EARLIER_TEMPLATES = frozenset({"0c5890f07fe00f1fbc3830f9d49e9be533a44598bf09393145b96ccabeb24d9e",
                                "496a5c86441d9ecf0ddc39e8d6657f6ecffaf74d92aa0351d8edc15d509a74f9",
                                "9a6cc5bf9b81e9069b10083e3f9eb2d158d4fa6c6e76ec089d3c021eafa55bf5",
-                               "c7adb19c8300e0b29c78c31d8b012927d38b66aacbaf8d17546ca4d1d8a68d95"})
+                               "c7adb19c8300e0b29c78c31d8b012927d38b66aacbaf8d17546ca4d1d8a68d95",
+                               "91c35094dafe3bea891380659b0fbbcf9cd841642a303b807e175a5e7dc4c8e4",
+                               "44c2103343c326429c16fa93f0015c4d2fead42a3131ee73cc17f7a6cc55618c"})
 SQLITE_ONLY_MARKER = "# --- SQLite only"
 # Dagster hands a run's per-partition "planned" events to the storage as one batch only when this is
 # set; our SQLite event log (event_log.py) then writes them in one transaction (256 buckets: ~17 s → ~2 s).

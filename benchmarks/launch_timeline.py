@@ -1,0 +1,205 @@
+"""The fixed cost of one run, stage by stage: from ``POST /batch/start`` until ``/batch/progress`` says completed.
+
+Starts the real stack (``navembed up``'s: Milvus Lite, dagster-webserver, dagster-daemon, the API) on a
+small library of real recordings (``benchmarks/recordings.py``; ``--quick``: generated audio), lets the
+change sensor's first run embed it, then POSTs ``/batch/start`` (dsp, ``force``: the same work each time)
+``--runs`` times, polling ``/batch/progress`` every ``--poll`` s until it says completed. For each run it
+prints the timeline read from the run's own Dagster events (each stamped by the process that logged it):
+
+  POST answered · queued · dequeued (daemon) · launching · run worker started (its process) · run start ·
+  step start · engine planned · engine done · step end · run success · /batch/progress completed
+
+Times are seconds after the POST was sent. The step's own work (engine planned → engine done) is what
+the library costs; everything else is the fixed cost per run this benchmark is about.
+
+usage: python -m benchmarks.launch_timeline [--tracks 10] [--runs 3] [--quick] [--poll 0.1] [--json PATH]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN = "launch-timeline-token"  # a throwaway admin token for the stack this benchmark starts
+MARKS = (  # (label, how it is found in the run's events)
+    ("POST answered", None),
+    ("queued", "RUN_ENQUEUED"),
+    ("dequeued", "RUN_DEQUEUED"),
+    ("launching", "RUN_STARTING"),
+    ("worker process", "worker"),
+    ("run start", "RUN_START"),
+    ("step start", "STEP_START"),
+    ("engine planned", "plan"),
+    ("engine done", "stages"),
+    ("step end", "STEP_SUCCESS"),
+    ("run success", "RUN_SUCCESS"),
+    ("progress completed", None),
+)
+DONE = ("completed", "completed_with_errors", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One run's marks (seconds after the POST) and the answers that bracket it."""
+
+    run_id: str
+    status: str
+    marks: dict[str, float]
+    polls: int
+
+
+def library(root: Path, *, tracks: int, quick: bool, min_seconds: float = 60.0,
+            max_seconds: float = 150.0) -> tuple[Path, Path, float]:
+    """(navidrome.db, music root, seconds of audio) of ``tracks`` real recordings (or generated ones)."""
+    from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
+
+    if quick:
+        from tests.pipeline.helpers import write_bulk_library
+
+        bulk = write_bulk_library(root, tracks=tracks, seconds=20.0)
+        return bulk.db_path, bulk.db_path.parent, tracks * 20.0
+    from benchmarks.recordings import DEFAULT_CACHE, real_recordings
+
+    cache = Path(os.environ.get("NAVEMBED_RECORDINGS_DIR", DEFAULT_CACHE))
+    found = real_recordings(cache, min_seconds=min_seconds, max_seconds=max_seconds)
+    step = max(1, len(found) // tracks)
+    chosen = found[::step][:tracks]  # spread over the albums
+    if len(chosen) < tracks:
+        raise SystemExit(f"only {len(chosen)} real recordings in {cache}; run `python -m benchmarks.recordings` "
+                         "or pass --quick")
+    fixtures = [FixtureTrack(path=r.path.relative_to(cache).as_posix(), title=r.title, artist=r.album,
+                             album=r.album, duration=r.duration_seconds, size=r.path.stat().st_size)
+                for r in chosen]
+    root.mkdir(parents=True, exist_ok=True)
+    db = root / "navidrome.db"
+    create_navidrome_db(db, libraries=[FixtureLibrary(1, "Real", str(cache))], tracks=fixtures)
+    return db, cache, sum(r.duration_seconds for r in chosen)
+
+
+def wait_idle(api, *, timeout: float = 300.0) -> None:
+    """Until no embedding run is queued or running (the change sensor's first run, a previous POST)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = api.get("/batch/progress").json()
+        if answer["status"] in DONE + ("no_job",) and answer.get("dagster_status") not in ("QUEUED", "STARTING"):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the stack did not become idle within {timeout:.0f} s")
+
+
+def one_run(api, instance, *, poll: float, timeout: float = 300.0) -> Timeline:
+    """POST, poll until done, then read the run's events."""
+    posted = time.time()
+    response = api.post("/batch/start", json={"models": ["dsp"], "force": True})
+    answered = time.time()
+    if response.status_code != 200:
+        raise SystemExit(f"/batch/start answered {response.status_code}: {response.text}")
+    run_id = response.json()["run_id"]
+    polls, deadline = 0, time.monotonic() + timeout
+    while True:
+        answer = api.get("/batch/progress", params={"run_id": run_id}).json()
+        polls += 1
+        if answer["status"] in DONE:
+            finished = time.time()
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run {run_id} not done within {timeout:.0f} s: {answer}")
+        time.sleep(poll)
+    marks = {"POST answered": answered - posted, **event_marks(instance, run_id, posted),
+             "progress completed": finished - posted}
+    return Timeline(run_id, answer["status"], marks, polls)
+
+
+def event_marks(instance, run_id: str, origin: float) -> dict[str, float]:
+    """The first time each mark's event appears in the run's event log, relative to ``origin``."""
+    found: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        kind = event.event_type.name if event is not None else None
+        message = (event.message if event is not None else entry.user_message) or entry.user_message or ""
+        for label, key in MARKS:
+            if key is None or label in found:
+                continue
+            if (key == kind
+                    or (key == "worker" and kind == "ENGINE_EVENT" and message.startswith("Started process for run"))
+                    or (key == "plan" and kind is None and " to embed" in message)
+                    or (key == "stages" and kind is None and "stage seconds:" in message)):
+                found[label] = entry.timestamp - origin
+    return found
+
+
+def print_table(timelines: list[Timeline], *, tracks: int, audio_s: float) -> None:
+    width = max(len(label) for label, _ in MARKS)
+    header = " ".join(f"{'run ' + str(i + 1):>8}" for i in range(len(timelines)))
+    print(f"\nTimeline of POST /batch/start → /batch/progress completed, dsp, {tracks} tracks "
+          f"({audio_s / 60:.1f} audio-min), {os.cpu_count()} cores (seconds after the POST)")
+    print(f"{'mark':<{width}} {header} {'median':>8} {'stage':>8}")
+    previous = 0.0
+    for label, _ in MARKS:
+        values = [t.marks.get(label) for t in timelines]
+        known = [v for v in values if v is not None]
+        median = statistics.median(known) if known else None
+        cells = " ".join(f"{v:8.2f}" if v is not None else f"{'-':>8}" for v in values)
+        stage = f"{median - previous:+8.2f}" if median is not None else f"{'':>8}"
+        print(f"{label:<{width}} {cells} {f'{median:8.2f}' if median is not None else '       -'} {stage}")
+        previous = median if median is not None else previous
+    fixed = [t.marks["progress completed"] - (t.marks.get("engine done", 0) - t.marks.get("engine planned", 0))
+             for t in timelines]
+    print(f"fixed cost (total minus the engine's own work), median: {statistics.median(fixed):.2f} s; "
+          f"total, median: {statistics.median(t.marks['progress completed'] for t in timelines):.2f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tracks", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="generated audio (20 s per track), no recordings")
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between /batch/progress polls")
+    parser.add_argument("--min-seconds", type=float, default=60.0, help="shortest recording to use")
+    parser.add_argument("--max-seconds", type=float, default=150.0, help="longest recording to use")
+    parser.add_argument("--json", type=Path)
+    args, _ = parser.parse_known_args(argv)
+    import httpx
+
+    from navembed_api.settings import ApiSettings
+    from navembed_pipeline.instance import open_instance
+    from navembed_pipeline.stack import Stack, free_port
+
+    with tempfile.TemporaryDirectory(prefix="navembed-bench-launch-") as tmp:
+        root = Path(tmp)
+        db, music, audio_s = library(root / "lib", tracks=args.tracks, quick=args.quick,
+                                     min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+        settings = ApiSettings(data_dir=root / "data", navidrome_db=db, music_root=music, models="dsp",
+                               admin_token=TOKEN, socket_path=None, api_port=free_port(), dagster_port=free_port(),
+                               sensor_interval_seconds=3600, upload_dir=root / "uploads")
+        started = time.perf_counter()
+        with Stack(settings) as stack, httpx.Client(base_url=stack.urls.api, timeout=60,
+                                                    headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            print(f"stack up in {time.perf_counter() - started:.1f} s; waiting for the change sensor's first run",
+                  flush=True)
+            wait_idle(api)
+            instance = open_instance(settings.dagster_home)
+            timelines = []
+            for number in range(args.runs):
+                wait_idle(api)
+                time.sleep(1.0)  # let the previous run's processes exit
+                timeline = one_run(api, instance, poll=args.poll)
+                print(f"run {number + 1}: {timeline.status} in {timeline.marks['progress completed']:.2f} s "
+                      f"({timeline.polls} polls; run {timeline.run_id})", flush=True)
+                timelines.append(timeline)
+            instance.dispose()
+    print_table(timelines, tracks=args.tracks, audio_s=audio_s)
+    print("(on a shared machine these figures are rough: rerun on an idle one)")
+    if args.json:
+        args.json.write_text(json.dumps({"tracks": args.tracks, "audio_seconds": audio_s, "cores": os.cpu_count(),
+                                         "runs": [t.__dict__ for t in timelines]}, indent=2))
+    return 0 if all(t.status == "completed" for t in timelines) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

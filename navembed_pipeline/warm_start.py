@@ -1,0 +1,105 @@
+"""Run workers forked from a warm process: a run's worker starts in milliseconds instead of seconds.
+
+Dagster's ``DefaultRunLauncher`` asks the code server to start each run worker as a *spawned* process:
+a fresh interpreter that imports Dagster, then the code location (torch, pandas, pymilvus: ~5 s of CPU
+here) before the run's first step. ``WarmStarter`` keeps one Python ``forkserver`` (started by the
+process that launches runs: the daemon) with those third-party modules imported, and forks each run
+worker from it. The worker then does exactly what ``dagster api execute_run`` (the command Dagster's
+own Docker and Kubernetes launchers run) does: it loads the run from the instance, logs "Started
+process for run" with its pid, imports navembed's code fresh from disk (so a code change is picked up
+as with the code server; only third-party modules are pre-imported) and executes the run with
+Dagster's ``core_execute_run``. Queueing, concurrency limits, run monitoring, retries and the event log
+are untouched; cancelling sends the worker SIGINT, as the code server does.
+"""
+
+import importlib.util
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from multiprocessing.context import BaseContext
+from typing import Any
+
+LOGGER = logging.getLogger("navembed.warm_start")
+# Imported once in the fork server, inherited by every run worker (what a run worker imports that is
+# not navembed's own code; the heaviest first).
+PRELOAD = ("torch", "dagster", "dagster._cli.api", "pandas", "pymilvus", "numpy", "av", "sqlalchemy", "httpx")
+SERVER_ENV = "NAVEMBED_RUN_WORKER_SERVER"  # "0" switches warm starts off (every run worker spawned by Dagster)
+
+
+def enabled() -> bool:
+    """Warm starts need ``fork`` (POSIX) and are on unless ``NAVEMBED_RUN_WORKER_SERVER=0``."""
+    return os.environ.get(SERVER_ENV, "1") != "0" and "forkserver" in multiprocessing.get_all_start_methods()
+
+
+class WarmStarter:
+    """One fork server per process, started on first use (or ``prestart``), forking run workers."""
+
+    def __init__(self, preload: tuple[str, ...] = PRELOAD) -> None:
+        self._preload = [name for name in preload if importlib.util.find_spec(name) is not None]
+        self._lock = threading.Lock()
+        self._context: BaseContext | None = None
+        self._workers: list[Any] = []
+
+    def prestart(self) -> None:
+        """Start the fork server now (it imports ``PRELOAD`` in the background)."""
+        self._ctx()
+
+    def start(self, run_id: str, instance_ref: str) -> int:
+        """Fork a worker executing run ``run_id`` of the instance ``instance_ref`` (serialized); its pid.
+
+        The worker gets this process's environment and working directory as they are now (the fork
+        server's are those of when it started), as a worker the code server spawned gets the server's.
+        """
+        ctx = self._ctx()
+        process = ctx.Process(target=execute_run, args=(run_id, instance_ref, dict(os.environ), os.getcwd()),
+                              name=f"dagster-run-{run_id}")
+        process.start()
+        # The worker outlives this process if need be (as a code server's would): never joined at exit.
+        multiprocessing.process._children.discard(process)  # noqa: SLF001
+        with self._lock:
+            self._workers = [p for p in self._workers if _running(p)] + [process]
+        return int(process.pid)
+
+    def _ctx(self) -> BaseContext:
+        with self._lock:
+            if self._context is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(self._preload)
+                from multiprocessing import forkserver
+
+                forkserver.ensure_running()
+                self._context = ctx
+            return self._context
+
+
+def _running(process: Any) -> bool:
+    if process.exitcode is None:
+        return True
+    process.close()
+    return False
+
+
+def execute_run(run_id: str, instance_ref: str, env: dict[str, str], cwd: str) -> None:
+    """In the forked worker: execute the run as ``dagster api execute_run`` does (interrupts captured)."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._core.instance import DagsterInstance, InstanceRef
+    from dagster._serdes import deserialize_value
+    from dagster._utils.interrupts import capture_interrupts
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the fork server ignores SIGINT
+    with capture_interrupts():
+        with DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)) as instance:
+            _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def interrupt(pid: int) -> None:
+    """Ask a run worker to stop (Dagster marks its run cancelled), as the code server does."""
+    os.kill(pid, signal.SIGINT)

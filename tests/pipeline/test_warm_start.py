@@ -1,0 +1,98 @@
+"""Run workers forked from the warm process (``warm_start.py``) through navembed's run launcher, on a real
+Dagster instance: the run executes in its own process and succeeds, its pid is what run monitoring checks,
+a cancel ends it CANCELED, and a killed worker is reported failed."""
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEventType
+from dagster._core.launcher import LaunchRunContext, WorkerStatus
+
+from navembed_pipeline import warm_start
+from navembed_pipeline.run_launcher import FORKED, WORKER_TAG, LocalRunLauncher, worker_started
+from tests.pipeline import warm_jobs
+from tests.pipeline.helpers import navembed_instance
+
+TIMEOUT_S = 120.0
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with navembed_instance() as instance:
+        yield instance
+
+
+def launch(instance: dg.DagsterInstance, job: dg.JobDefinition) -> dg.DagsterRun:
+    origin = dg.reconstructable(getattr(warm_jobs, job.name)).get_python_origin()
+    run = instance.create_run_for_job(job, job_code_origin=origin)
+    launcher = instance.run_launcher
+    assert isinstance(launcher, LocalRunLauncher)
+    launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    return run
+
+
+def wait_for(instance: dg.DagsterInstance, run_id: str, done) -> dg.DagsterRun:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if done(run):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} still {instance.get_run_by_id(run_id).status} after {TIMEOUT_S} s")
+
+
+def ended(run: dg.DagsterRun) -> bool:
+    return run.is_finished
+
+
+def test_a_run_executes_in_a_forked_worker_and_succeeds(instance: dg.DagsterInstance) -> None:
+    assert warm_start.enabled()
+    run = launch(instance, warm_jobs.quick_job)
+    final = wait_for(instance, run.run_id, ended)
+    assert final.status == dg.DagsterRunStatus.SUCCESS
+    assert final.tags[WORKER_TAG] == FORKED
+    pid, _ = worker_started(instance, run.run_id)
+    assert pid != os.getpid()
+    logged = [e.user_message for e in instance.all_logs(run.run_id) if "worker pid" in (e.user_message or "")]
+    assert logged == [f"worker pid {pid}"]  # the op ran in the worker whose pid run monitoring checks
+
+
+def test_a_cancelled_forked_run_ends_cancelled(instance: dg.DagsterInstance) -> None:
+    run = launch(instance, warm_jobs.long_job)
+    wait_for(instance, run.run_id, lambda r: any(
+        e.user_message == "waiting" for e in instance.all_logs(run.run_id)))
+    assert instance.run_launcher.terminate(run.run_id)
+    final = wait_for(instance, run.run_id, ended)
+    assert final.status == dg.DagsterRunStatus.CANCELED
+
+
+def test_a_killed_forked_worker_is_reported_failed(instance: dg.DagsterInstance) -> None:
+    run = launch(instance, warm_jobs.long_job)
+    wait_for(instance, run.run_id, lambda r: worker_started(instance, run.run_id) is not None)
+    launcher = instance.run_launcher
+    assert launcher.check_run_worker_health(instance.get_run_by_id(run.run_id)).status == WorkerStatus.RUNNING
+    pid, _ = worker_started(instance, run.run_id)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while launcher.check_run_worker_health(instance.get_run_by_id(run.run_id)).status != WorkerStatus.FAILED:
+        assert time.monotonic() < deadline, "the killed worker was never reported"
+        time.sleep(0.2)
+
+
+def test_warm_starts_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(warm_start.SERVER_ENV, "0")
+    assert not warm_start.enabled()
+    assert LocalRunLauncher()._warm is None  # noqa: SLF001 - then every run goes through the code server
+
+
+def test_the_run_events_come_from_dagster(instance: dg.DagsterInstance) -> None:
+    run = launch(instance, warm_jobs.quick_job)
+    wait_for(instance, run.run_id, ended)
+    kinds = [e.dagster_event.event_type for e in instance.all_logs(run.run_id) if e.dagster_event]
+    for expected in (DagsterEventType.RUN_START, DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
+                     DagsterEventType.RUN_SUCCESS):
+        assert expected in kinds

@@ -1,0 +1,31 @@
+"""Small real Dagster jobs for the warm-start tests (loaded by the forked run worker from this module)."""
+
+import os
+import time
+
+import dagster as dg
+
+
+@dg.op
+def report_pid(context: dg.OpExecutionContext) -> int:
+    """Log the worker's pid and whether torch came preloaded (it is imported before this module)."""
+    context.log.info(f"worker pid {os.getpid()}")
+    return os.getpid()
+
+
+@dg.job(executor_def=dg.in_process_executor)  # as navembed's embedding jobs: the step runs in the run worker
+def quick_job() -> None:
+    report_pid()
+
+
+@dg.op
+def wait_long(context: dg.OpExecutionContext) -> None:
+    """Run for up to a minute in small steps (a cancel interrupts it)."""
+    context.log.info("waiting")
+    for _ in range(600):
+        time.sleep(0.1)
+
+
+@dg.job(executor_def=dg.in_process_executor)  # as navembed's embedding jobs: the step runs in the run worker
+def long_job() -> None:
+    wait_long()
