@@ -18,6 +18,7 @@ usage: python -m benchmarks.launch_timeline [--tracks 10] [--runs 3] [--quick] [
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,6 @@ TOKEN = "launch-timeline-token"  # a throwaway admin token for the stack this be
 MARKS = (  # (label, how it is found in the run's events)
     ("POST answered", None),
     ("queued", "RUN_ENQUEUED"),
-    ("dequeued", "RUN_DEQUEUED"),
     ("launching", "RUN_STARTING"),
     ("worker process", "worker"),
     ("run start", "RUN_START"),
@@ -81,12 +81,15 @@ def library(root: Path, *, tracks: int, quick: bool, min_seconds: float = 60.0,
     return db, cache, sum(r.duration_seconds for r in chosen)
 
 
-def wait_idle(api, *, timeout: float = 300.0) -> None:
-    """Until no embedding run is queued or running (the change sensor's first run, a previous POST)."""
+def wait_idle(instance, *, timeout: float = 300.0) -> None:
+    """Until no run is queued or running (the change sensor's first run, a previous POST, the sonic
+    mixes run that follows each embedding run)."""
+    import dagster as dg
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = api.get("/batch/progress").json()
-        if answer["status"] in DONE + ("no_job",) and answer.get("dagster_status") not in ("QUEUED", "STARTING"):
+        if not instance.get_runs(filters=dg.RunsFilter(statuses=[s for s in dg.DagsterRunStatus if not s in (
+                dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]), limit=1):
             return
         time.sleep(0.5)
     raise SystemExit(f"the stack did not become idle within {timeout:.0f} s")
@@ -94,9 +97,13 @@ def wait_idle(api, *, timeout: float = 300.0) -> None:
 
 def one_run(api, instance, *, poll: float, timeout: float = 300.0) -> Timeline:
     """POST, poll until done, then read the run's events."""
-    posted = time.time()
-    response = api.post("/batch/start", json={"models": ["dsp"], "force": True})
-    answered = time.time()
+    while True:
+        posted = time.time()
+        response = api.post("/batch/start", json={"models": ["dsp"], "force": True})
+        answered = time.time()
+        if response.status_code != 409:  # 409: a run the sensor requested meanwhile; wait for it
+            break
+        wait_idle(instance)
     if response.status_code != 200:
         raise SystemExit(f"/batch/start answered {response.status_code}: {response.text}")
     run_id = response.json()["run_id"]
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=150.0, help="longest recording to use")
     parser.add_argument("--json", type=Path)
     args, _ = parser.parse_known_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the stack is stopped on the way out
     import httpx
 
     from navembed_api.settings import ApiSettings
@@ -182,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                                                     headers={"Authorization": f"Bearer {TOKEN}"}) as api:
             print(f"stack up in {time.perf_counter() - started:.1f} s; waiting for the change sensor's first run",
                   flush=True)
-            wait_idle(api)
             instance = open_instance(settings.dagster_home)
+            time.sleep(3.0)  # the daemon's first sensor tick
             timelines = []
             for number in range(args.runs):
-                wait_idle(api)
+                wait_idle(instance)
                 time.sleep(1.0)  # let the previous run's processes exit
                 timeline = one_run(api, instance, poll=args.poll)
                 print(f"run {number + 1}: {timeline.status} in {timeline.marks['progress completed']:.2f} s "

@@ -15,6 +15,7 @@ before its first step. A run the warm path cannot start (another machine's code,
 through the code server as Dagster does.
 """
 
+import os
 import socket
 import sys
 import threading
@@ -92,7 +93,13 @@ class LocalRunLauncher(DefaultRunLauncher):
 def _local_code(run: DagsterRun) -> bool:
     """Whether the run's code can be loaded by this machine's interpreter (a forked worker runs it here)."""
     origin = run.job_code_origin
-    return origin is not None and origin.repository_origin.executable_path == sys.executable
+    return origin is not None and same_environment(origin.repository_origin.executable_path, sys.executable)
+
+
+def same_environment(python: str, other: str) -> bool:
+    """Whether two interpreter paths are in the same bin folder (a venv reached through a symlink is the
+    same venv; the interpreters themselves are often links to one base Python, shared by every venv)."""
+    return os.path.realpath(os.path.dirname(python)) == os.path.realpath(os.path.dirname(other))
 
 
 def _in_daemon() -> bool:

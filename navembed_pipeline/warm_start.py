@@ -26,12 +26,13 @@ LOGGER = logging.getLogger("navembed.warm_start")
 # Imported once in the fork server, inherited by every run worker (what a run worker imports that is
 # not navembed's own code; the heaviest first).
 PRELOAD = ("torch", "dagster", "dagster._cli.api", "pandas", "pymilvus", "numpy", "av", "sqlalchemy", "httpx")
-SERVER_ENV = "NAVEMBED_RUN_WORKER_SERVER"  # "0" switches warm starts off (every run worker spawned by Dagster)
 
 
 def enabled() -> bool:
-    """Warm starts need ``fork`` (POSIX) and are on unless ``NAVEMBED_RUN_WORKER_SERVER=0``."""
-    return os.environ.get(SERVER_ENV, "1") != "0" and "forkserver" in multiprocessing.get_all_start_methods()
+    """Warm starts need ``fork`` (POSIX) and are on unless the ``run_worker_server`` setting is off."""
+    from navembed_pipeline.lib.settings import Settings
+
+    return Settings().run_worker_server and "forkserver" in multiprocessing.get_all_start_methods()
 
 
 class WarmStarter:

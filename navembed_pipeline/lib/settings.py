@@ -71,6 +71,8 @@ class Settings(BaseSettings):
                        "(for boxes shared with the music server).")
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "
                                          "library against the store.")
+    run_worker_server: bool = Field(True, description="Fork each Dagster run worker from a warm process the daemon "
+                                    "keeps (Dagster, torch imported) instead of a freshly spawned interpreter.")
     deletion_grace_hours: float = Field(72.0, ge=0.0, description="How long the vectors of a track whose file "
                                         "Navidrome flags missing are kept (a NAS or disk may be offline); a track "
                                         "whose row is gone from Navidrome is deleted at once.")

@@ -13,7 +13,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.launcher import LaunchRunContext, WorkerStatus
 
 from navembed_pipeline import warm_start
-from navembed_pipeline.run_launcher import FORKED, WORKER_TAG, LocalRunLauncher, worker_started
+from navembed_pipeline.run_launcher import FORKED, WORKER_TAG, LocalRunLauncher, same_environment, worker_started
 from tests.pipeline import warm_jobs
 from tests.pipeline.helpers import navembed_instance
 
@@ -84,9 +84,18 @@ def test_a_killed_forked_worker_is_reported_failed(instance: dg.DagsterInstance)
 
 
 def test_warm_starts_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(warm_start.SERVER_ENV, "0")
+    monkeypatch.setenv("NAVEMBED_RUN_WORKER_SERVER", "false")
     assert not warm_start.enabled()
     assert LocalRunLauncher()._warm is None  # noqa: SLF001 - then every run goes through the code server
+
+
+def test_a_venv_reached_through_a_symlink_is_the_same_environment(tmp_path) -> None:
+    venv, other = tmp_path / "venv", tmp_path / "other"
+    for root in (venv, other):
+        (root / "bin").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(venv)
+    assert same_environment(str(tmp_path / "link" / "bin" / "python"), str(venv / "bin" / "python3"))
+    assert not same_environment(str(other / "bin" / "python"), str(venv / "bin" / "python"))
 
 
 def test_the_run_events_come_from_dagster(instance: dg.DagsterInstance) -> None:
