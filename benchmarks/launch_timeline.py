@@ -1,8 +1,8 @@
 """The fixed cost of one run, stage by stage: from ``POST /batch/start`` until ``/batch/progress`` says completed.
 
 Starts the real stack (``navembed up``'s: Milvus Lite, dagster-webserver, dagster-daemon, the API) on a
-small library of real recordings (``benchmarks/recordings.py``; ``--quick``: generated audio), lets the
-change sensor's first run embed it, then POSTs ``/batch/start`` (dsp, ``force``: the same work each time)
+small library of real recordings (``benchmarks/recordings.py``; ``--quick``: generated audio), does one
+uncounted warm-up run, then POSTs ``/batch/start`` (dsp, ``force``: the same work each time)
 ``--runs`` times, polling ``/batch/progress`` every ``--poll`` s until it says completed. For each run it
 prints the timeline read from the run's own Dagster events (each stamped by the process that logged it):
 
@@ -12,7 +12,8 @@ prints the timeline read from the run's own Dagster events (each stamped by the 
 Times are seconds after the POST was sent. The step's own work (engine planned → engine done) is what
 the library costs; everything else is the fixed cost per run this benchmark is about.
 
-usage: python -m benchmarks.launch_timeline [--tracks 10] [--runs 3] [--quick] [--poll 0.1] [--json PATH]
+usage: python -m benchmarks.launch_timeline [--tracks 10] [--runs 3] [--warmup 1] [--quick] [--poll 0.1]
+       [--min-seconds 60] [--max-seconds 150] [--json PATH]
 """
 
 import argparse
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracks", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="generated audio (20 s per track), no recordings")
+    parser.add_argument("--warmup", type=int, default=1, choices=(0, 1),
+                        help="first do one uncounted run (the daemon's start-up delays the first launch)")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between /batch/progress polls")
     parser.add_argument("--min-seconds", type=float, default=60.0, help="shortest recording to use")
     parser.add_argument("--max-seconds", type=float, default=150.0, help="longest recording to use")
@@ -192,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             instance = open_instance(settings.dagster_home)
             time.sleep(3.0)  # the daemon's first sensor tick
+            if args.warmup:  # the first run after start also waits for the daemon's own start-up: not counted
+                wait_idle(instance)
+                first = one_run(api, instance, poll=args.poll)
+                print(f"warm-up run (first after the stack started, not counted): {first.status} in "
+                      f"{first.marks['progress completed']:.2f} s; launched {first.marks.get('launching', 0):.2f} s "
+                      "after the POST", flush=True)
             timelines = []
             for number in range(args.runs):
                 wait_idle(instance)

@@ -25,7 +25,12 @@ from typing import Any
 LOGGER = logging.getLogger("navembed.warm_start")
 # Imported once in the fork server, inherited by every run worker (what a run worker imports that is
 # not navembed's own code; the heaviest first).
-PRELOAD = ("torch", "dagster", "dagster._cli.api", "pandas", "pymilvus", "numpy", "av", "sqlalchemy", "httpx")
+PRELOAD = ("torch", "dagster", "dagster._cli.api", "dagster._core.execution.api", "pandas", "pymilvus", "numpy",
+           "av", "httpx", "pydantic_settings", "mutagen", "sqlalchemy", "alembic", "structlog", "fsspec", "upath",
+           "pygments", "rich", "mako", "watchdog.observers", "dagster._core.instance.factory",
+           "dagster._core.storage.root", "dagster._core.storage.sqlite_storage", "dagster._core.storage.legacy_storage",
+           "dagster._core.storage.runs.sqlite", "dagster._core.storage.event_log.sqlite",
+           "dagster._core.storage.schedules.sqlite")
 
 
 def enabled() -> bool:
@@ -39,7 +44,7 @@ class WarmStarter:
     """One fork server per process, started on first use (or ``prestart``), forking run workers."""
 
     def __init__(self, preload: tuple[str, ...] = PRELOAD) -> None:
-        self._preload = [name for name in preload if importlib.util.find_spec(name) is not None]
+        self._preload = [name for name in preload if _findable(name)]
         self._lock = threading.Lock()
         self._context: BaseContext | None = None
         self._workers: list[Any] = []
@@ -74,6 +79,13 @@ class WarmStarter:
                 forkserver.ensure_running()
                 self._context = ctx
             return self._context
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a parent package that is not installed
+        return False
 
 
 def _running(process: Any) -> bool:
