@@ -6,7 +6,7 @@ uncounted warm-up run, then POSTs ``/batch/start`` (dsp, ``force``: the same wor
 ``--runs`` times, polling ``/batch/progress`` every ``--poll`` s until it says completed. For each run it
 prints the timeline read from the run's own Dagster events (each stamped by the process that logged it):
 
-  POST answered · queued · dequeued (daemon) · launching · run worker started (its process) · run start ·
+  POST answered · queued · launching (the daemon dequeued it) · run worker started (its process) · run start ·
   step start · engine planned · engine done · step end · run success · /batch/progress completed
 
 Times are seconds after the POST was sent. The step's own work (engine planned → engine done) is what
