@@ -34,10 +34,18 @@ PRELOAD = ("torch", "dagster", "dagster._cli.api", "dagster._core.execution.api"
 
 
 def enabled() -> bool:
-    """Warm starts need ``fork`` (POSIX) and are on unless the ``run_worker_server`` setting is off."""
+    """Warm starts need ``fork`` (POSIX) and are on unless the ``run_worker_server`` setting is off (or the
+    settings do not read: then Dagster's own launch, whose run reports what is wrong with them)."""
+    from pydantic import ValidationError
+
     from navembed_pipeline.lib.settings import Settings
 
-    return Settings().run_worker_server and "forkserver" in multiprocessing.get_all_start_methods()
+    try:
+        wanted = Settings().run_worker_server
+    except ValidationError:
+        LOGGER.warning("navembed's settings do not validate; run workers are spawned by Dagster", exc_info=True)
+        return False
+    return wanted and "forkserver" in multiprocessing.get_all_start_methods()
 
 
 class WarmStarter:

@@ -89,6 +89,11 @@ def test_warm_starts_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> Non
     assert LocalRunLauncher()._warm is None  # noqa: SLF001 - then every run goes through the code server
 
 
+def test_settings_that_do_not_validate_leave_the_launch_to_dagster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAVEMBED_SENSOR_INTERVAL_SECONDS", "often")
+    assert not warm_start.enabled()
+
+
 def test_a_venv_reached_through_a_symlink_is_the_same_environment(tmp_path) -> None:
     venv, other = tmp_path / "venv", tmp_path / "other"
     for root in (venv, other):
