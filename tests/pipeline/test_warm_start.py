@@ -61,6 +61,15 @@ def test_a_run_executes_in_a_forked_worker_and_succeeds(instance: dg.DagsterInst
     assert logged == [f"worker pid {pid}"]  # the op ran in the worker whose pid run monitoring checks
 
 
+def test_a_forked_worker_starts_worker_processes_of_its_own(instance: dg.DagsterInstance) -> None:
+    run = launch(instance, warm_jobs.pool_job)
+    final = wait_for(instance, run.run_id, ended)
+    assert final.status == dg.DagsterRunStatus.SUCCESS
+    line = next(e.user_message for e in instance.all_logs(run.run_id) if "worker processes" in (e.user_message or ""))
+    pid, _ = worker_started(instance, run.run_id)
+    assert line.endswith(f"of run worker {pid}") and str(pid) not in line.split(" of ")[0]
+
+
 def test_a_cancelled_forked_run_ends_cancelled(instance: dg.DagsterInstance) -> None:
     run = launch(instance, warm_jobs.long_job)
     wait_for(instance, run.run_id, lambda r: any(

@@ -29,3 +29,18 @@ def wait_long(context: dg.OpExecutionContext) -> None:
 @dg.job(executor_def=dg.in_process_executor)  # as navembed's embedding jobs: the step runs in the run worker
 def long_job() -> None:
     wait_long()
+
+
+@dg.op
+def use_worker_processes(context: dg.OpExecutionContext) -> None:
+    """Run a call in a decode-style worker process (``lib/engine/pool.py``) from the forked run worker."""
+    from navembed_pipeline.lib.engine.pool import WorkerPool
+
+    with WorkerPool(2, name="warm-test") as pool:
+        pids = {pool.submit(os.getpid).result(timeout=120) for _ in range(4)}
+    context.log.info(f"worker processes {sorted(pids)} of run worker {os.getpid()}")
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def pool_job() -> None:
+    use_worker_processes()
