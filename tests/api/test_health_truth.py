@@ -37,8 +37,28 @@ def test_a_full_disk_is_degraded_with_the_free_space(tmp_path: Path, milvus_uri:
                             health_min_free_mb=1 << 40)  # more than any disk here has free: "full"
     with running_app(settings) as client:
         body = client.get("/health").json()
+        refused = client.post("/batch/start", json={"models": ["dsp"]}, headers=ADMIN)
     assert body["status"] == "degraded" and not body["disk"]["ok"]
     assert any("nearly) full" in reason for reason in body["reasons"]), body["reasons"]
+    assert refused.status_code == 503, refused.text  # /batch/start refuses the run, with the reason
+    assert "nearly) full" in refused.json()["message"] and "no run was started" in refused.json()["message"]
+
+
+def test_batch_start_can_confirm_refused_deletions(tmp_path: Path, milvus_uri: str) -> None:
+    """The way to undo a refused mass deletion from the API: ``confirmDeletions`` reaches every op's config."""
+    from navembed_api.batch import BatchControl
+    from tests.api.test_dagster_client_mock_transport import REPOS, RUN_A, FakeWebserver, data, runs
+
+    web = FakeWebserver({"Runs": runs(), "Repositories": REPOS, "LaunchRun": data(
+        launchRun={"__typename": "LaunchRunSuccess", "run": {"runId": RUN_A, "status": "QUEUED"}})})
+    with running_app(api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path))) as client:
+        client.app.state.services.batch = BatchControl(web.client())
+        plain = client.post("/batch/start", json={"models": ["dsp"]}, headers=ADMIN)
+        confirmed = client.post("/batch/start", json={"models": ["dsp"], "confirmDeletions": True}, headers=ADMIN)
+    assert plain.status_code == confirmed.status_code == 200, (plain.text, confirmed.text)
+    first, second = (sent["executionParams"]["runConfigData"]["ops"] for sent in web.sent("LaunchRun"))
+    assert all("confirm_deletions" not in op["config"] for op in first.values())
+    assert second and all(op["config"]["confirm_deletions"] is True for op in second.values())
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "locked"])

@@ -10,6 +10,7 @@ import dagster as dg
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.checks import DELETIONS_CHECK, VECTORS_CHECK
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.runs import embed_run_config
 from navembed_pipeline.partitions import range_tags
@@ -26,7 +27,8 @@ BACK = datetime(2026, 3, 1, tzinfo=UTC)  # when Navidrome's scan sees the files 
 def resources(library, uri: str, data: Path, **store: float) -> dict:
     """The pipeline's resources with the data dir ``data`` (failure log, missing-tracks log)."""
     return {"navidrome": NavidromeResource(db_path=str(library.db_path)),
-            "vector_store": VectorStoreResource(uri=uri, failures_db=str(data / "failures.sqlite"), **store),
+            "vector_store": VectorStoreResource(uri=uri, failures_db=str(data / "failures.sqlite"),
+                                                fingerprints_db=str(data / "fingerprints.sqlite"), **store),
             "models": ModelsResource(device="cpu", decode_workers=1)}
 
 
@@ -68,8 +70,11 @@ def test_nas_offline_keeps_every_vector_and_its_return_embeds_nothing(sample_lib
         mark_missing(sample_library.db_path, track_id)
     assert NavidromeLibrary(sample_library.db_path).count() == 0
 
+    printed = FingerprintStore(data / "fingerprints.sqlite").versions(stored)
+    assert set(printed) == stored  # every readable track fingerprinted by the first run
     offline = run(sample_library, milvus_uri, data, instance)
     assert totals(offline) == {"embedded": 0, "deleted": 0}
+    assert FingerprintStore(data / "fingerprints.sqlite").versions(stored) == printed  # fingerprints kept too
     assert vector_store.count("dsp") == rows and vector_store.all_track_ids("dsp") == stored
     check = deletions_check(offline)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
@@ -117,9 +122,12 @@ def test_a_row_gone_from_navidrome_is_deleted_and_a_missing_file_only_after_its_
     within = run(sample_library, milvus_uri, data, instance)
     assert totals(within)["deleted"] == 1 and deletions_check(within).passed
     assert vector_store.stored("dsp", [removed]) == {} and missing in vector_store.stored("dsp", [missing])
+    prints = FingerprintStore(data / "fingerprints.sqlite")
+    assert set(prints.versions([removed, missing])) == {missing}  # fingerprints follow the same rule
     # The same file, still missing, once the grace period is over (here: a grace period of ~0.4 ms).
     past = run(sample_library, milvus_uri, data, instance, deletion_grace_hours=1e-7)
     assert totals(past)["deleted"] == 1 and vector_store.stored("dsp", [missing]) == {}
+    assert prints.versions([missing]) == {}
     assert deletions_check(past).passed
 
 
