@@ -32,11 +32,17 @@ CUE_REASON = "embedded CUE sheet that cannot be read"
 DISK_ERROR = "disk I/O error (the test's fault)"
 
 
-def run(library, uri: str, data: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def run(library, uri: str, data: Path, instance: dg.DagsterInstance, *,
+        check_only: bool = False) -> dg.ExecuteInProcessResult:
+    """An embedding run of dsp over every bucket (``check_only``: its tracks check alone, nothing embedded)."""
     resources = {"navidrome": NavidromeResource(db_path=str(library.db_path)),
                  "vector_store": VectorStoreResource(uri=uri, failures_db=str(data / "failures.sqlite"),
                                                      fingerprints_db=str(data / "fingerprints.sqlite")),
                  "models": ModelsResource(device="cpu", decode_workers=1)}
+    if check_only:
+        return dg.materialize([library_tracks, *embedding_assets], instance=instance, resources=resources,
+                              selection=dg.AssetSelection.checks(dg.AssetCheckKey(DSP, TRACKS_CHECK)),
+                              tags=range_tags("00", "ff"))
     return dg.materialize([library_tracks, *embedding_assets], instance=instance, selection=[DSP],
                           resources=resources, tags=range_tags("00", "ff"), run_config=embed_run_config(["dsp"]))
 
@@ -83,7 +89,7 @@ def test_cue_and_fingerprint_failures_show_in_the_log_the_check_and_batch_progre
     from navembed_api.batch import BatchControl
     from tests.api.test_dagster_client_mock_transport import RUN_B, FakeWebserver, raw_run, runs
 
-    web = FakeWebserver({"Runs": runs(raw_run(RUN_B, "SUCCESS", job="__ASSET_JOB", assets=("dsp_embeddings",)))})
+    web = FakeWebserver({"Runs": runs(raw_run(RUN_B, "SUCCESS", job="__ASSET_JOB", assets=("library_tracks",)))})
     with running_app(api_settings(tmp_path, milvus_uri=milvus_uri, data_dir=data)) as client:
         client.app.state.services.batch = BatchControl(web.client())
         body = client.get("/batch/progress", headers=ADMIN).json()
@@ -93,10 +99,13 @@ def test_cue_and_fingerprint_failures_show_in_the_log_the_check_and_batch_progre
     assert failed[FINGERPRINT_FAILURES]["count"] == 1
     assert DISK_ERROR in failed[FINGERPRINT_FAILURES]["latest"][0]["error"]
 
-    # Fixed: the next run stores the fingerprint and the check passes again for that bucket.
+    # Fixed: the next run stores the fingerprint (its backfill of tracks without one), the record goes and
+    # the check passes again for that bucket.
     monkeypatch.setattr(FingerprintStore, "put", real_put)
-    again = run(sample_library, milvus_uri, data, instance)
+    run(sample_library, milvus_uri, data, instance)
     assert log.failed(FINGERPRINT_FAILURES) == {}
-    rerun = {e.partition: e for e in again.get_asset_check_evaluations()
+    assert unprinted in FingerprintStore(data / "fingerprints.sqlite").versions([unprinted])
+    rerun = {e.partition: e for e in run(sample_library, milvus_uri, data, instance,
+                                         check_only=True).get_asset_check_evaluations()
              if e.asset_key == DSP and e.check_name == TRACKS_CHECK}
     assert rerun[bucket_of(unprinted)].passed
