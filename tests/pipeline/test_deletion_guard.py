@@ -136,3 +136,21 @@ def _rows(db_path: Path) -> list[tuple[str]]:
 
     with sqlite3.connect(db_path) as conn:
         return conn.execute("SELECT id FROM media_file").fetchall()
+
+
+def test_every_file_of_one_library_folder_missing_deletes_nothing_even_past_the_grace_period(
+        sample_library, vector_store, milvus_uri, instance, tmp_path) -> None:
+    """One of two library folders unmounted (its only track here: a deletion far below the allowed share),
+    seen missing longer than the grace period: nothing is deleted, the check fails with the folder's name."""
+    data = tmp_path / "data"
+    run(sample_library, milvus_uri, data, instance)
+    stored = vector_store.all_track_ids("dsp")
+    field = [t.id for t in NavidromeLibrary(sample_library.db_path).tracks() if t.library_id == 2]
+    assert field and set(field) <= stored
+    for track_id in field:
+        mark_missing(sample_library.db_path, track_id)
+    past = run(sample_library, milvus_uri, data, instance, deletion_grace_hours=1e-7)
+    assert totals(past)["deleted"] == 0 and vector_store.all_track_ids("dsp") == stored
+    check = deletions_check(past)
+    assert not check.passed and "every file of library folder(s) 'Field Recordings'" in check.description
+    assert set(FingerprintStore(data / "fingerprints.sqlite").versions(field)) == set(field)
