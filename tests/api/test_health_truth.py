@@ -132,3 +132,22 @@ def test_batch_progress_carries_the_refused_deletions(tmp_path: Path, milvus_uri
     (refusal,) = body["deletion_guard"]["refused"]
     assert refusal == {"model": "dsp", "reason": "every file of library folder(s) 'NAS' is missing",
                        "would_delete": 1200, "refused_at": 1.0}
+
+
+def test_damaged_model_weights_are_named_on_models_and_refuse_a_run(tmp_path: Path, milvus_uri: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weights cache that is there but cannot be read: ``/models`` says so (never "not present") and
+    ``/batch/start`` refuses the model's run with the folder and the way out."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    for repo in ("OpenMuQ/MuQ-MuLan-large", "OpenMuQ/MuQ-large-msd-iter", "FacebookAI/xlm-roberta-base"):
+        (cache / f"models--{repo.replace('/', '--')}" / "refs" / "main").mkdir(parents=True)  # a ref that is a folder
+    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path), models="dsp,muq")
+    with running_app(settings) as client:
+        muq = next(m for m in client.get("/models").json() if m["name"] == "muq")
+        refused = client.post("/batch/start", json={"models": ["muq"]}, headers=ADMIN)
+    assert muq["weights_present"] is True and "download again" in muq["weights_error"]
+    assert refused.status_code == 422 and "download again" in refused.json()["message"], refused.text
+    assert "not on this machine" not in refused.json()["message"]
