@@ -33,10 +33,10 @@ def resources(library, uri: str, data: Path, **store: float) -> dict:
 
 
 def run(library, uri: str, data: Path, instance: dg.DagsterInstance, first: str = "00", last: str = "ff",
-        **store: float) -> dg.ExecuteInProcessResult:
+        confirm_deletions: bool = False, **store: float) -> dg.ExecuteInProcessResult:
     return dg.materialize([library_tracks, *embedding_assets], instance=instance, selection=[DSP],
                           resources=resources(library, uri, data, **store), tags=range_tags(first, last),
-                          run_config=embed_run_config(["dsp"]))
+                          run_config=embed_run_config(["dsp"], confirm_deletions=confirm_deletions))
 
 
 def sensor_tick(library, uri: str, data: Path, instance: dg.DagsterInstance) -> dg.SensorResult:
@@ -154,3 +154,23 @@ def test_every_file_of_one_library_folder_missing_deletes_nothing_even_past_the_
     check = deletions_check(past)
     assert not check.passed and "every file of library folder(s) 'Field Recordings'" in check.description
     assert set(FingerprintStore(data / "fingerprints.sqlite").versions(field)) == set(field)
+
+
+def test_a_mass_deletion_is_refused_until_a_run_confirms_it(sample_library, vector_store, milvus_uri, instance,
+                                                            tmp_path) -> None:
+    """Six of eleven rows purged at once (more than 10 %): nothing goes and the check fails; a run with
+    ``confirm_deletions`` (the Launchpad's op config, or ``confirmDeletions`` on /batch/start) deletes them."""
+    data = tmp_path / "data"
+    run(sample_library, milvus_uri, data, instance)
+    stored = vector_store.all_track_ids("dsp")
+    purged = sorted(stored)[:6]
+    for track_id in purged:
+        delete_track(sample_library.db_path, track_id)
+    refused = run(sample_library, milvus_uri, data, instance)
+    assert totals(refused)["deleted"] == 0 and vector_store.all_track_ids("dsp") == stored
+    check = deletions_check(refused)
+    assert not check.passed and "6 of 11 stored tracks would be deleted at once" in check.description
+    confirmed = run(sample_library, milvus_uri, data, instance, confirm_deletions=True)
+    assert totals(confirmed)["deleted"] == 6 and deletions_check(confirmed).passed
+    assert vector_store.all_track_ids("dsp") == stored - set(purged)
+    assert FingerprintStore(data / "fingerprints.sqlite").versions(purged) == {}
