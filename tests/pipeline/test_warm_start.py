@@ -119,3 +119,11 @@ def test_the_run_events_come_from_dagster(instance: dg.DagsterInstance) -> None:
     for expected in (DagsterEventType.RUN_START, DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
                      DagsterEventType.RUN_SUCCESS):
         assert expected in kinds
+
+
+def test_the_queue_is_looked_at_every_second_and_keeps_its_lane_limit(instance: dg.DagsterInstance) -> None:
+    assert instance.run_coordinator.dequeue_interval_seconds == 1
+    queue = instance.get_concurrency_config().run_queue_config  # what the daemon's run queue applies
+    assert queue.max_concurrent_runs == 4
+    limits = queue.tag_concurrency_limits
+    assert {"key": "navembed/lane", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
