@@ -55,11 +55,16 @@ class LocalRunLauncher(DefaultRunLauncher):
         run = context.dagster_run
         self._instance.add_run_tags(run.run_id, {HOST_TAG: socket.gethostname()})
         if self._warm is not None and _local_code(run):
-            self._instance.add_run_tags(run.run_id, {WORKER_TAG: FORKED})
             self._instance.report_engine_event("Launching a run worker forked from navembed's warm process",
                                                run, cls=self.__class__)
-            self._warm.start(run.run_id, serialize_value(self._instance.get_ref()))
-            return
+            try:
+                self._warm.start(run.run_id, serialize_value(self._instance.get_ref()))
+            except (OSError, EOFError) as exc:  # the fork server is gone or cannot fork: Dagster's own way
+                self._instance.report_engine_event(f"The warm process could not fork a run worker ({exc}); "
+                                                   "launching through the code server", run, cls=self.__class__)
+            else:
+                self._instance.add_run_tags(run.run_id, {WORKER_TAG: FORKED})
+                return
         super().launch_run(context)
 
     def terminate(self, run_id: str) -> bool:
