@@ -63,7 +63,7 @@ def library(root: Path, *, tracks: int, quick: bool, min_seconds: float = 60.0,
         from tests.pipeline.helpers import write_bulk_library
 
         bulk = write_bulk_library(root, tracks=tracks, seconds=20.0)
-        return bulk.db_path, bulk.db_path.parent, tracks * 20.0
+        return bulk.db_path, bulk.root, tracks * 20.0
     from benchmarks.recordings import DEFAULT_CACHE, real_recordings
 
     cache = Path(os.environ.get("NAVEMBED_RECORDINGS_DIR", DEFAULT_CACHE))
