@@ -12,8 +12,11 @@ prints the timeline read from the run's own Dagster events (each stamped by the 
 Times are seconds after the POST was sent. The step's own work (engine planned → engine done) is what
 the library costs; everything else is the fixed cost per run this benchmark is about.
 
-usage: python -m benchmarks.launch_timeline [--tracks 10] [--runs 3] [--warmup 1] [--quick] [--poll 0.1]
-       [--min-seconds 60] [--max-seconds 150] [--json PATH]
+usage: python -m benchmarks.launch_timeline [--compare] [--tracks 10] [--runs 3] [--warmup 1] [--quick]
+       [--poll 0.1] [--min-seconds 60] [--max-seconds 150] [--json PATH]
+
+``--compare`` first measures a stack with Dagster's defaults (run workers spawned by the code server,
+the queue looked at every 5 s), then navembed's, and prints both tables and the ratio.
 """
 
 import argparse
@@ -144,7 +147,7 @@ def event_marks(instance, run_id: str, origin: float) -> dict[str, float]:
 def print_table(timelines: list[Timeline], *, tracks: int, audio_s: float) -> None:
     width = max(len(label) for label, _ in MARKS)
     header = " ".join(f"{'run ' + str(i + 1):>8}" for i in range(len(timelines)))
-    print(f"\nTimeline of POST /batch/start → /batch/progress completed, dsp, {tracks} tracks "
+    print(f"Timeline of POST /batch/start → /batch/progress completed, dsp, {tracks} tracks "
           f"({audio_s / 60:.1f} audio-min), {os.cpu_count()} cores (seconds after the POST)")
     print(f"{'mark':<{width}} {header} {'median':>8} {'stage':>8}")
     previous = 0.0
@@ -162,11 +165,64 @@ def print_table(timelines: list[Timeline], *, tracks: int, audio_s: float) -> No
           f"total, median: {statistics.median(t.marks['progress completed'] for t in timelines):.2f} s")
 
 
+VARIANTS = {  # name -> (what it is, run workers forked from the warm process, dequeue every second)
+    "dagster": ("Dagster's defaults: run workers spawned by the code server, queue looked at every 5 s", False),
+    "navembed": ("navembed: run workers forked from the warm process, queue looked at every 1 s", True),
+}
+
+
+def measure(args: argparse.Namespace, variant: str, root: Path) -> tuple[list[Timeline], float]:
+    """Start a stack configured as ``variant``, do the runs, stop it; (timelines, seconds of audio)."""
+    import httpx
+
+    from navembed_api.settings import ApiSettings
+    from navembed_pipeline.instance import instance_yaml, open_instance
+    from navembed_pipeline.stack import Stack, free_port
+
+    db, music, audio_s = library(root / "lib", tracks=args.tracks, quick=args.quick,
+                                 min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+    warm = VARIANTS[variant][1]
+    settings = ApiSettings(data_dir=root / "data", navidrome_db=db, music_root=music, models="dsp",
+                           admin_token=TOKEN, socket_path=None, api_port=free_port(), dagster_port=free_port(),
+                           sensor_interval_seconds=3600, upload_dir=root / "uploads", run_worker_server=warm)
+    if not warm:  # Dagster's default dequeue interval: navembed's dagster.yaml without its run_coordinator block
+        text = instance_yaml(postgres=False)
+        block = text[text.index("run_coordinator:"):text.index("dequeue_interval_seconds: 1\n")]
+        settings.dagster_home.mkdir(parents=True, exist_ok=True)
+        (settings.dagster_home / "dagster.yaml").write_text(text.replace(block + "dequeue_interval_seconds: 1\n", ""))
+    print(f"\n== {VARIANTS[variant][0]}", flush=True)
+    started = time.perf_counter()
+    with Stack(settings) as stack, httpx.Client(base_url=stack.urls.api, timeout=60,
+                                                headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        print(f"stack up in {time.perf_counter() - started:.1f} s", flush=True)
+        instance = open_instance(settings.dagster_home)
+        time.sleep(3.0)  # the daemon's first sensor tick
+        if args.warmup:  # the first run after start also waits for the daemon's own start-up: not counted
+            wait_idle(instance)
+            first = one_run(api, instance, poll=args.poll)
+            print(f"warm-up run (first after the stack started, not counted): {first.status} in "
+                  f"{first.marks['progress completed']:.2f} s; launched {first.marks.get('launching', 0):.2f} s "
+                  "after the POST", flush=True)
+        timelines = []
+        for number in range(args.runs):
+            wait_idle(instance)
+            time.sleep(1.0)  # let the previous run's processes exit
+            timeline = one_run(api, instance, poll=args.poll)
+            print(f"run {number + 1}: {timeline.status} in {timeline.marks['progress completed']:.2f} s "
+                  f"({timeline.polls} polls; run {timeline.run_id})", flush=True)
+            timelines.append(timeline)
+        instance.dispose()
+    return timelines, audio_s
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tracks", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="generated audio (20 s per track), no recordings")
+    parser.add_argument("--compare", action="store_true",
+                        help="first the same runs on a stack with Dagster's defaults (spawned run workers, 5 s "
+                             "dequeue interval), then navembed's: before and after in one command")
     parser.add_argument("--warmup", type=int, default=1, choices=(0, 1),
                         help="first do one uncounted run (the daemon's start-up delays the first launch)")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between /batch/progress polls")
@@ -175,47 +231,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args, _ = parser.parse_known_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the stack is stopped on the way out
-    import httpx
-
-    from navembed_api.settings import ApiSettings
-    from navembed_pipeline.instance import open_instance
-    from navembed_pipeline.stack import Stack, free_port
-
-    with tempfile.TemporaryDirectory(prefix="navembed-bench-launch-") as tmp:
-        root = Path(tmp)
-        db, music, audio_s = library(root / "lib", tracks=args.tracks, quick=args.quick,
-                                     min_seconds=args.min_seconds, max_seconds=args.max_seconds)
-        settings = ApiSettings(data_dir=root / "data", navidrome_db=db, music_root=music, models="dsp",
-                               admin_token=TOKEN, socket_path=None, api_port=free_port(), dagster_port=free_port(),
-                               sensor_interval_seconds=3600, upload_dir=root / "uploads")
-        started = time.perf_counter()
-        with Stack(settings) as stack, httpx.Client(base_url=stack.urls.api, timeout=60,
-                                                    headers={"Authorization": f"Bearer {TOKEN}"}) as api:
-            print(f"stack up in {time.perf_counter() - started:.1f} s; waiting for the change sensor's first run",
-                  flush=True)
-            instance = open_instance(settings.dagster_home)
-            time.sleep(3.0)  # the daemon's first sensor tick
-            if args.warmup:  # the first run after start also waits for the daemon's own start-up: not counted
-                wait_idle(instance)
-                first = one_run(api, instance, poll=args.poll)
-                print(f"warm-up run (first after the stack started, not counted): {first.status} in "
-                      f"{first.marks['progress completed']:.2f} s; launched {first.marks.get('launching', 0):.2f} s "
-                      "after the POST", flush=True)
-            timelines = []
-            for number in range(args.runs):
-                wait_idle(instance)
-                time.sleep(1.0)  # let the previous run's processes exit
-                timeline = one_run(api, instance, poll=args.poll)
-                print(f"run {number + 1}: {timeline.status} in {timeline.marks['progress completed']:.2f} s "
-                      f"({timeline.polls} polls; run {timeline.run_id})", flush=True)
-                timelines.append(timeline)
-            instance.dispose()
-    print_table(timelines, tracks=args.tracks, audio_s=audio_s)
+    results: dict[str, list[Timeline]] = {}
+    for variant in (["dagster"] if args.compare else []) + ["navembed"]:
+        with tempfile.TemporaryDirectory(prefix="navembed-bench-launch-") as tmp:
+            results[variant], audio_s = measure(args, variant, Path(tmp))
+    for variant, timelines in results.items():
+        print(f"\n{VARIANTS[variant][0]}:")
+        print_table(timelines, tracks=args.tracks, audio_s=audio_s)
+    if len(results) == 2:
+        before, after = (statistics.median(t.marks["progress completed"] for t in results[v])
+                         for v in ("dagster", "navembed"))
+        print(f"\nPOST → completed, median: Dagster's defaults {before:.2f} s, navembed {after:.2f} s "
+              f"({before / after:.2f}x faster)")
     print("(on a shared machine these figures are rough: rerun on an idle one)")
     if args.json:
         args.json.write_text(json.dumps({"tracks": args.tracks, "audio_seconds": audio_s, "cores": os.cpu_count(),
-                                         "runs": [t.__dict__ for t in timelines]}, indent=2))
-    return 0 if all(t.status == "completed" for t in timelines) else 1
+                                         "variants": {v: [t.__dict__ for t in ts] for v, ts in results.items()}},
+                                        indent=2))
+    ok = all(t.status == "completed" for ts in results.values() for t in ts)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
