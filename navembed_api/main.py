@@ -51,6 +51,8 @@ def _lifespan(settings: ApiSettings):
         app.state.recommending = recommending
         if recommending is not None:
             app.state.recommender, app.state.sonic = recommending.engine, recommending.sonic
+            if services.uploads is not None:  # one copy of the vectors, one calibration for uploads and playlists
+                services.uploads.finder.vectors = recommending.cache
         try:
             if services.socket is not None:
                 await services.socket.start()
@@ -76,6 +78,7 @@ def open_services(settings: ApiSettings) -> Services:
                                 store=store, renamer=Renamer(timeout=settings.rename_timeout_seconds, api_key=key),
                                 fingerprints=FingerprintStore(settings.fingerprints_db),
                                 tag_names=recommender.tag_vocabulary(settings.model_options))
+        services.uploads = uploads
         services.socket = UploadSocketServer(settings.socket_path, uploads.handle,
                                              max_request_bytes=settings.socket_max_request_bytes,
                                              idle_timeout=settings.socket_idle_timeout_seconds,

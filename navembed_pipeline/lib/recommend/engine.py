@@ -16,6 +16,7 @@ import numpy as np
 
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError, NoVectorsError, UnknownTrackError
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
+from navembed_pipeline.lib.recommend.identity import RecordingIdentity
 from navembed_pipeline.lib.recommend.path import path_stops
 from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
 from navembed_pipeline.lib.recommend.request import Playlist, RecommendedTrack, RecommendRequest, validate
@@ -37,13 +38,15 @@ class Recommender:
     (None: text prompts are refused). ``default_models`` are used, where they have vectors, when
     a request names none. ``text_ready`` says whether ``embed_text`` can run now (MuQ-MuLan's weights
     are here; default: whenever it is given); ``tag_names`` are the stored MusiCNN tags (empty: no
-    tags), read as text when MuLan cannot be, and shown in each track's ``why``.
+    tags), read as text when MuLan cannot be, and shown in each track's ``why``. ``identity`` says which
+    tracks are the same recording (``collapse_duplicates``; default: no fingerprint groups, the measured
+    per-model thresholds).
     """
 
     def __init__(self, vectors: VectorSource, catalog: Catalog, *, embed_text: EmbedText | None = None,
                  default_models: Sequence[str] = DEFAULT_MODELS,
                  text_fields: Mapping[str, str] = TEXT_FIELDS, text_ready: Callable[[], bool] | None = None,
-                 tag_names: Sequence[str] = ()) -> None:
+                 tag_names: Sequence[str] = (), identity: RecordingIdentity | None = None) -> None:
         self.vectors = vectors
         self.catalog = catalog
         self.prompts = PromptVectors(embed_text)
@@ -51,6 +54,7 @@ class Recommender:
         self.default_models = tuple(default_models)
         self.text_fields = dict(text_fields)
         self.tags = TagVocabulary(tag_names) if tag_names else None
+        self.identity = identity or RecordingIdentity()
 
     def recommend(self, request: RecommendRequest) -> Playlist:
         """The playlist for ``request``; raises a RecommendError the caller can show as a 4xx."""
@@ -66,7 +70,8 @@ class Recommender:
         else:
             negatives += [self._text_probes(search, p, texts, "negative_prompt") for p in request.negative_prompts]
         if request.mode == "path":
-            stops, known = path_stops(search, request, catalog=self.catalog, negatives=negatives)
+            stops, known = path_stops(search, request, catalog=self.catalog, negatives=negatives,
+                                      identity=self.identity)
             if len(stops) - 2 < request.path.steps:
                 notes.append(f"{len(stops) - 2} of {request.path.steps} steps found an allowed track nearer to "
                              "the end than the one before; the others are left out")
@@ -235,7 +240,8 @@ class Recommender:
             pool = eligible(order, ids, rules, catalog=self.catalog, blocked=blocked, limit=limit)
             similarity_to = search.similarity_to([ids[i] for i in pool.positions])
             chosen = select(pool, ids, scores.total, rules, similarity_to=similarity_to,
-                            anchors=(*request.seeds, *rules.previous))
+                            anchors=(*request.seeds, *rules.previous),
+                            same_as=search.same_recording([ids[i] for i in pool.positions], self.identity))
             if len(chosen) >= rules.size or pool.exhausted:
                 return chosen, pool
             limit *= 4

@@ -3,8 +3,9 @@
 Static rules (excluded tracks, artists, albums, libraries, duration bounds, tracks no longer in the
 library) filter candidates once. The pick then goes best-first and skips a candidate that would
 break a rule given what is already chosen: more than ``max_per_artist`` by one artist, the same
-artist twice in a row, or a duplicate — a candidate whose sonic similarity to a seed, a recently
-played track or an earlier pick reaches ``duplicate_cosine`` is the same recording again. With
+artist twice in a row, or a duplicate — a candidate that is the same recording as a seed, a recently
+played track or an earlier pick (``same_as``: ``identity.RecordingIdentity``, fingerprint groups first,
+then the per-model calibrated threshold). With
 ``diversity`` > 0 it picks by maximal marginal relevance instead of score alone:
 ``(1 - diversity) * relevance - diversity * similarity to the nearest already chosen``.
 """
@@ -20,6 +21,8 @@ from navembed_pipeline.lib.recommend.request import PlaylistRules
 Catalog = Callable[[Sequence[str]], Mapping[str, Track]]
 # Sonic similarity of every pool candidate to one track (NaN where unknown).
 SimilarityTo = Callable[[str], np.ndarray]
+# Which pool candidates are the same recording as one track (``RecordingIdentity.matcher``).
+SameAs = Callable[[str], np.ndarray]
 LOOKUP_CHUNK = 256
 
 
@@ -70,11 +73,12 @@ def eligible(order: Sequence[int], ids: Sequence[str], rules: PlaylistRules, *, 
 class Arrangement:
     """What is chosen so far and which pool candidates the dynamic rules still allow.
 
-    ``similarity_to`` compares the pool's candidates (in pool order) with one track.
+    ``similarity_to`` compares the pool's candidates (in pool order) with one track; ``same_as`` says
+    which of them are the same recording as one track (None: duplicates are not collapsed).
     """
 
     def __init__(self, pool: Pool, ids: Sequence[str], rules: PlaylistRules, *, similarity_to: SimilarityTo,
-                 anchors: Iterable[str] = (), last_artist: str | None = None) -> None:
+                 anchors: Iterable[str] = (), last_artist: str | None = None, same_as: SameAs | None = None) -> None:
         self.rules = rules
         self.positions = pool.positions
         self._ids = ids
@@ -86,10 +90,11 @@ class Arrangement:
         self._last = last_artist
         self.available = np.ones(len(pool.positions), dtype=bool)
         self.nearest_chosen = np.full(len(pool.positions), -np.inf)
-        self._nearest_anchor = np.full(len(pool.positions), -np.inf)
+        self._same_as = same_as if rules.collapse_duplicates else None
+        self._copies = np.zeros(len(pool.positions), dtype=bool)  # same recording as an anchor or a pick
         self.chosen: list[int] = []
         for anchor in anchors:
-            self._nearest_anchor = self._closer(self._nearest_anchor, anchor)
+            self._mark_copies(anchor)
 
     def allowed(self) -> np.ndarray:
         """Mask of pool candidates that may come next."""
@@ -98,9 +103,7 @@ class Arrangement:
             mask &= self._counts[self._artists] < self.rules.max_per_artist
         if self.rules.no_consecutive_artist and self._last is not None:
             mask &= self._artist_names[self._artists] != self._last
-        if self.rules.collapse_duplicates:
-            mask &= ~(np.fmax(self.nearest_chosen, self._nearest_anchor) >= self.rules.duplicate_cosine)
-        return mask
+        return mask & ~self._copies
 
     def choose(self, slot: int) -> None:
         """Append pool candidate ``slot`` to the playlist."""
@@ -109,8 +112,13 @@ class Arrangement:
         self._last = str(self._artist_names[self._artists[slot]])
         position = int(self.positions[slot])
         self.chosen.append(position)
-        if self.rules.collapse_duplicates or self.rules.diversity > 0:  # the only readers of nearest_chosen
+        if self.rules.diversity > 0:  # the only reader of nearest_chosen
             self.nearest_chosen = self._closer(self.nearest_chosen, self._ids[position])
+        self._mark_copies(self._ids[position])
+
+    def _mark_copies(self, track_id: str) -> None:
+        if self._same_as is not None and len(self.positions):
+            self._copies |= self._same_as(track_id)
 
     def _closer(self, nearest: np.ndarray, track_id: str) -> np.ndarray:
         if not len(self.positions):
@@ -119,9 +127,9 @@ class Arrangement:
 
 
 def select(pool: Pool, ids: Sequence[str], scores: np.ndarray, rules: PlaylistRules, *,
-           similarity_to: SimilarityTo, anchors: Iterable[str] = ()) -> list[int]:
+           similarity_to: SimilarityTo, anchors: Iterable[str] = (), same_as: SameAs | None = None) -> list[int]:
     """Positions of the chosen candidates, in playlist order (at most ``rules.size``)."""
-    arrangement = Arrangement(pool, ids, rules, similarity_to=similarity_to, anchors=anchors)
+    arrangement = Arrangement(pool, ids, rules, similarity_to=similarity_to, anchors=anchors, same_as=same_as)
     relevance = _unit_range(scores[pool.positions]) if len(pool.positions) else np.zeros(0)
     lam = 1.0 - rules.diversity
     while len(arrangement.chosen) < rules.size:

@@ -5,23 +5,18 @@
 
 - similarity is the library-calibrated one (``Recommender.sonic_similarity``): 0 = as alike as a
   typical unrelated pair of this library, 1 = the same recording; results are most similar first.
-- ``eliminate_duplicates``: never two copies of one recording, nor a copy of the seed. Copies are
-  known by acoustic fingerprint (``recording_groups``, e.g. ``FingerprintStore.recording_groups``);
-  tracks without a fingerprint group fall back to the same normalised artist + title, or vectors
-  that are near-identical in every model (cosine >= ``VECTOR_COPY_COSINE``).
+- ``eliminate_duplicates``: never two copies of one recording, nor a copy of the seed, by the engine's
+  ``identity`` (``identity.RecordingIdentity``: fingerprint groups first, then the per-model threshold
+  on calibrated similarity), the same rule as ``collapse_duplicates`` in playlists.
 - ``within_radius`` (the plugin's ``radius_similarity``): only tracks inside the seed's radius,
   calibrated similarity >= ``RADIUS_SIMILARITY``, so a mix is never padded with unrelated songs
   (the list may be shorter than asked; Navidrome tops short lists up from its other agents).
 """
 
 import logging
-import re
 import threading
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.artists import ArtistIndex, ArtistMatch, identity
@@ -31,9 +26,7 @@ from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS, PathSpe
 
 LOGGER = logging.getLogger("navembed.recommend")
 RADIUS_SIMILARITY = 0.5  # halfway between a typical unrelated pair (0) and the same recording (1)
-VECTOR_COPY_COSINE = 0.995  # without fingerprints: this close in every model is one recording
 MAX_PATH = MAX_STEPS + 2
-RecordingGroups = Callable[[Sequence[str]], Mapping[str, str]]  # track id → recording key (known ones)
 TrackSource = Callable[[], Iterable[Track]]
 
 
@@ -50,11 +43,9 @@ class Neighbour:
 class SonicService:
     """Neighbours, paths and artists for music servers, over one ``Recommender``."""
 
-    def __init__(self, engine: Recommender, tracks: TrackSource, *,
-                 recording_groups: RecordingGroups | None = None) -> None:
+    def __init__(self, engine: Recommender, tracks: TrackSource) -> None:
         self.engine = engine
         self._tracks = tracks
-        self._groups = recording_groups
         self._artists: tuple[tuple[int, ...], ArtistIndex] | None = None
         self._artist_lock = threading.Lock()
         self._rebuilding = False
@@ -106,29 +97,9 @@ class SonicService:
         return known
 
     def _distinct_recordings(self, seed: str, ids: list[str], models: Sequence[str]) -> list[str]:
-        """``ids`` without copies of the seed or of an earlier track (see the module docstring)."""
-        keys = self._recording_keys([seed, *ids])
-        close = _near_identical(self.engine, models, [seed, *ids])
-        kept: list[int] = [0]
-        seen = {keys[seed]}
-        for i, track_id in enumerate(ids, start=1):
-            if keys[track_id] in seen or close[i, kept].any():
-                continue
-            seen.add(keys[track_id])
-            kept.append(i)
-        return [ids[i - 1] for i in kept[1:]]
-
-    def _recording_keys(self, ids: Sequence[str]) -> dict[str, str]:
-        groups: Mapping[str, str] = {}
-        if self._groups is not None:
-            try:
-                groups = self._groups(ids)
-            except Exception:  # noqa: BLE001 - a broken fingerprint store must not break mixes
-                LOGGER.warning("recording groups unavailable; falling back to artist + title", exc_info=True)
-        tracks = self.engine.catalog([t for t in ids if t not in groups])
-        return {t: f"fp:{groups[t]}" if t in groups else
-                (f"meta:{_normal(tracks[t].artist)}\x1f{_normal(tracks[t].title)}" if t in tracks else f"id:{t}")
-                for t in ids}
+        """``ids`` without copies of the seed or of an earlier track (``Recommender.identity``)."""
+        fields = {m: f for m in models if len(f := self.engine.vectors.field(m)) > 0}
+        return self.engine.identity.distinct(ids, fields, before=[seed])
 
     # ----- artists -----------------------------------------------------------------------------
     def similar_artists(self, key: str, count: int) -> tuple[str, list[ArtistMatch]]:
@@ -178,29 +149,3 @@ class SonicService:
     def _fields(self) -> dict:
         vectors = self.engine.vectors
         return {m: f for m in self.engine.default_models if len(f := vectors.field(m)) > 0}
-
-
-def _normal(text: str) -> str:
-    """Case, accents, punctuation and spacing folded: 'Morning Keys!' == 'morning  keys'."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode() or text
-    return " ".join(re.sub(r"[^\w]+", " ", folded.casefold()).split())
-
-
-def _near_identical(engine: Recommender, models: Sequence[str], ids: Sequence[str]) -> np.ndarray:
-    """(n, n) True where two tracks' vectors are near-identical in every model that has both."""
-    close = np.ones((len(ids), len(ids)), dtype=bool)
-    compared = np.zeros((len(ids), len(ids)), dtype=bool)
-    for model in models:
-        field = engine.vectors.field(model)
-        rows = [field.vectors_of(t) for t in ids]
-        present = np.asarray([r is not None for r in rows])
-        if not present.any():
-            continue
-        dim = field.dimension
-        means = np.stack([r.mean(axis=0) if r is not None else np.zeros(dim, np.float32) for r in rows])
-        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        both = present[:, None] & present[None, :]
-        close &= ~both | (means @ means.T >= VECTOR_COPY_COSINE)
-        compared |= both
-    np.fill_diagonal(compared, False)
-    return close & compared

@@ -1,0 +1,120 @@
+"""One answer to "are these the same recording?", for playlists, the plugin, artist radio and uploads.
+
+The rule, in order:
+
+1. **Fingerprint groups.** Where both tracks have a fingerprint that can decide (a group number,
+   ``RecordingGroupIndex`` of ``lib/duplicates``: one segment, at least 10 s), the fingerprint decides
+   alone: the same group is the same recording, different groups are different recordings, however
+   close the vectors are (different real songs reach dsp cosine 0.988).
+2. **Calibrated similarity, per model.** Otherwise (a track without a decidable fingerprint: not
+   fingerprinted yet, Chromaprint missing, a clip shorter than 10 s) two tracks are one recording when
+   the *calibrated* similarity (``FieldVectors.calibrated``: 0 = a typical unrelated pair of this
+   library, 1 = identical) reaches ``COPY_SIMILARITY[model].similarity`` in every model that has a
+   measured threshold and both tracks' vectors (at least one such model). The raw cosine must also
+   reach ``.cosine``, the lowest any real copy scored: a library too small or too uniform to
+   calibrate well (a handful of tracks in tight groups) maps merely alike songs near 1, and no copy
+   was ever seen below that cosine. A model without a measured threshold never makes two tracks one
+   recording.
+
+``COPY_SIMILARITY`` was measured on real recordings (``benchmarks/same_recording.py``: re-encodes
+and clips against every pair of different songs, same album included; tuned on the tuning albums,
+checked on held-out ones; README, "Duplicates").
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from navembed_pipeline.lib.recommend.vectors import FieldVectors
+
+NO_GROUP = -1  # as ``lib.duplicates.NO_GROUP``: no fingerprint that can decide
+
+
+@dataclass(frozen=True)
+class CopyThreshold:
+    """Where one model's vectors call two tracks one recording (both must be reached)."""
+
+    similarity: float  # calibrated similarity (the library's 0..1 scale)
+    cosine: float  # raw cosine floor: the lowest a real copy scored
+
+
+# Measured per model (benchmarks/same_recording.py, README "Duplicates"); models not here never merge by vectors.
+COPY_SIMILARITY: Mapping[str, CopyThreshold] = {"dsp": CopyThreshold(similarity=0.941, cosine=0.985)}
+GroupIds = Callable[[Sequence[str]], np.ndarray]  # track ids → group numbers (NO_GROUP where none)
+SameAs = Callable[[str], np.ndarray]  # one track → mask of the candidates that are the same recording
+
+
+def _no_groups(track_ids: Sequence[str]) -> np.ndarray:
+    return np.full(len(track_ids), NO_GROUP, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class RecordingIdentity:
+    """The same-recording rule (module docstring) over ``groups`` and per-model ``thresholds``."""
+
+    groups: GroupIds = _no_groups
+    thresholds: Mapping[str, CopyThreshold] = field(default_factory=lambda: dict(COPY_SIMILARITY))
+
+    def by_vectors(self, compared: Mapping[str, tuple[np.ndarray | float, np.ndarray | float]]) -> np.ndarray:
+        """Copies by vectors alone: per model, (raw cosines, calibrated similarities) of the pairs (NaN =
+        a track lacks that model's vectors); True where every measured model that has both reaches its
+        threshold, and at least one has both."""
+        verdict: np.ndarray | None = None
+        judged: np.ndarray | None = None
+        for model, (cosines, calibrated) in compared.items():
+            threshold = self.thresholds.get(model)
+            if threshold is None:
+                continue
+            cosines = np.asarray(cosines, dtype=np.float64)
+            calibrated = np.asarray(calibrated, dtype=np.float64)
+            present = ~np.isnan(cosines) & ~np.isnan(calibrated)
+            reaches = ~present | ((np.nan_to_num(calibrated, nan=-np.inf) >= threshold.similarity)
+                                  & (np.nan_to_num(cosines, nan=-np.inf) >= threshold.cosine))
+            verdict = reaches if verdict is None else verdict & reaches
+            judged = present if judged is None else judged | present
+        if verdict is None:
+            shape = np.shape(next(iter(compared.values()), (np.zeros(0),))[0])
+            return np.zeros(shape, dtype=bool)
+        return verdict & judged
+
+    def decide(self, first_group: int, other_groups: np.ndarray, by_vectors: np.ndarray) -> np.ndarray:
+        """Fingerprints first (where both sides have a group), else the vectors' verdict."""
+        other_groups = np.asarray(other_groups, dtype=np.int64)
+        if first_group == NO_GROUP:
+            return np.asarray(by_vectors, dtype=bool)
+        return np.where(other_groups == NO_GROUP, by_vectors, other_groups == first_group)
+
+    def matcher(self, candidates: Sequence[str], fields: Mapping[str, FieldVectors]) -> SameAs:
+        """For one request: a function from a track id to the mask of ``candidates`` that are the same
+        recording. Candidate rows and group numbers are gathered once; each call is one product per model."""
+        measured = {m: f for m, f in fields.items() if m in self.thresholds and len(f) > 0}
+        blocks = {m: f.block(f.local_indices(candidates)) for m, f in measured.items()}
+        groups = self.groups(candidates)
+
+        def same_as(track_id: str) -> np.ndarray:
+            compared = {}
+            for model, f in measured.items():
+                vectors = f.vectors_of(track_id)
+                if vectors is None:
+                    continue
+                cosines = blocks[model].similarities(vectors).max(axis=1)
+                compared[model] = (cosines, f.calibrated(cosines))
+            close = self.by_vectors(compared) if compared else np.zeros(len(candidates), dtype=bool)
+            return self.decide(int(self.groups([track_id])[0]), groups, close)
+
+        return same_as
+
+    def distinct(self, ids: Sequence[str], fields: Mapping[str, FieldVectors], *, before: Sequence[str] = ()) -> list[str]:
+        """``ids`` (in order) without a copy of an earlier one or of any of ``before`` (e.g. the seed)."""
+        same_as = self.matcher(ids, fields)
+        taken = np.zeros(len(ids), dtype=bool)
+        for track in before:
+            taken |= same_as(track)
+        kept = []
+        for i, track in enumerate(ids):
+            if taken[i]:
+                continue
+            kept.append(track)
+            taken |= same_as(track)
+        return kept
