@@ -12,7 +12,8 @@ each album also get real *copies*, each written through a real encoder and decod
 Pairs: a *copy pair* is (copy, the track it was made from); a *distinct pair* is any two library tracks
 (originals and clips) of different recordings, same album and same artist included. Each pair's dsp
 cosine is mapped through the library's calibration (``ScoreCalibration`` fitted on every library
-track, as ``FieldVectors`` does) to the calibrated similarity the identity threshold is set on.
+track, as ``FieldVectors`` does) to the calibrated closeness the identity threshold is set on
+(``identity.closeness``: ``(cos - median) / (1 - median)``); the full calibrated similarity is shown too.
 
 The threshold is *tuned* on the tuning albums (``recordings.TUNING``: pairs whose tracks all come from
 them) and *checked* on the held-out albums (``recordings.HELD_OUT``), which the tuning never saw: how
@@ -181,8 +182,10 @@ def report(recordings: list[Recording], vectors: dict) -> dict:
     copies, distinct = pairs(recordings, vectors)
     library = np.stack([vectors[k] for k in vectors if k[1] in ("original", "clip")])
     calibration = ScoreCalibration.fit(library, pairs=20_000, seed=0)
+    median = calibration.median
     for p in (*copies, *distinct):
-        p["similarity"] = float(calibration.similarity(p["cosine"]))
+        p["similarity"] = float(np.clip((p["cosine"] - median) / (1 - median), 0.0, 1.0))  # identity.closeness
+        p["calibrated_similarity"] = float(calibration.similarity(p["cosine"]))
         p["split"] = split_of(recordings, p)
     name = lambda k: f"{recordings[k[0]].album}/{recordings[k[0]].title} ({k[1]})"  # noqa: E731
     tuning_copies = [c["similarity"] for c in copies if c["split"] == "tuning"]
@@ -206,7 +209,9 @@ def report(recordings: list[Recording], vectors: dict) -> dict:
             "same_album_pairs": sum(d["kind"] == "same album" for d in ds),
             "lowest_copy_by_variant": by_variant,
             "lowest_copy_cosine_by_variant": {v: min(c["cosine"] for c in cs if c["variant"] == v) for v in by_variant},
+            "lowest_copy_calibrated_similarity": min(c["calibrated_similarity"] for c in cs),
             "highest_distinct": {"similarity": top["similarity"], "cosine": top["cosine"],
+                                 "calibrated_similarity": top["calibrated_similarity"],
                                  "pair": [name(top["a"]), name(top["b"])], "kind": top["kind"]},
             "highest_same_album": max(d["similarity"] for d in ds if d["kind"] == "same album"),
             "merged_distinct": sum(same(d) for d in ds),

@@ -13,8 +13,8 @@ For each uploaded file:
    0.95-0.99). Only a candidate without a fingerprint that can decide (a library not fingerprinted
    yet, Chromaprint missing, clips shorter than ``MIN_OVERLAP_SECONDS``) is judged by its vectors,
    with ``method: "embedding"``, by the same rule as playlists and the plugin
-   (``RecordingIdentity.by_vectors``): its cosine mapped through the library's calibration
-   (``FieldVectors.calibrated``) reaches the model's measured ``COPY_SIMILARITY`` (and its cosine the
+   (``RecordingIdentity.by_vectors``): its cosine on the library's calibrated scale
+   (``identity.closeness``) reaches the model's measured ``COPY_SIMILARITY`` (and its cosine the
    lowest a real copy scored). A model without a
    measured threshold (or a library too small to calibrate) claims nothing by embedding. The request's
    ``dedupThreshold`` can only make this stricter: the raw cosine must reach it too.
@@ -30,7 +30,7 @@ import numpy as np
 from navembed_pipeline.lib.duplicates import FingerprintStore, Match, decidable, is_duplicate, match, upload_collection
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import is_upload_id
-from navembed_pipeline.lib.recommend import RecordingIdentity, VectorCache
+from navembed_pipeline.lib.recommend import RecordingIdentity, VectorCache, closeness
 from navembed_pipeline.lib.store import Hit, VectorStore
 
 LOGGER = logging.getLogger("navembed.api.duplicates")
@@ -46,7 +46,7 @@ class DuplicateClaim:
     method: str  # "fingerprint" or "embedding"
     similarity: float  # the fingerprint score, or the embedding cosine
     model: str | None = None
-    calibrated: float | None = None  # embedding: the cosine on the library's calibrated 0..1 scale
+    calibrated: float | None = None  # embedding: the cosine on the library's calibrated scale (closeness)
     # where the upload starts within the stored copy: +10 = the upload lacks the stored copy's first 10 s
     offset_seconds: float | None = None
 
@@ -127,7 +127,7 @@ class DuplicateFinder:
             return None
         if field.calibration is None:
             return None
-        return float(field.calibrated(np.asarray([cosine]))[0])
+        return float(closeness(field, cosine))
 
     def _stored_prints(self, owner: str) -> list:
         if self.fingerprints is None:

@@ -6,15 +6,18 @@ The rule, in order:
    ``RecordingGroupIndex`` of ``lib/duplicates``: one segment, at least 10 s), the fingerprint decides
    alone: the same group is the same recording, different groups are different recordings, however
    close the vectors are (different real songs reach dsp cosine 0.988).
-2. **Calibrated similarity, per model.** Otherwise (a track without a decidable fingerprint: not
+2. **Calibrated closeness, per model.** Otherwise (a track without a decidable fingerprint: not
    fingerprinted yet, Chromaprint missing, a clip shorter than 10 s) two tracks are one recording when
-   the *calibrated* similarity (``FieldVectors.calibrated``: 0 = a typical unrelated pair of this
-   library, 1 = identical) reaches ``COPY_SIMILARITY[model].similarity`` in every model that has a
-   measured threshold and both tracks' vectors (at least one such model). The raw cosine must also
-   reach ``.cosine``, the lowest any real copy scored: a library too small or too uniform to
-   calibrate well (a handful of tracks in tight groups) maps merely alike songs near 1, and no copy
-   was ever seen below that cosine. A model without a measured threshold never makes two tracks one
-   recording.
+   their *calibrated closeness* reaches ``COPY_SIMILARITY[model].similarity`` in every model that has
+   a measured threshold and both tracks' vectors (at least one such model). The closeness is the
+   library calibration's own scale (``calibration.py``: ``(cos - median) / (1 - median)``, 0 = a typical
+   unrelated pair of this library, 1 = identical), the part of the calibrated similarity that does
+   not depend on the random-pair tail: a library rich in copies puts copy pairs into that tail, and
+   the full similarity of a real re-encode then drops to ~0.9. The raw cosine must also reach
+   ``.cosine``, the lowest any real copy scored: a library too small or too uniform to calibrate well
+   (a handful of tracks in tight groups) puts merely alike songs near 1, and no copy was seen below
+   that cosine. A model without a measured threshold, or a library without a calibration (fewer than
+   two tracks), never makes two tracks one recording by vectors.
 
 ``COPY_SIMILARITY`` was measured on real recordings (``benchmarks/same_recording.py``: re-encodes
 and clips against every pair of different songs, same album included; tuned on the tuning albums,
@@ -35,14 +38,24 @@ NO_GROUP = -1  # as ``lib.duplicates.NO_GROUP``: no fingerprint that can decide
 class CopyThreshold:
     """Where one model's vectors call two tracks one recording (both must be reached)."""
 
-    similarity: float  # calibrated similarity (the library's 0..1 scale)
+    similarity: float  # calibrated closeness (the library's 0..1 scale, ``closeness``)
     cosine: float  # raw cosine floor: the lowest a real copy scored
 
 
 # Measured per model (benchmarks/same_recording.py, README "Duplicates"); models not here never merge by vectors.
-COPY_SIMILARITY: Mapping[str, CopyThreshold] = {"dsp": CopyThreshold(similarity=0.941, cosine=0.985)}
+COPY_SIMILARITY: Mapping[str, CopyThreshold] = {"dsp": CopyThreshold(similarity=0.9393, cosine=0.985)}
 GroupIds = Callable[[Sequence[str]], np.ndarray]  # track ids → group numbers (NO_GROUP where none)
 SameAs = Callable[[str], np.ndarray]  # one track → mask of the candidates that are the same recording
+
+
+def closeness(vectors: FieldVectors, cosines: np.ndarray | float) -> np.ndarray:
+    """``cosines`` of this field on its library's scale: 0 = the median random pair, 1 = identical (NaN
+    without a calibration, or where a cosine is NaN)."""
+    cosines = np.asarray(cosines, dtype=np.float64)
+    if vectors.calibration is None:
+        return np.full(cosines.shape, np.nan)
+    median = vectors.calibration.scores.median
+    return np.clip((cosines - median) / max(1.0 - median, 1e-12), 0.0, 1.0)
 
 
 def _no_groups(track_ids: Sequence[str]) -> np.ndarray:
@@ -57,7 +70,7 @@ class RecordingIdentity:
     thresholds: Mapping[str, CopyThreshold] = field(default_factory=lambda: dict(COPY_SIMILARITY))
 
     def by_vectors(self, compared: Mapping[str, tuple[np.ndarray | float, np.ndarray | float]]) -> np.ndarray:
-        """Copies by vectors alone: per model, (raw cosines, calibrated similarities) of the pairs (NaN =
+        """Copies by vectors alone: per model, (raw cosines, calibrated closeness) of the pairs (NaN =
         a track lacks that model's vectors); True where every measured model that has both reaches its
         threshold, and at least one has both."""
         verdict: np.ndarray | None = None
@@ -99,7 +112,7 @@ class RecordingIdentity:
                 if vectors is None:
                     continue
                 cosines = blocks[model].similarities(vectors).max(axis=1)
-                compared[model] = (cosines, f.calibrated(cosines))
+                compared[model] = (cosines, closeness(f, cosines))
             close = self.by_vectors(compared) if compared else np.zeros(len(candidates), dtype=bool)
             return self.decide(int(self.groups([track_id])[0]), groups, close)
 

@@ -13,13 +13,14 @@
   (the list may be shorter than asked; Navidrome tops short lists up from its other agents).
 """
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.recommend.artists import ArtistIndex, ArtistMatch, identity
+from navembed_pipeline.lib.recommend.artists import REPRESENTATIVES, ArtistIndex, ArtistMatch, identity
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError, RecommendError, UnknownTrackError
 from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS, PathSpec, PlaylistRules, RecommendRequest
@@ -108,7 +109,15 @@ class SonicService:
         artist = index.find(key)
         if artist is None:
             raise UnknownArtistError(f"unknown artist {key!r}: no artist with this id or name has analysed tracks")
-        return artist.id, index.similar(artist, min(max(count, 0), MAX_SIZE))
+        matches = index.similar(artist, min(max(count, 0), MAX_SIZE), representatives=2 * REPRESENTATIVES)
+        return artist.id, [self._distinct_songs(m) for m in matches]
+
+    def _distinct_songs(self, match: ArtistMatch) -> ArtistMatch:
+        """Artist radio's representative songs, one copy of each recording (``Recommender.identity``)."""
+        fields = self._fields()
+        own = self.engine.identity.distinct(list(match.own_songs), fields)[:REPRESENTATIVES]
+        theirs = self.engine.identity.distinct(list(match.their_songs), fields)[:REPRESENTATIVES]
+        return dataclasses.replace(match, own_songs=tuple(own), their_songs=tuple(theirs))
 
     def artists(self, *, wait: bool = False) -> ArtistIndex:
         """The artist index of the current vectors: rebuilt when they reload (in the background once
