@@ -145,3 +145,12 @@ def test_artist_radio_representative_songs_are_one_copy_of_each_recording(engine
         assert songs and len(recordings) == len(set(recordings)), songs
     raw = sonic.artists().similar(sonic.artists().find("full"), 1)[0].own_songs  # before the identity
     assert len({recording_of(t) for t in raw}) < len(raw)  # the copies were there to be removed
+
+
+def test_the_pairwise_matrix_and_the_per_track_matcher_agree(engine, library: dict) -> None:
+    ids = sorted(library)
+    fields = {"dsp": engine.vectors.field("dsp")}
+    same = engine.identity.same_matrix(ids, fields)
+    same_as = engine.identity.matcher(ids, fields)
+    assert np.array_equal(same, np.stack([same_as(t) for t in ids]))
+    assert np.array_equal(same, same.T) and same.diagonal().all()
