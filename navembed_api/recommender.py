@@ -32,7 +32,7 @@ from navembed_pipeline.lib.errors import ConfigError, NavembedError
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.models import ModelOptions, musicnn_variant, tag_names
 from navembed_pipeline.lib.recommend import (TAGS_FIELD, TAGS_MODEL, RecordingIdentity, Recommender, SonicService,
-                                             TrackCatalog, VectorCache)
+                                             TrackCatalog, VectorCache, title_keys)
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
@@ -68,7 +68,7 @@ def build(services: Services) -> RecommenderState:
                          default_models=settings.enabled_models(),
                          text_ready=remembered(lambda: services.models.weights_present("muq"), WEIGHTS_CHECK_S),
                          tag_names=tag_vocabulary(settings.model_options),
-                         identity=RecordingIdentity(groups=groups.index))
+                         identity=RecordingIdentity(groups=groups.index, titles=title_keys(catalog)))
     sonic = SonicService(engine, library.tracks)
     return RecommenderState(engine, sonic, cache)
 

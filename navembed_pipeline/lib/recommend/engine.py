@@ -16,7 +16,7 @@ import numpy as np
 
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError, NoVectorsError, UnknownTrackError
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
-from navembed_pipeline.lib.recommend.identity import RecordingIdentity
+from navembed_pipeline.lib.recommend.identity import RecordingIdentity, title_keys
 from navembed_pipeline.lib.recommend.path import path_stops
 from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
 from navembed_pipeline.lib.recommend.request import Playlist, RecommendedTrack, RecommendRequest, validate
@@ -40,7 +40,7 @@ class Recommender:
     are here; default: whenever it is given); ``tag_names`` are the stored MusiCNN tags (empty: no
     tags), read as text when MuLan cannot be, and shown in each track's ``why``. ``identity`` says which
     tracks are the same recording (``collapse_duplicates``; default: no fingerprint groups, the measured
-    per-model thresholds).
+    per-model thresholds, titles from ``catalog``).
     """
 
     def __init__(self, vectors: VectorSource, catalog: Catalog, *, embed_text: EmbedText | None = None,
@@ -54,7 +54,7 @@ class Recommender:
         self.default_models = tuple(default_models)
         self.text_fields = dict(text_fields)
         self.tags = TagVocabulary(tag_names) if tag_names else None
-        self.identity = identity or RecordingIdentity()
+        self.identity = identity or RecordingIdentity(titles=title_keys(catalog))
 
     def recommend(self, request: RecommendRequest) -> Playlist:
         """The playlist for ``request``; raises a RecommendError the caller can show as a 4xx."""

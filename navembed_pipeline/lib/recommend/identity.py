@@ -18,14 +18,22 @@ The rule, in order:
    (a handful of tracks in tight groups) puts merely alike songs near 1, and no copy was seen below
    that cosine. A model without a measured threshold, or a library without a calibration (fewer than
    two tracks), never makes two tracks one recording by vectors.
+3. **Clips no fingerprint can decide.** Chromaprint needs ~13 s of audio for the 10 s it compares,
+   and a 4 s clip's MP3 copy scores dsp cosine ~0.976, below different real songs (0.986): where
+   *neither* track has a decidable fingerprint, the same normalised artist + title (``titles``, e.g.
+   ``title_keys(catalog)``) is one recording too. Full-length tracks never take this path, so a live
+   take and the studio one, told apart by their fingerprints, stay two recordings.
 
 ``COPY_SIMILARITY`` was measured on real recordings (``benchmarks/same_recording.py``: re-encodes
 and clips against every pair of different songs, same album included; tuned on the tuning albums,
 checked on held-out ones; README, "Duplicates").
 """
 
+import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +66,27 @@ def closeness(vectors: FieldVectors, cosines: np.ndarray | float) -> np.ndarray:
     return np.clip((cosines - median) / max(1.0 - median, 1e-12), 0.0, 1.0)
 
 
+def _normal(text: str) -> str:
+    """Case, accents, punctuation and spacing folded: 'Morning Keys!' == 'morning  keys'."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode() or text
+    return " ".join(re.sub(r"[^\w]+", " ", folded.casefold()).split())
+
+
+def title_keys(catalog: Callable[[Sequence[str]], Mapping[str, Any]]) -> GroupIds:
+    """Track ids → a number per normalised artist + title (``NO_GROUP`` for a track the catalog lacks)."""
+    numbers: dict[str, int] = {}
+
+    def keys(track_ids: Sequence[str]) -> np.ndarray:
+        tracks = catalog(list(dict.fromkeys(track_ids)))
+        out = np.full(len(track_ids), NO_GROUP, dtype=np.int64)
+        for i, t in enumerate(track_ids):
+            if (found := tracks.get(t)) is not None:
+                out[i] = numbers.setdefault(f"{_normal(found.artist)}\x1f{_normal(found.title)}", len(numbers))
+        return out
+
+    return keys
+
+
 def _no_groups(track_ids: Sequence[str]) -> np.ndarray:
     return np.full(len(track_ids), NO_GROUP, dtype=np.int64)
 
@@ -68,6 +97,7 @@ class RecordingIdentity:
 
     groups: GroupIds = _no_groups
     thresholds: Mapping[str, CopyThreshold] = field(default_factory=lambda: dict(COPY_SIMILARITY))
+    titles: GroupIds | None = None  # normalised artist + title numbers (rule 3); None: no rule 3
 
     def by_vectors(self, compared: Mapping[str, tuple[np.ndarray | float, np.ndarray | float]]) -> np.ndarray:
         """Copies by vectors alone: per model, (raw cosines, calibrated closeness) of the pairs (NaN =
@@ -91,11 +121,16 @@ class RecordingIdentity:
             return np.zeros(shape, dtype=bool)
         return verdict & judged
 
-    def decide(self, first_group: int, other_groups: np.ndarray, by_vectors: np.ndarray) -> np.ndarray:
-        """Fingerprints first (where both sides have a group), else the vectors' verdict."""
+    def decide(self, first_group: int, other_groups: np.ndarray, by_vectors: np.ndarray,
+               same_title: np.ndarray | None = None) -> np.ndarray:
+        """Fingerprints first (where both sides have a group), else the vectors' verdict, or (neither side
+        has a group) the same title."""
         other_groups = np.asarray(other_groups, dtype=np.int64)
+        by_vectors = np.asarray(by_vectors, dtype=bool)
         if first_group == NO_GROUP:
-            return np.asarray(by_vectors, dtype=bool)
+            if same_title is None:
+                return by_vectors
+            return by_vectors | (np.asarray(same_title, dtype=bool) & (other_groups == NO_GROUP))
         return np.where(other_groups == NO_GROUP, by_vectors, other_groups == first_group)
 
     def matcher(self, candidates: Sequence[str], fields: Mapping[str, FieldVectors]) -> SameAs:
@@ -104,6 +139,7 @@ class RecordingIdentity:
         measured = {m: f for m, f in fields.items() if m in self.thresholds and len(f) > 0}
         blocks = {m: f.block(f.local_indices(candidates)) for m, f in measured.items()}
         groups = self.groups(candidates)
+        titles = self.titles(candidates) if self.titles is not None else None
 
         def same_as(track_id: str) -> np.ndarray:
             compared = {}
@@ -114,7 +150,11 @@ class RecordingIdentity:
                 cosines = blocks[model].similarities(vectors).max(axis=1)
                 compared[model] = (cosines, closeness(f, cosines))
             close = self.by_vectors(compared) if compared else np.zeros(len(candidates), dtype=bool)
-            return self.decide(int(self.groups([track_id])[0]), groups, close)
+            same_title = None
+            if titles is not None:
+                own = int(self.titles([track_id])[0])
+                same_title = (titles == own) & (own != NO_GROUP)
+            return self.decide(int(self.groups([track_id])[0]), groups, close, same_title)
 
         return same_as
 
@@ -143,6 +183,10 @@ class RecordingIdentity:
         known = groups != NO_GROUP
         decided = known[:, None] & known[None, :]
         same = np.where(decided, groups[:, None] == groups[None, :], close)
+        if self.titles is not None:
+            titles = np.asarray(self.titles(ids), dtype=np.int64)
+            undecidable = ~known[:, None] & ~known[None, :]
+            same |= undecidable & (titles[:, None] == titles[None, :]) & (titles != NO_GROUP)[:, None]
         np.fill_diagonal(same, True)
         return same
 

@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.recommend import PlaylistRules, RecommendRequest, RecordingIdentity, UnknownTrackError
+from navembed_pipeline.lib.recommend import (PlaylistRules, RecommendRequest, RecordingIdentity, UnknownTrackError,
+                                             title_keys)
 from navembed_pipeline.lib.recommend.sonic import RADIUS_SIMILARITY, SonicService, UnknownArtistError
-from tests.lib.recommend.helpers import field, grouped_vectors, recommender, track
+from tests.lib.recommend.helpers import catalog_of, field, grouped_vectors, recommender, track
 
 AXES = np.eye(8, dtype=np.float32)
 # Groups p, q (near p: shares most of its direction), d and five others; artists by group.
@@ -29,7 +30,8 @@ def service(vectors=VECTORS, *, groups=None, **titles: str) -> SonicService:
     """``groups``: fingerprint recording groups, track id → group number (the others have none)."""
     tracks = tracks_for(vectors, **titles)
     known = groups or {}
-    identity = RecordingIdentity(groups=lambda ids: np.asarray([known.get(t, -1) for t in ids], dtype=np.int64))
+    identity = RecordingIdentity(groups=lambda ids: np.asarray([known.get(t, -1) for t in ids], dtype=np.int64),
+                                 titles=title_keys(catalog_of(tracks)))
     engine = recommender([field("dsp", vectors)], tracks, default_models=("dsp",), identity=identity)
     return SonicService(engine, lambda: tracks)
 
@@ -55,9 +57,15 @@ def test_copies_known_by_fingerprint_appear_once_and_never_a_copy_of_the_seed():
     assert {"p1", "p2", "p3"} <= set(everything)
 
 
-def test_the_same_artist_and_title_is_not_enough_to_be_one_recording():
-    # A live take and the studio one share artist and title; only fingerprints or vectors say "copy".
+def test_without_fingerprints_the_same_artist_and_title_is_one_recording():
     copies = service(p1="Morning Keys", p2="morning keys!")
+    ids = [n.track.id for n in copies.similar_tracks("p0", 3)]
+    assert len({"p1", "p2"} & set(ids)) == 1
+
+
+def test_the_same_artist_and_title_with_different_fingerprints_are_two_recordings():
+    # A live take and the studio one share artist and title; their fingerprints tell them apart.
+    copies = service(groups={"p1": 7, "p2": 8}, p1="Morning Keys", p2="morning keys!")
     ids = [n.track.id for n in copies.similar_tracks("p0", 3)]
     assert {"p1", "p2"} <= set(ids)
 
