@@ -281,14 +281,19 @@ def _components(owners: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict
 
 
 def _backfill_groups(db: sqlite3.Connection) -> None:
-    """A fingerprint file written before groups were kept: group it once, as it opens."""
+    """A fingerprint file written before groups were kept: group it once, as it opens (under a write
+    lock, so two processes opening it at once group it once)."""
+    if db.in_transaction:
+        db.commit()
+    db.execute("BEGIN IMMEDIATE")
     if db.execute("SELECT 1 FROM group_state").fetchone() is not None:
+        db.rollback()
         return
     owners = [o for (o,) in db.execute("SELECT owner FROM prints WHERE owner NOT LIKE 'upload:%' GROUP BY owner "
                                        "HAVING COUNT(*) = 1 AND MIN(seconds) >= ?", (MIN_OVERLAP_SECONDS,))]
     edges = db.execute("SELECT a, b FROM pairs WHERE a_segment = 1 AND b_segment = 1").fetchall()
-    db.executemany("INSERT INTO groups VALUES (?, ?)", _components(owners, edges).items())
-    db.execute("INSERT INTO group_state VALUES (1, 1)")
+    db.executemany("INSERT OR REPLACE INTO groups VALUES (?, ?)", _components(owners, edges).items())
+    db.execute("INSERT OR IGNORE INTO group_state VALUES (1, 1)")
 
 
 def _indexed_words(words: np.ndarray) -> np.ndarray:
