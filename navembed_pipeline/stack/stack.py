@@ -33,6 +33,7 @@ from navembed_pipeline.lib.stack_status import clear_status
 from navembed_pipeline.lib.store import MilvusLiteServer, running_uri
 from navembed_pipeline.stack.environment import WORKSPACE, create_storage, private_socket_path, settings_env
 from navembed_pipeline.stack.guard import Guard
+from navembed_pipeline.stack.holders import describe_holders, port_holders, socket_holders
 from navembed_pipeline.stack.leftovers import StackInstance
 from navembed_pipeline.stack.processes import Child, http_ok, port_in_use, spawn, stop_group, tool, wait_until_ready
 from navembed_pipeline.stack.supervisor import Part, Supervisor
@@ -226,9 +227,13 @@ class Stack:
             wanted.append(("API", self.settings.api_host, self.settings.api_port))
         for what, host, port in wanted:
             if port_in_use(host, port):
-                raise NavembedError(f"port {port} on {host} is already in use, so the {what} cannot start "
-                                    "there; stop whatever holds it or choose another port "
-                                    "(NAVEMBED_DAGSTER_PORT / NAVEMBED_API_PORT)")
+                raise NavembedError(f"port {port} on {host} is already in use{describe_holders(port_holders(port))}, "
+                                    f"so the {what} cannot start there; stop whatever holds it or choose another "
+                                    "port (NAVEMBED_DAGSTER_PORT / NAVEMBED_API_PORT)")
+        socket_path = getattr(self.settings, "socket_path", None)
+        if self.with_api and socket_path and (holders := socket_holders(Path(socket_path))):
+            raise NavembedError(f"another server already listens on {socket_path}{describe_holders(holders)}; "
+                                "stop it or choose another NAVEMBED_SOCKET_PATH")
 
     def _start_milvus(self) -> str:
         data_dir = self.settings.milvus_data_dir.resolve()
