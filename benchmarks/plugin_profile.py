@@ -8,11 +8,13 @@ vectors are *generated* (genre centres plus noise, ``recommend_latency.synthetic
 plugin's calls: one exact numpy top-50 scan of the same rows (the search's own lower bound).
 
 ``--profile``: cProfile of ``--queries`` similar_tracks calls, top functions by cumulative time.
-usage: python -m benchmarks.plugin_profile [--sizes 100000] [--queries 30] [--profile]
+The same script measures older code: ``PYTHONPATH=<older tree> python benchmarks/plugin_profile.py``.
+usage: python -m benchmarks.plugin_profile [--sizes 100000] [--queries 30] [--profile] [--no-table]
 """
 
 import argparse
 import cProfile
+import inspect
 import io
 import pstats
 import tempfile
@@ -40,14 +42,16 @@ def measure(count: int, work: Path, queries: int, profile: bool, table: bool = T
     began = time.perf_counter()
     field = dsp_field(count)
     built_vectors = time.perf_counter() - began
-    catalog = TrackCatalog(library.get, library.db_path, columns=None if table is False else library.track_columns)
+    # --no-table (or code without TrackCatalog's columns, e.g. before it: PYTHONPATH=<an older tree>)
+    columns = {"columns": library.track_columns} if table and hasattr(library, "track_columns") else {}
+    catalog = TrackCatalog(library.get, library.db_path, **columns)
     engine = Recommender(StaticVectors([field]), catalog, default_models=("dsp",))
     sonic = SonicService(engine, library.tracks)
     began = time.perf_counter()
     artists = sonic.artists()
     built_artists = time.perf_counter() - began
     began = time.perf_counter()
-    built = catalog.table(wait=True)
+    built = catalog.table(wait=True) if columns else None
     built_table = time.perf_counter() - began
     print(f"  {count} tracks: navidrome.db {built_db:.1f} s, dsp field (+faiss index: {field.ann is not None}) "
           f"{built_vectors:.1f} s, artist index ({len(artists)} artists) {built_artists:.1f} s, "
@@ -58,12 +62,13 @@ def measure(count: int, work: Path, queries: int, profile: bool, table: bool = T
     began = time.perf_counter()
     sonic.similar_tracks(seeds[999], 100, eliminate_duplicates=True, within_radius=True)
     print(f"  first similar_tracks (cold catalog) {(time.perf_counter() - began) * 1000:.0f} ms", flush=True)
-    calls = {
+    shown = {"details": False} if "details" in inspect.signature(sonic.similar_tracks).parameters else {}
+    calls = {  # as the plugin routes call them (``details=False`` where the code has it)
         "similar_tracks n=100": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True,
-                                                               within_radius=True),
+                                                               within_radius=True, **shown),
         "similar_tracks n=200": lambda q: sonic.similar_tracks(seeds[q + 300], 200, eliminate_duplicates=True,
-                                                               within_radius=True),
-        "find_path count=25": lambda q: sonic.path(seeds[q], seeds[q + 500], 25),
+                                                               within_radius=True, **shown),
+        "find_path count=25": lambda q: sonic.path(seeds[q], seeds[q + 500], 25, **shown),
         "similar_artists n=10": lambda q: sonic.similar_artists(artist_ids[q * 37 % len(artist_ids)], 10),
     }
     rows = [(name, timed(call, queries)) for name, call in calls.items()]

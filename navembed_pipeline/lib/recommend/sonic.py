@@ -121,7 +121,10 @@ class SonicService:
 
     def _distinct_recordings(self, seed: str, ids: list[str], models: Sequence[str]) -> list[str]:
         """``ids`` without copies of the seed or of an earlier track (see the module docstring)."""
-        return [ids[i] for i in self._distinct_positions(seed, ids, models)]
+        everyone = [seed, *ids]
+        groups = self._recording_groups(everyone)
+        same = (groups[:, None] == groups[None, :]) | _near_identical(self.engine, models, everyone)
+        return [ids[i - 1] for i in first_distinct(same)[1:].tolist()]  # position 0 is the seed, always kept
 
     def _distinct_positions(self, seed: str, ids: Sequence[str], models: Sequence[str], *,
                             want: int | None = None) -> np.ndarray:
@@ -130,11 +133,11 @@ class SonicService:
         walk over all of them keeps within it, so a longer prefix is taken only while short)."""
         end = len(ids) if want is None else min(len(ids), want + DISTINCT_MARGIN)
         while True:
-            everyone = [seed, *ids[:end]]
-            kept = first_of_each_recording(self._recording_groups(everyone),
-                                           _near_identical(self.engine, models, everyone))[1:] - 1
+            prefix = list(ids[:end])
+            kept = self._distinct_recordings(seed, prefix, models)
             if want is None or len(kept) >= want or end >= len(ids):
-                return kept  # position 0 is the seed, always kept
+                where = {t: i for i, t in enumerate(prefix)}
+                return np.asarray([where[t] for t in kept], dtype=np.int64)
             end = min(len(ids), 2 * end)
 
     def _recording_groups(self, ids: Sequence[str]) -> np.ndarray:
@@ -210,23 +213,23 @@ class SonicService:
 _normal = normal_text  # case, accents, punctuation and spacing folded (``catalog.normal_text``)
 
 
-def first_of_each_recording(groups: np.ndarray, close: np.ndarray) -> np.ndarray:
-    """Positions kept, in order, walking ``groups`` (one recording group number per track, position 0 the
-    seed) best first: a track is kept unless it shares a kept track's group or is near-identical
-    (``close``, (n, n)) to a kept track. Position 0 is always kept."""
-    n = len(groups)
+def first_distinct(same: np.ndarray) -> np.ndarray:
+    """Positions kept, in order, walking tracks best first (position 0: the seed, always kept): a track
+    is kept unless it is the same recording (``same``, (n, n) symmetric) as a track kept before it."""
+    n = len(same)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if not np.triu(close, 1).any():  # no near-identical pair: the first track of each group
-        _, first = np.unique(groups, return_index=True)
-        return np.sort(first).astype(np.int64)
-    kept: list[int] = [0]
-    seen = {int(groups[0])}
-    for i in range(1, n):
-        if int(groups[i]) in seen or close[i, kept].any():
+    off_diagonal = np.triu(same, 1)
+    if not off_diagonal.any():  # no copies at all: every track
+        return np.arange(n, dtype=np.int64)
+    taken = same[0].copy()  # copies of the seed
+    taken[0] = True
+    kept = [0]
+    for i in np.flatnonzero(~taken).tolist():  # a track taken meanwhile (a copy of a kept one) is skipped
+        if taken[i]:
             continue
-        seen.add(int(groups[i]))
         kept.append(i)
+        taken |= same[i]
     return np.asarray(kept, dtype=np.int64)
 
 

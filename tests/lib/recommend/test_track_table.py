@@ -16,9 +16,10 @@ import pytest
 
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import PathSpec, PlaylistRules, RecommendRequest, SonicService, TrackCatalog
+from navembed_pipeline.lib.recommend.artists import _top
 from navembed_pipeline.lib.recommend.catalog import TrackTable
 from navembed_pipeline.lib.recommend.rules import allowed
-from navembed_pipeline.lib.recommend.sonic import first_of_each_recording
+from navembed_pipeline.lib.recommend.sonic import first_distinct
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
 from tests.lib.recommend.helpers import catalog_of, field, recommender, track
 
@@ -151,7 +152,8 @@ def test_the_vectorised_duplicate_walk_keeps_what_the_previous_loop_kept(seed):
     close = close | close.T
     np.fill_diagonal(close, False)
     groups = np.unique(np.asarray(keys, dtype=object), return_inverse=True)[1]
-    assert first_of_each_recording(groups, close).tolist() == previous_walk(keys, close)
+    same = (groups[:, None] == groups[None, :]) | close
+    assert first_distinct(same).tolist() == previous_walk(keys, close)
 
 
 def test_the_table_allows_exactly_the_tracks_the_rules_allow():
@@ -210,3 +212,12 @@ def test_the_duplicate_walk_over_a_prefix_keeps_what_the_walk_over_all_keeps(wan
     assert service._distinct_positions("t000", ids, ("dsp", "muq"), want=want)[:want].tolist() == \
         every[:want].tolist()
     assert len(every) < len(ids)  # the library has copies for the walk to drop
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_best_artists_are_the_first_of_the_full_stable_sort_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 6, 200).astype(np.float64)  # many ties
+    scores[rng.integers(0, 200, 5)] = -np.inf
+    for count in (1, 7, 50, 199, 200, 300):
+        assert _top(scores, count).tolist() == np.argsort(-scores, kind="stable")[:count].tolist()
