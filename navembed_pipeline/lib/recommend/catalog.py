@@ -10,8 +10,9 @@ its WAL, looked at no more often than ``check_interval_s``), so a rescan is seen
 artist, album, library, duration, normalised artist + title) as numpy arrays, read in one pass
 (``NavidromeLibrary.track_columns``) and rebuilt on the same database change; with it a request
 filters its candidates in a few array operations instead of reading and testing each track, and
-reads full ``Track``s only for the tracks it answers with. While a table is (re)built, ``table()``
-answers None and callers take the per-track path, so the answers never come from a stale table.
+reads full ``Track``s only for the tracks it answers with. Until the first table is built ``table()``
+answers None and callers take the per-track path (same answers); after a change the previous table is
+used while the next one is read (``TrackCatalog.table``).
 """
 
 import logging
@@ -31,6 +32,8 @@ from navembed_pipeline.lib.library import Track
 
 CAPACITY = 300_000
 CHECK_INTERVAL_S = 2.0
+TABLE_MIN_INTERVAL_S = 30.0
+TABLE_REBUILD_FACTOR = 10.0
 Lookup = Callable[[Iterable[str]], dict[str, Track]]
 FileState = tuple[tuple[int, int] | None, ...]
 # (id, title, artist, album artist, album, library id, duration): ``NavidromeLibrary.track_columns``
@@ -66,7 +69,8 @@ class TrackInfo:
 class TrackTable:
     """Every present track's filter metadata, one row per track; names as codes into shared vocabularies."""
 
-    index: Mapping[str, int]  # track id -> row
+    keys: np.ndarray  # bytes (S): every track id, UTF-8, sorted (a dict of a million ids costs ~100 MB)
+    key_rows: np.ndarray  # int64: the row of each id in ``keys``
     artist: np.ndarray  # int32 codes into ``names`` (``name_key`` of the artist)
     album_artist: np.ndarray  # int32 codes into ``names``
     album: np.ndarray  # int32 codes into ``albums``
@@ -88,13 +92,15 @@ class TrackTable:
         recordings: dict[str, int] = {}
         normal_artists: dict[str, str] = {}
         shown_names: dict[str, int] = {}
-        index: dict[str, int] = {}
+        seen: set[str] = set()
+        ids: list[bytes] = []
         artist, album_artist, album, library, duration, recording = [], [], [], [], [], []
         shown, titles = [], []
         for track_id, title, artist_name, album_artist_name, album_name, library_id, seconds in rows:
-            if track_id in index:
+            if track_id in seen:
                 continue
-            index[track_id] = len(index)
+            seen.add(track_id)
+            ids.append(track_id.encode())
             artist_name, album_artist_name = artist_name or "", album_artist_name or ""
             shown.append((shown_names.setdefault(artist_name, len(shown_names)),
                           shown_names.setdefault(album_name or "", len(shown_names))))
@@ -109,9 +115,12 @@ class TrackTable:
                 folded = normal_artists[artist_name] = normal_text(artist_name)
             key = f"{folded}\x1f{normal_text(title or '')}"
             recording.append(recordings.setdefault(key, len(recordings)))
+        del seen
         vocabulary = np.empty(len(names), dtype=object)
         vocabulary[:] = list(names)
-        return cls(index, np.asarray(artist, np.int32), np.asarray(album_artist, np.int32),
+        keys = np.asarray(ids, dtype=bytes) if ids else np.zeros(0, dtype="S1")
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], order.astype(np.int64), np.asarray(artist, np.int32), np.asarray(album_artist, np.int32),
                    np.asarray(album, np.int32), np.asarray(library, np.int64), np.asarray(duration, np.float64),
                    np.asarray(recording, np.int32), vocabulary, names, albums,
                    np.asarray(shown, np.int32).reshape(-1, 2), tuple(shown_names), b"".join(titles),
@@ -129,12 +138,19 @@ class TrackTable:
         return found
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.keys)
+
+    def track_ids(self) -> set[str]:
+        """Every present track's id."""
+        return {k.decode() for k in self.keys.tolist()}
 
     def rows_of(self, ids: Sequence[str]) -> np.ndarray:
         """Each id's row, -1 where it is not a present track of the library."""
-        get = self.index.get
-        return np.fromiter((get(t, -1) for t in ids), dtype=np.int64, count=len(ids))
+        if not len(ids) or not len(self.keys):
+            return np.full(len(ids), -1, dtype=np.int64)
+        wanted = np.asarray([t.encode() for t in ids], dtype=bytes)
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return np.where(self.keys[at] == wanted, self.key_rows[at], -1)
 
     def allowed(self, rows: np.ndarray, *, exclude_artists: Iterable[str] = (), exclude_albums: Iterable[str] = (),
                 exclude_libraries: Iterable[int] = (), min_duration: float | None = None,
@@ -167,7 +183,10 @@ class TrackCatalog:
         self._columns = columns
         self._table: TrackTable | None = None
         self._building = False
-        self._version = 0  # advanced whenever the database changed: a table read before is not kept
+        self._version = 0  # advanced whenever the database changed
+        self._table_version = -1  # the version the table was read at
+        self._built_at = float("-inf")
+        self._build_seconds = 0.0
         self._files = () if database is None else (Path(database), Path(f"{database}-wal"))
         self.capacity = capacity
         self.check_interval_s = check_interval_s
@@ -201,39 +220,47 @@ class TrackCatalog:
         """Drop every remembered track and the table (the next lookups read the database)."""
         with self._lock:
             self._known.clear()
-            self._table = None
+            self._table, self._table_version = None, -1
             self._version += 1
 
     def table(self, *, wait: bool = False) -> TrackTable | None:
-        """The table of the database as it is now; None while it is being built (on a thread, started
-        here) or without ``columns``. ``wait``: build it on this thread if needed and return it."""
+        """The table (None without ``columns``, or before the first one is built). After the database
+        changed, the previous table is answered while a new one is read on a thread (at most every
+        ``max(TABLE_MIN_INTERVAL_S, 10 x the last build)``: Navidrome writes its database often, and a
+        read of a million tracks takes seconds), like the vector cache serves the previous vectors while
+        it reloads. ``wait``: read it now on this thread unless it is current, and return it."""
         if self._columns is None:
             return None
         self._forget_if_changed()
         with self._lock:
-            if self._table is not None or (self._building and not wait):
-                return self._table
-            start_thread = not wait and not self._building
-            self._building = self._building or start_thread
-            version = self._version
-        if start_thread:
+            table, version = self._table, self._version
+            if table is not None and self._table_version == version:
+                return table
+            if not wait:
+                due = not self._building and (table is None or self._clock() - self._built_at >= max(
+                    TABLE_MIN_INTERVAL_S, TABLE_REBUILD_FACTOR * self._build_seconds))
+                self._building = self._building or due
+        if wait:
+            return self._build(version, False)
+        if due:
             threading.Thread(target=self._build, args=(version, True), daemon=True, name="navembed-tracks").start()
-            return None
-        return self._build(version, False)
+        return table
 
     def _build(self, version: int, background: bool) -> TrackTable | None:
         try:
             began = time.perf_counter()
             table = TrackTable.build(self._columns())
+            seconds = time.perf_counter() - began
             with self._lock:
-                if version == self._version:  # the database did not change while it was read
-                    self._table = table
-            LOGGER.info("track table of %d tracks built in %.1f s", len(table), time.perf_counter() - began)
+                if version >= self._table_version:  # never replaced by a table read earlier
+                    self._table, self._table_version = table, version
+                    self._built_at, self._build_seconds = self._clock(), seconds
+            LOGGER.info("track table of %d tracks read in %.1f s", len(table), seconds)
             return table
-        except Exception:  # noqa: BLE001 - without a table requests take the per-track path
+        except Exception:  # noqa: BLE001 - the previous table (or the per-track path) stays
             if not background:
                 raise
-            LOGGER.warning("could not build the track table", exc_info=True)
+            LOGGER.warning("could not read the track table", exc_info=True)
             return None
         finally:
             if background:
@@ -250,8 +277,7 @@ class TrackCatalog:
             if state != self._state:
                 self._state = state
                 self._known.clear()
-                self._table = None
-                self._version += 1
+                self._version += 1  # the table is read again (``table``)
 
     def _file_state(self) -> FileState:
         return tuple(_stat(path) for path in self._files)

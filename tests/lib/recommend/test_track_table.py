@@ -162,6 +162,7 @@ def test_the_table_allows_exactly_the_tracks_the_rules_allow():
                              for t in tracks)
     rows = table.rows_of([t.id for t in tracks] + ["nope"])
     assert rows[-1] == -1 and sorted(rows[:-1].tolist()) == list(range(len(tracks)))
+    assert table.rows_of(["t00", "t0000", "t000", "", "zzz"]).tolist() == [-1, -1, rows[0], -1, -1]
     for rules in RULES + [PlaylistRules(exclude_artists=frozenset({"nobody"}), exclude_albums=frozenset({"x"}))]:
         mask = table.allowed(rows, exclude_artists=rules.exclude_artists, exclude_albums=rules.exclude_albums,
                              exclude_libraries=rules.exclude_libraries, min_duration=rules.min_duration,
@@ -181,13 +182,17 @@ def test_the_catalog_builds_its_table_from_navidrome_and_rebuilds_it_when_the_da
     library_ = write_db(db, {"a": ("One", "X"), "b": ("Two", "X"), "c": ("Three", "Y")}, missing={"c"})
     catalog = TrackCatalog(library_.get, db, columns=library_.track_columns, check_interval_s=0.0)
     table = catalog.table(wait=True)
-    assert set(table.index) == {"a", "b"}  # a missing file is no track of the library
+    assert table.track_ids() == {"a", "b"}  # a missing file is no track of the library
     assert catalog.table() is table
     time.sleep(0.01)
     with closing(sqlite3.connect(db)) as conn, conn:  # Navidrome's rescan: b gone, c back
         conn.execute("UPDATE media_file SET missing = (id = 'b')")
+    assert catalog.table() is table  # the previous table while the next one is read
     fresh = catalog.table(wait=True)
-    assert fresh is not table and set(fresh.index) == {"a", "c"}
+    assert fresh is not table and fresh.track_ids() == {"a", "c"}
+    assert catalog.table() is fresh
+    catalog.forget()
+    assert catalog.table() is None
     assert TrackCatalog(library_.get, db).table() is None  # no columns: no table, the per-track path
 
 
@@ -199,7 +204,7 @@ def test_a_table_is_built_in_the_background_and_requests_take_the_per_track_path
     deadline = time.monotonic() + 10
     while catalog.table() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert first is None and set(catalog.table().index) == {"a"}
+    assert first is None and catalog.table().track_ids() == {"a"}
 
 
 
