@@ -33,7 +33,7 @@ from navembed_pipeline.lib.library import Track
 CAPACITY = 300_000
 CHECK_INTERVAL_S = 2.0
 TABLE_MIN_INTERVAL_S = 30.0
-TABLE_REBUILD_FACTOR = 10.0
+TABLE_REBUILD_FACTOR = 3.0
 Lookup = Callable[[Iterable[str]], dict[str, Track]]
 FileState = tuple[tuple[int, int] | None, ...]
 # (id, title, artist, album artist, album, library id, duration): ``NavidromeLibrary.track_columns``
@@ -226,7 +226,7 @@ class TrackCatalog:
     def table(self, *, wait: bool = False) -> TrackTable | None:
         """The table (None without ``columns``, or before the first one is built). After the database
         changed, the previous table is answered while a new one is read on a thread (at most every
-        ``max(TABLE_MIN_INTERVAL_S, 10 x the last build)``: Navidrome writes its database often, and a
+        ``max(TABLE_MIN_INTERVAL_S, 3 x the last build)``: Navidrome writes its database often, and a
         read of a million tracks takes seconds), like the vector cache serves the previous vectors while
         it reloads. ``wait``: read it now on this thread unless it is current, and return it."""
         if self._columns is None:
