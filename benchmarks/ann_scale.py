@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.recommend.snapshot import Snapshot, read_snapshot, write_snapshot
+from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 QUALITY_CACHE = Path.home() / ".cache" / "navembed" / "quality" / "computed"
@@ -86,11 +86,10 @@ def measure(size: int, draw, work: Path, results: dict) -> list[str]:
     began = time.perf_counter()
     field = FieldVectors("dsp", "embedding", ids, [1] * size, rows)
     built = time.perf_counter() - began
-    write_snapshot(work, "dsp", "embedding", ("bench", size), Snapshot(ids, [1] * size, rows, field.ann))
+    write_snapshot(work, ("bench", size, None), field)
     del field
     began = time.perf_counter()
-    copy = read_snapshot(work, "dsp", "embedding", ("bench", size))
-    field = FieldVectors("dsp", "embedding", copy.ids, copy.segments, copy.vectors, ann=copy.ann)
+    field = read_snapshot(work, "dsp", "embedding", ("bench", size, None))
     warm = time.perf_counter() - began
     memory = rss_mb()
     queries = field.rows[rng.integers(0, size, QUERIES)]

@@ -294,7 +294,7 @@ class VectorCache:
         source = "snapshot" if vectors is not None else "store"
         if vectors is None:
             ids, segments, rows = self._scan(key, signature[1])
-            vectors = FieldVectors(model, field, ids, segments, rows, ivf_min_rows=self.ivf_min_rows)
+            vectors = FieldVectors(model, field, ids, segments, rows, ivf_min_rows=self.ivf_min_rows, copy=False)
             del rows
             if self.snapshot_dir is not None and len(vectors):
                 if write_snapshot(self.snapshot_dir, signature, vectors):

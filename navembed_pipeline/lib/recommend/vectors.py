@@ -26,10 +26,13 @@ class FieldVectors:
     """Read-only after construction, so many threads may search one instance."""
 
     def __init__(self, model: str, field: str, track_ids: Sequence[str], segments: Sequence[int],
-                 vectors: np.ndarray, *, ivf_min_rows: int = IVF_MIN_ROWS, ann: AnnIndex | None = None) -> None:
+                 vectors: np.ndarray, *, ivf_min_rows: int = IVF_MIN_ROWS, ann: AnnIndex | None = None,
+                 copy: bool = True) -> None:
         """One row per (track, segment); ``vectors`` (rows, dim) need not be normalised. ``ann``: an
-        index built earlier over these same rows in track order (``self.ann``, kept with the snapshot)."""
-        vectors = np.array(vectors, dtype=np.float32)  # a copy, normalised in place
+        index built earlier over these same rows in track order (``self.ann``, kept with the snapshot).
+        ``copy=False``: a float32 ``vectors`` is normalised in place and kept (the caller gives it up; a
+        million 753-d rows are 3 GB, so a store scan is not held twice)."""
+        vectors = np.array(vectors, dtype=np.float32, copy=copy or None)  # normalised in place
         if vectors.ndim != 2 or len(vectors) != len(track_ids):
             raise ValueError(f"{model}.{field}: {len(track_ids)} ids but vectors of shape {vectors.shape}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -41,12 +44,13 @@ class FieldVectors:
         unique = tuple(dict.fromkeys(ids))
         position = {track: i for i, track in enumerate(unique)}
         row_track = np.fromiter((position[t] for t in ids), dtype=np.int64, count=len(ids))
-        rows = vectors[order]
+        in_order = bool(np.array_equal(order, np.arange(len(order))))
+        rows = vectors if in_order else vectors[order]  # no second copy when the store's order is the tracks'
         if len(ids) < max(ivf_min_rows, 1):
             ann = None
         elif ann is None or not ann.matches(rows):
             ann = build_ann(rows)
-        self._setup(model, field, unique, row_track, rows, norms[order, 0], ann,
+        self._setup(model, field, unique, row_track, rows, norms[:, 0] if in_order else norms[order, 0], ann,
                     _calibrate(model, field, rows, row_track), position)
 
     @classmethod
