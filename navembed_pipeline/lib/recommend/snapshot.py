@@ -141,7 +141,7 @@ def read_snapshot(directory: Path, model: str, field: str, signature: Signature)
         ann = None
         if body["ann"]:
             ann = AnnIndex.load(folder / "ann.faiss", rows=len(rows), dimension=rows.shape[1],
-                                digest=str(body["ann"]["fingerprint"]), probes=body["ann"].get("probes"))
+                                digest=str(body["ann"]["fingerprint"]))
         return FieldVectors.restore(model, field, track_ids, row_track, rows, norms, ann=ann, calibration=calibration)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, CalibrationError) as exc:
         # faiss reports a damaged index as RuntimeError
