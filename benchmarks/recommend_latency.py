@@ -259,13 +259,15 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="directory for the temporary Milvus data and navidrome.db")
     parser.add_argument("--store-max", type=int, default=10_000,
                         help="sizes up to this also run the Milvus Lite path (inserts and scans: minutes per 100k)")
+    parser.add_argument("--scale-models", default="dsp,musicnn",
+                        help="models of the snapshot path: dsp alone, then dsp + musicnn when listed")
     parser.add_argument("--json", type=Path, help="also write {size: {what: {p50_ms, p95_ms}}} here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
     sizes = sorted(int(s) for s in args.sizes.split(","))
     results: dict = {}
     snapshot_results: dict = {}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-        recommend_scale.run(sizes, args.queries, Path(tmp), snapshot_results)
+        recommend_scale.run(sizes, args.queries, Path(tmp), snapshot_results, tuple(args.scale_models.split(",")))
     store_sizes = [size for size in sizes if size <= args.store_max]
     if store_sizes:
         store_path(store_sizes, args, results)

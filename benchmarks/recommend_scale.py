@@ -22,6 +22,7 @@ Each model set (dsp alone; dsp + musicnn) is measured in a fresh process, as a r
 import argparse
 import glob
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -186,20 +187,26 @@ def report(result: dict) -> list[str]:
     return lines
 
 
-def run(sizes: list[int], queries: int, work: Path, results: dict) -> None:
-    """Write each size's library, then measure each model set in a fresh process; prints as it goes."""
-    draws = samplers()
+def run(sizes: list[int], queries: int, work: Path, results: dict, models: tuple[str, ...] = ("dsp", "musicnn")) -> None:
+    """Write each size's library, then measure each model set (dsp; dsp + musicnn when ``models`` has it) in a
+    fresh process; prints as it goes."""
+    draws = {model: draw for model, draw in samplers().items() if model in models}
+    began = time.perf_counter()
     print("Snapshot path (vectors generated in the real vectors' distribution and written straight to the "
           "snapshot format; each model set measured in a fresh process):", flush=True)
     for size in sizes:
         folder = work / f"scale-{size}"
         for line in write_library(folder, size, draws):
             print(line, flush=True)
-        for models in MODEL_SETS:
-            result = measure(folder, size, models, queries)
-            results.setdefault(str(size), {})["+".join(models)] = result
+        for chosen in MODEL_SETS:
+            if not set(chosen) <= set(draws):
+                continue
+            result = measure(folder, size, chosen, queries)
+            results.setdefault(str(size), {})["+".join(chosen)] = result
             for line in report(result):
                 print(line, flush=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a million tracks' snapshots are gigabytes
+        print(f"  {size:>8} measured in {time.perf_counter() - began:.0f} s so far", flush=True)
 
 
 def main() -> None:
