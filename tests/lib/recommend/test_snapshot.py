@@ -130,3 +130,24 @@ def test_a_first_load_that_fails_is_recorded(tmp_path):
     (status,) = cache.status()
     assert not status["loaded"] and status["last_error"]
     dead.close()
+
+
+def test_a_store_scan_reports_its_progress_while_it_runs(filled: VectorStore, tmp_path, monkeypatch):
+    import navembed_pipeline.lib.recommend.index as index_module
+
+    cache = new_cache(filled, tmp_path)
+    seen = []
+    scan = index_module._scan
+
+    def watched(*args, **kwargs):
+        found = scan(*args, **kwargs)
+        seen.append(cache.status())  # still inside the load: what /health shows meanwhile
+        return found
+
+    monkeypatch.setattr(index_module, "_scan", watched)
+    cache.field("dsp")
+    (during,) = seen[0]
+    assert during["scan"]["rows_read"] == TRACKS and during["scan"]["rows_expected"] == TRACKS
+    assert not during["loaded"]
+    (after,) = cache.status()
+    assert "scan" not in after and after["loaded"] and after["source"] == "store"
