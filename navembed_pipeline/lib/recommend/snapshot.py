@@ -106,6 +106,7 @@ def write_snapshot(directory: Path, signature: Signature, vectors: FieldVectors)
         shutil.rmtree(folder, ignore_errors=True)
         return False
     _remove_unreferenced(directory, vectors.model, vectors.field, keep=folder.name)
+    (directory / f"{vectors.model}.{vectors.field}.npz").unlink(missing_ok=True)  # the format-1 snapshot
     return True
 
 
