@@ -35,6 +35,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from benchmarks import recommend_scale
+from navembed_pipeline.lib.recommend import ann
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import (FieldVectors, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              SonicService, VectorCache)
@@ -261,11 +262,15 @@ def main() -> None:
                         help="sizes up to this also run the Milvus Lite path (inserts and scans: minutes per 100k)")
     parser.add_argument("--scale-models", default="dsp,musicnn",
                         help="models of the snapshot path: dsp alone, then dsp + musicnn when listed")
+    parser.add_argument("--ann-kind", choices=("ivf", "hnsw"), default=None,
+                        help="index built for the snapshot path (default: the shipped ann.INDEX_KIND)")
     parser.add_argument("--json", type=Path, help="also write {size: {what: {p50_ms, p95_ms}}} here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
     sizes = sorted(int(s) for s in args.sizes.split(","))
     results: dict = {}
     snapshot_results: dict = {}
+    if args.ann_kind:
+        ann.INDEX_KIND = args.ann_kind
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         recommend_scale.run(sizes, args.queries, Path(tmp), snapshot_results, tuple(args.scale_models.split(",")))
     store_sizes = [size for size in sizes if size <= args.store_max]

@@ -201,7 +201,8 @@ class VectorCache:
                                 collection=entry.signature[0], generation=entry.signature[2],
                                 age_s=round(now - entry.loaded_at, 1), loaded_at=entry.loaded_wall,
                                 load_s=round(entry.load_seconds, 2),
-                                index="faiss IVF-SQ8" if entry.vectors.ann is not None else "exact")
+                                index=(f"faiss {type(entry.vectors.ann.index).__name__}" if entry.vectors.ann is not None
+                                       else "exact"))
                 failing = 0.0 if trouble is None else now - trouble.since
                 item.update(last_error=None if trouble is None else trouble.error,
                             failing_s=round(failing, 1), failures=0 if trouble is None else trouble.failures,

@@ -32,8 +32,12 @@ def new_cache(store, tmp_path, **options) -> VectorCache:
                        ivf_min_rows=100, **options)
 
 
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_a_restart_maps_rows_and_index_and_reads_the_calibration_instead_of_fitting_it(
-        filled: VectorStore, tmp_path, monkeypatch):
+        filled: VectorStore, tmp_path, monkeypatch, kind):
+    import navembed_pipeline.lib.recommend.ann as ann_module
+
+    monkeypatch.setattr(ann_module, "INDEX_KIND", kind)
     first = new_cache(filled, tmp_path).field("dsp")
     assert first.ann is not None and first.calibration is not None
 
@@ -49,6 +53,7 @@ def test_a_restart_maps_rows_and_index_and_reads_the_calibration_instead_of_fitt
     assert np.array_equal(again.calibration.scores.quantiles, first.calibration.scores.quantiles)
     query = first.rows[17]
     assert set(again.candidates(query, 10).tolist()) == set(first.candidates(query, 10).tolist())
+    assert type(again.ann.index).__name__ == ("IndexHNSWFlat" if kind == "hnsw" else "IndexIVFScalarQuantizer")
     (status,) = cache.status()
     assert status["source"] == "snapshot" and status["rows"] == TRACKS and status["last_error"] is None
     assert status["generation"] == filled.generations(["dsp"])["dsp"]
