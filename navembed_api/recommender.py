@@ -61,7 +61,8 @@ def build(services: Services) -> RecommenderState:
         raise ConfigError("recommendations need the Navidrome database: set NAVEMBED_NAVIDROME_DB")
     library = NavidromeLibrary(settings.navidrome_db, path_map=settings.path_mapping)
     cache = VectorCache(services.store, calibration_dir=settings.data_dir / "calibration",
-                        snapshot_dir=settings.data_dir / "vector-cache")
+                        snapshot_dir=settings.data_dir / "vector-cache",
+                        stale_after_s=settings.vector_cache_stale_seconds)
     # one SQLite read per track while navidrome.db is unchanged; the rules' columns of every track as arrays
     catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
     engine = Recommender(cache, catalog, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
