@@ -125,15 +125,11 @@ def scorers(computed: dict[Path, dict[str, np.ndarray]], library: list[Path]) ->
 
 
 def shipped_embedding_threshold() -> tuple[float, str]:
-    """The cosine at or above which the upload path calls a dsp embedding match a duplicate."""
-    from navembed_api.uploads import UploadSettings
+    """The raw cosine the upload path's dsp embedding fallback needs at least (``RecordingIdentity``: its
+    cosine floor; the calibrated-closeness part of the rule is measured in ``benchmarks/same_recording.py``)."""
+    from navembed_pipeline.lib.recommend import COPY_SIMILARITY
 
-    requested = float(UploadSettings.model_fields["dedup_threshold"].default)
-    try:
-        from navembed_api.duplicates import embedding_threshold
-    except ImportError:  # an older upload path: the request's threshold as it is
-        return requested, "navembed_api.uploads.UploadSettings.dedup_threshold"
-    return embedding_threshold("dsp", requested), "navembed_api.duplicates.embedding_threshold('dsp', default)"
+    return COPY_SIMILARITY["dsp"].cosine, "lib.recommend.COPY_SIMILARITY['dsp'].cosine (the identity's cosine floor)"
 
 
 def duplicates(column: str, represent, score, recordings: list[Item], copies: list[Item], n_library: int,

@@ -2,7 +2,7 @@
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,6 +26,7 @@ class Services:
     models: ModelPool
     store: StoreHandle
     socket: UploadSocketServer | None = None
+    uploads: Any = None  # the UploadService behind the socket (its duplicate finder shares the recommender's vectors)
 
 
 def get_services(request: Request) -> Services:

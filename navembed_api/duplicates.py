@@ -10,12 +10,14 @@ For each uploaded file:
 2. The embedding search (top candidates in the library's and the uploads' collections of the
    dedup model) adds candidates the index may have missed. A candidate that has a fingerprint is
    judged by the fingerprint (never by the cosine: between different real songs dsp cosines reach
-   0.95-0.99). Only a candidate without a fingerprint (a library not fingerprinted yet, Chromaprint
-   missing, clips shorter than ``MIN_OVERLAP_SECONDS``) is judged by its cosine, with ``method: "embedding"`` and a per-model threshold:
-
-   - ``muq``: the request's ``dedupThreshold`` (the original's 0.85 was chosen for MuQ-MuLan);
-   - other models: the larger of ``dedupThreshold`` and the model's calibrated threshold
-     (``EMBEDDING_THRESHOLDS``: the cosine above which no pair of *different* real songs was seen).
+   0.95-0.99). Only a candidate without a fingerprint that can decide (a library not fingerprinted
+   yet, Chromaprint missing, clips shorter than ``MIN_OVERLAP_SECONDS``) is judged by its vectors,
+   with ``method: "embedding"``, by the same rule as playlists and the plugin
+   (``RecordingIdentity.by_vectors``): its cosine on the library's calibrated scale
+   (``identity.closeness``) reaches the model's measured ``COPY_SIMILARITY`` (and its cosine the
+   lowest a real copy scored). A model without a
+   measured threshold (or a library too small to calibrate) claims nothing by embedding. The request's
+   ``dedupThreshold`` can only make this stricter: the raw cosine must reach it too.
 """
 
 import logging
@@ -28,16 +30,11 @@ import numpy as np
 from navembed_pipeline.lib.duplicates import FingerprintStore, Match, decidable, is_duplicate, match, upload_collection
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import is_upload_id
+from navembed_pipeline.lib.recommend import RecordingIdentity, VectorCache, closeness
 from navembed_pipeline.lib.store import Hit, VectorStore
 
 LOGGER = logging.getLogger("navembed.api.duplicates")
 EMBEDDING_CANDIDATES = 5
-# Cosine at or above which an embedding match counts as a duplicate when no fingerprint can decide.
-# dsp (v2), measured on real recordings (benchmarks/quality.py, 210 recordings of 17 albums): different
-# songs reached 0.988 over 21,945 pairs; 354 near-copies (re-encode, trims, gain, silence, resample)
-# scored >= 0.993 (README, "Quality on real music"). 0.99 sits above every pair of different songs seen. mert / latent: no weights on the measuring machine, so a conservative value, not a
-# measured one.
-EMBEDDING_THRESHOLDS: dict[str, float] = {"dsp": 0.99, "mert": 0.97, "latent": 0.97}
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,7 @@ class DuplicateClaim:
     method: str  # "fingerprint" or "embedding"
     similarity: float  # the fingerprint score, or the embedding cosine
     model: str | None = None
+    calibrated: float | None = None  # embedding: the cosine on the library's calibrated scale (closeness)
     # where the upload starts within the stored copy: +10 = the upload lacks the stored copy's first 10 s
     offset_seconds: float | None = None
 
@@ -62,25 +60,26 @@ class DuplicateClaim:
         if self.method == "fingerprint":
             answer["fingerprint"] = {"score": round(self.similarity, 4), "offset_seconds": self.offset_seconds}
         else:
-            answer["embedding"] = {"score": round(self.similarity, 4), "model": self.model}
+            answer["embedding"] = {"score": round(self.similarity, 4), "model": self.model,
+                                   "calibrated": None if self.calibrated is None else round(self.calibrated, 4)}
         if self.model:
             answer["model"] = self.model
         return answer
 
 
-def embedding_threshold(model: str, requested: float) -> float:
-    """The cosine at which ``model`` calls two files duplicates, for the request's ``dedupThreshold``."""
-    if model == "muq":
-        return requested
-    return max(requested, EMBEDDING_THRESHOLDS.get(model, 0.99))
-
-
 class DuplicateFinder:
-    """Finds what each uploaded file duplicates (nothing is written here)."""
+    """Finds what each uploaded file duplicates (nothing is written here).
 
-    def __init__(self, *, fingerprints: FingerprintStore | None, store: Callable[[], VectorStore]) -> None:
+    ``vectors`` gives the library's calibration (``.field(model).calibration``): the recommender's
+    ``VectorCache`` when the app has one (``main.py`` shares it), else one of its own, loaded on first use.
+    """
+
+    def __init__(self, *, fingerprints: FingerprintStore | None, store: Callable[[], VectorStore],
+                 identity: RecordingIdentity | None = None, vectors: Any = None) -> None:
         self.fingerprints = fingerprints
         self.store = store
+        self.identity = identity or RecordingIdentity()
+        self.vectors = vectors
 
     def find(self, words: np.ndarray | None, vector: np.ndarray | None, *, model: str,
              requested_threshold: float) -> list[DuplicateClaim]:
@@ -89,11 +88,10 @@ class DuplicateFinder:
         if words is not None and len(words) and self.fingerprints is not None:
             for found in self.fingerprints.duplicates_of(words):
                 claims.setdefault(found.owner, _fingerprint_claim(found.owner, found.name, found.match))
-        if vector is not None:
-            threshold = embedding_threshold(model, requested_threshold)
+        if vector is not None and model in self.identity.thresholds:
             for hit in self._embedding_candidates(model, vector):
                 if hit.track_id not in claims:
-                    claim = self._judge(hit, words, model=model, threshold=threshold)
+                    claim = self._judge(hit, words, model=model, threshold=requested_threshold)
                     if claim is not None:
                         claims[hit.track_id] = claim
         return sorted(claims.values(), key=lambda c: (c.method != "fingerprint", -c.similarity))
@@ -111,9 +109,25 @@ class DuplicateFinder:
         if words is not None and any(decidable(words, p) for p in stored):
             best = max((match(words, p) for p in stored), key=lambda m: m.score)
             return _fingerprint_claim(hit.track_id, hit.name, best) if is_duplicate(best) else None
-        if hit.score >= threshold:
-            return DuplicateClaim(hit.track_id, hit.name, "embedding", float(hit.score), model=model)
+        calibrated = self._calibrated(model, float(hit.score))
+        if calibrated is not None and hit.score >= threshold and self.identity.by_vectors(
+                {model: (float(hit.score), calibrated)}):
+            return DuplicateClaim(hit.track_id, hit.name, "embedding", float(hit.score), model=model,
+                                  calibrated=calibrated)
         return None
+
+    def _calibrated(self, model: str, cosine: float) -> float | None:
+        """``cosine`` on the library's calibrated scale; None without a calibration (fewer than two tracks)."""
+        if self.vectors is None:
+            self.vectors = VectorCache(self.store)
+        try:
+            field = self.vectors.field(model)
+        except NavembedError as exc:
+            LOGGER.warning("no calibration for %s, no embedding duplicates: %s", model, exc)
+            return None
+        if field.calibration is None:
+            return None
+        return float(closeness(field, cosine))
 
     def _stored_prints(self, owner: str) -> list:
         if self.fingerprints is None:

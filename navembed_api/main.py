@@ -51,6 +51,8 @@ def _lifespan(settings: ApiSettings):
         app.state.recommending = recommending
         if recommending is not None:
             app.state.recommender, app.state.sonic = recommending.engine, recommending.sonic
+            if services.uploads is not None:  # one copy of the vectors, one calibration for uploads and playlists
+                services.uploads.finder.vectors = recommending.cache
         try:
             if services.socket is not None:
                 await services.socket.start()
@@ -76,6 +78,7 @@ def open_services(settings: ApiSettings) -> Services:
                                 store=store, renamer=Renamer(timeout=settings.rename_timeout_seconds, api_key=key),
                                 fingerprints=FingerprintStore(settings.fingerprints_db),
                                 tag_names=recommender.tag_vocabulary(settings.model_options))
+        services.uploads = uploads
         services.socket = UploadSocketServer(settings.socket_path, uploads.handle,
                                              max_request_bytes=settings.socket_max_request_bytes,
                                              idle_timeout=settings.socket_idle_timeout_seconds,
@@ -101,4 +104,14 @@ def serve(settings: ApiSettings) -> None:
     """Run the API with uvicorn until interrupted (``navembed api``)."""
     import uvicorn
 
+    single_threaded_blas()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread per API process: its products are small (a request's candidates against a seed), and
+    on 2 cores OpenBLAS's own threads made a 117 x 327 product take 100 ms instead of 0.8 ms when the CPU was
+    busy. Requests run side by side on uvicorn's thread pool instead (measured: benchmarks/plugin_profile)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")

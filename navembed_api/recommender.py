@@ -31,8 +31,8 @@ from navembed_api.deps import Services
 from navembed_pipeline.lib.errors import ConfigError, NavembedError
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.models import ModelOptions, musicnn_variant, tag_names
-from navembed_pipeline.lib.recommend import (TAGS_FIELD, TAGS_MODEL, Recommender, SonicService, TrackCatalog,
-                                             VectorCache)
+from navembed_pipeline.lib.recommend import (TAGS_FIELD, TAGS_MODEL, RecordingIdentity, Recommender, SonicService,
+                                             TrackCatalog, VectorCache, title_keys)
 
 LOGGER = logging.getLogger("navembed.api")
 REFRESH_INTERVAL_S = 30.0
@@ -61,14 +61,17 @@ def build(services: Services) -> RecommenderState:
         raise ConfigError("recommendations need the Navidrome database: set NAVEMBED_NAVIDROME_DB")
     library = NavidromeLibrary(settings.navidrome_db, path_map=settings.path_mapping)
     cache = VectorCache(services.store, calibration_dir=settings.data_dir / "calibration",
-                        snapshot_dir=settings.data_dir / "vector-cache")
-    catalog = TrackCatalog(library.get, library.db_path)  # one SQLite read per track while navidrome.db is unchanged
+                        snapshot_dir=settings.data_dir / "vector-cache",
+                        stale_after_s=settings.vector_cache_stale_seconds)
+    # one SQLite read per track while navidrome.db is unchanged; the rules' columns of every track as arrays
+    catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
+    groups = FingerprintGroups(settings.data_dir / FINGERPRINTS_FILE)
     engine = Recommender(cache, catalog, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
                          default_models=settings.enabled_models(),
                          text_ready=remembered(lambda: services.models.weights_present("muq"), WEIGHTS_CHECK_S),
-                         tag_names=tag_vocabulary(settings.model_options))
-    groups = FingerprintGroups(settings.data_dir / FINGERPRINTS_FILE)
-    sonic = SonicService(engine, library.tracks, recording_groups=groups)
+                         tag_names=tag_vocabulary(settings.model_options),
+                         identity=RecordingIdentity(groups=groups.index, titles=title_keys(catalog)))
+    sonic = SonicService(engine, library.tracks)
     return RecommenderState(engine, sonic, cache)
 
 
@@ -101,6 +104,7 @@ def _warm(state: RecommenderState) -> None:
         if TAGS_MODEL in state.engine.default_models:  # shown in every answer's why
             state.cache.field(TAGS_MODEL, TAGS_FIELD)
         state.sonic.artists()
+        state.engine.catalog.table(wait=True)  # the track table (``TrackCatalog``): filters without reads
     except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
         LOGGER.warning("could not preload the vectors", exc_info=True)
     finally:
@@ -167,20 +171,25 @@ async def _refresh_loop(state: RecommenderState) -> None:
 
 
 class FingerprintGroups:
-    """``FingerprintStore.recording_groups`` of the pipeline's fingerprint file, read only once it exists
-    (the API never creates it); no file or no fingerprint module → no groups (the callers fall back)."""
+    """The pipeline's fingerprint store, opened only once its file exists (the API never creates it); no
+    file or no fingerprint module → None. ``index`` is the recording groups as a per-track number array
+    (``RecordingGroupIndex``: reloaded when a write changed the groups, never regrouped per request)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, check_interval_s: float | None = None) -> None:
         self.path = path
         self._store = None
+        from navembed_pipeline.lib.duplicates import RecordingGroupIndex
 
-    def __call__(self, track_ids: Sequence[str]) -> Mapping[str, str]:
+        options = {} if check_interval_s is None else {"check_interval_s": check_interval_s}
+        self.index = RecordingGroupIndex(self.store, **options)
+
+    def store(self):  # noqa: ANN201 - a FingerprintStore, imported lazily
         if self._store is None:
             if not self.path.exists():
-                return {}
+                return None
             try:
                 from navembed_pipeline.lib.duplicates import FingerprintStore
             except ImportError:
-                return {}
+                return None
             self._store = FingerprintStore(self.path)
-        return self._store.recording_groups(track_ids)
+        return self._store

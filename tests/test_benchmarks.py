@@ -108,3 +108,27 @@ def test_musicnn_quality_quick_measures_every_candidate_and_fusion(tmp_path, mus
     for kind in ("best musicnn", "best fusion", "shipped musicnn", "shipped fusion"):
         mean, low, high = result["minus_dsp_v2"][kind]["all"]
         assert low <= mean <= high
+
+
+def test_the_same_recording_benchmark_tunes_on_the_tuning_albums_and_counts_on_the_held_out_ones() -> None:
+    # The measuring code on hand-made vectors (the real run needs the recordings cache): a copy pair per
+    # recording, different songs apart; the threshold comes from the tuning pairs only.
+    from benchmarks.recordings import HELD_OUT, TUNING, Recording
+    from benchmarks.same_recording import choose_threshold, cosine_floor, report
+
+    rng = np.random.default_rng(0)
+    recordings = [Recording(Path(f"/r/{i}.ogg"), f"album{i % 3}", f"song{i}", 60.0,
+                            TUNING[0] if i < 6 else HELD_OUT[0]) for i in range(12)]
+    vectors = {}
+    for i in range(12):
+        base = rng.standard_normal(16) + 4.0  # songs share a direction, as real dsp vectors do
+        vectors[(i, "original")] = base
+        vectors[(i, "clip")] = base + 0.9 * rng.standard_normal(16)
+        vectors[(i, "mp3_64k")] = base + 0.01 * rng.standard_normal(16)
+        vectors[(i, "clip_mp3_96k")] = vectors[(i, "clip")] + 0.01 * rng.standard_normal(16)
+    result = report(recordings, vectors)
+    tuning, held_out = result["splits"]["tuning"], result["splits"]["held-out"]
+    assert tuning["recordings"] == 6 and held_out["recordings"] == 6
+    assert tuning["merged_distinct"] == 0 and sum(tuning["missed_copies"].values()) == 0
+    assert tuning["highest_distinct"]["similarity"] < result["threshold"] <= min(tuning["lowest_copy_by_variant"].values())
+    assert choose_threshold([0.99, 0.97], [0.9, 0.95]) == 0.96 and cosine_floor([0.9912, 0.996]) == 0.99

@@ -1,5 +1,6 @@
 """Duplicates and uploads: Chromaprint fingerprints and their matching, the durable fingerprint store
-(candidates, verified duplicate edges, recording groups), and uploads kept in their own store.
+(candidates, verified duplicate edges, recording groups kept up to date as prints are written), the
+groups as a per-track number array for requests (``RecordingGroupIndex``), and uploads in their own store.
 
 May import: the shared leaves, ``library`` and ``store``; never ``engine``, ``models`` or ``recommend``.
 """
@@ -12,6 +13,7 @@ _PUBLIC = {
     "is_duplicate": "chromaprint", "match": "chromaprint",
     "Duplicate": "fingerprint_store", "FingerprintStore": "fingerprint_store",
     "FingerprintStoreError": "fingerprint_store", "Print": "fingerprint_store",
+    "NO_GROUP": "groups", "RecordingGroupIndex": "groups",
     "UploadRecord": "uploads", "UploadStore": "uploads", "migrate_library_uploads": "uploads",
     "upload_collection": "uploads",
 }

@@ -5,8 +5,11 @@ and a segment (1 for a whole file, the CUE track number otherwise), and records 
 it was computed from (``track_fingerprint``: path, size, mtime), so a track is fingerprinted once
 per file version whatever the number of models. Candidates come from an inverted index over a
 sample of each fingerprint's words (AcoustID-style); every candidate is verified by the alignment
-search of ``fingerprints.match``. Verified duplicate pairs are kept as edges, so
-``recording_groups`` is a union-find over them (album copy + compilation copy = one group).
+search of ``fingerprints.match``. Verified duplicate pairs are kept as edges, and the *recording
+groups* (connected components of the edges: album copy + compilation copy = one group) are kept in
+the ``groups`` table, updated in the same transaction as each write: a write regroups only the
+groups it touches, never the library. ``group_generation`` changes with every regrouping, so a
+reader (``RecordingGroupIndex``) reloads only when the groups changed.
 Nothing here deletes user files; rows of a track are replaced only when the track's file changes.
 """
 
@@ -20,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.duplicates.chromaprint import ITEM_SECONDS, Match, from_blob, is_duplicate, match, to_blob
+from navembed_pipeline.lib.duplicates.chromaprint import (ITEM_SECONDS, MIN_OVERLAP_SECONDS, Match, from_blob,
+                                                          is_duplicate, match, to_blob)
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library.upload_ids import is_upload_id
 from navembed_pipeline.lib.store.state_files import set_aside_if_damaged, state_transaction
@@ -41,6 +45,9 @@ CREATE TABLE IF NOT EXISTS pairs (
     a TEXT NOT NULL, a_segment INTEGER NOT NULL, b TEXT NOT NULL, b_segment INTEGER NOT NULL,
     score REAL NOT NULL, offset_seconds REAL NOT NULL, PRIMARY KEY (a, a_segment, b, b_segment));
 CREATE INDEX IF NOT EXISTS pairs_by_b ON pairs (b);
+CREATE TABLE IF NOT EXISTS groups (owner TEXT PRIMARY KEY, grp TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS groups_by_grp ON groups (grp);
+CREATE TABLE IF NOT EXISTS group_state (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, path TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
     duration_seconds REAL NOT NULL, created REAL NOT NULL);
@@ -94,7 +101,7 @@ class FingerprintStore:
                    for segment, name, words in segments]
         now = time.time()
         with self.connection() as db:
-            self._forget(db, owner)
+            touched = self._forget(db, owner)
             for segment, name, words, duplicates in matched:
                 db.execute("INSERT INTO prints VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (owner, segment, version, name, len(words) * ITEM_SECONDS, to_blob(words), now))
@@ -103,13 +110,15 @@ class FingerprintStore:
                 db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?)",
                                [(owner, segment, d.owner, d.segment, d.match.score, d.match.offset_seconds)
                                 for d in duplicates])
+            others = {d.owner for *_, duplicates in matched for d in duplicates}
+            _regroup(db, touched | {owner} | _members(db, _groups_of(db, others)) | others)
         found = [d for *_, duplicates in matched for d in duplicates]
         return found
 
     def forget(self, owner: str) -> None:
         """Drop ``owner``'s fingerprints and edges (its file changed or it is gone; files are untouched)."""
         with self.connection() as db:
-            self._forget(db, owner)
+            _regroup(db, self._forget(db, owner))
 
     # ----- reads ---------------------------------------------------------------------------------
     def versions(self, owners: Iterable[str]) -> dict[str, str]:
@@ -162,24 +171,27 @@ class FingerprintStore:
     def recording_groups(self, track_ids: Iterable[str] | None = None) -> dict[str, str]:
         """Track id → group key; library tracks sharing a key are copies of one recording.
 
-        Every fingerprinted library track (or each of ``track_ids`` that has a fingerprint) gets a
-        key; a track alone in its group gets its own id. The key is the smallest track id of the
-        group, so it is stable while the group's members are. Tracks split by a CUE sheet are
-        grouped by their first segment only when they have exactly one.
+        Read from the ``groups`` table (kept up to date by every write, never rebuilt here). Every
+        library track whose fingerprint can decide (one segment, at least ``MIN_OVERLAP_SECONDS``
+        long) has a key; a track alone in its group gets its own id. The key is the smallest track id
+        of the group, so it is stable while the group's members are. Tracks split by a CUE sheet and
+        fingerprints too short to decide have no key (their identity rests on the vectors).
         """
         with self.connection() as db:
-            owners = [o for (o,) in db.execute(
-                "SELECT owner FROM prints GROUP BY owner HAVING COUNT(*) = 1 AND owner NOT LIKE 'upload:%'")]
-            edges = db.execute("SELECT a, b FROM pairs WHERE a NOT LIKE 'upload:%' AND b NOT LIKE 'upload:%' "
-                               "AND a_segment = 1 AND b_segment = 1").fetchall()
-        parent = {o: o for o in owners}
-        for a, b in edges:
-            if a in parent and b in parent:
-                _union(parent, a, b)
-        groups = {o: _root(parent, o) for o in owners}
-        if track_ids is None:
-            return groups
-        return {t: groups[t] for t in dict.fromkeys(track_ids) if t in groups}
+            if track_ids is None:
+                return dict(db.execute("SELECT owner, grp FROM groups"))
+            wanted = list(dict.fromkeys(track_ids))
+            found: dict[str, str] = {}
+            for chunk in _chunks(wanted, 500):
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT owner, grp FROM groups WHERE owner IN ({marks})", chunk))
+        return {t: found[t] for t in wanted if t in found}
+
+    def group_generation(self) -> int:
+        """A number that changes whenever any recording group changes (0 before the first write)."""
+        with self.connection() as db:
+            row = db.execute("SELECT generation FROM group_state WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
 
     def links(self, owner: str) -> list[tuple[str, float, float]]:
         """(other owner, score, offset seconds) of every stored duplicate edge of ``owner``."""
@@ -206,15 +218,82 @@ class FingerprintStore:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
+                _backfill_groups(db)
+                db.commit()
             finally:
                 db.close()
             self._ready = True
 
     @staticmethod
-    def _forget(db: sqlite3.Connection, owner: str) -> None:
+    def _forget(db: sqlite3.Connection, owner: str) -> set[str]:
+        """Drop ``owner``'s rows; returns the members of the group it was in (to regroup)."""
+        members = _members(db, _groups_of(db, {owner}))
         db.execute("DELETE FROM prints WHERE owner = ?", (owner,))
         db.execute("DELETE FROM words WHERE owner = ?", (owner,))
         db.execute("DELETE FROM pairs WHERE a = ? OR b = ?", (owner, owner))
+        return members | {owner}
+
+
+def _groups_of(db: sqlite3.Connection, owners: set[str]) -> set[str]:
+    keys: set[str] = set()
+    for chunk in _chunks(sorted(owners), 500):
+        marks = ",".join("?" * len(chunk))
+        keys.update(k for (k,) in db.execute(f"SELECT DISTINCT grp FROM groups WHERE owner IN ({marks})", chunk))
+    return keys
+
+
+def _members(db: sqlite3.Connection, keys: set[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(sorted(keys), 500):
+        marks = ",".join("?" * len(chunk))
+        found.update(o for (o,) in db.execute(f"SELECT owner FROM groups WHERE grp IN ({marks})", chunk))
+    return found
+
+
+def _regroup(db: sqlite3.Connection, owners: set[str]) -> None:
+    """Recompute the groups of ``owners`` (a union of whole groups, plus owners just written or
+    dropped) from their prints and edges: components never reach outside such a set."""
+    owners = {o for o in owners if not is_upload_id(o)}
+    if not owners:
+        return
+    ordered = sorted(owners)
+    eligible: list[str] = []
+    edges: list[tuple[str, str]] = []
+    for chunk in _chunks(ordered, 400):
+        marks = ",".join("?" * len(chunk))
+        db.execute(f"DELETE FROM groups WHERE owner IN ({marks})", chunk)
+        eligible += [o for (o,) in db.execute(
+            f"SELECT owner FROM prints WHERE owner IN ({marks}) GROUP BY owner "
+            "HAVING COUNT(*) = 1 AND MIN(seconds) >= ?", [*chunk, MIN_OVERLAP_SECONDS])]
+        edges += db.execute(f"SELECT a, b FROM pairs WHERE a IN ({marks}) AND a_segment = 1 AND b_segment = 1",
+                            chunk).fetchall()
+    db.executemany("INSERT INTO groups VALUES (?, ?)", _components(eligible, edges).items())
+    db.execute("INSERT INTO group_state VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET generation = generation + 1")
+
+
+def _components(owners: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Owner → the smallest owner of its connected component (edges to other owners are ignored)."""
+    parent = {o: o for o in owners}
+    for a, b in edges:
+        if a in parent and b in parent:
+            _union(parent, a, b)
+    return {o: _root(parent, o) for o in parent}
+
+
+def _backfill_groups(db: sqlite3.Connection) -> None:
+    """A fingerprint file written before groups were kept: group it once, as it opens (under a write
+    lock, so two processes opening it at once group it once)."""
+    if db.in_transaction:
+        db.commit()
+    db.execute("BEGIN IMMEDIATE")
+    if db.execute("SELECT 1 FROM group_state").fetchone() is not None:
+        db.rollback()
+        return
+    owners = [o for (o,) in db.execute("SELECT owner FROM prints WHERE owner NOT LIKE 'upload:%' GROUP BY owner "
+                                       "HAVING COUNT(*) = 1 AND MIN(seconds) >= ?", (MIN_OVERLAP_SECONDS,))]
+    edges = db.execute("SELECT a, b FROM pairs WHERE a_segment = 1 AND b_segment = 1").fetchall()
+    db.executemany("INSERT OR REPLACE INTO groups VALUES (?, ?)", _components(owners, edges).items())
+    db.execute("INSERT OR IGNORE INTO group_state VALUES (1, 1)")
 
 
 def _indexed_words(words: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ May import: the shared leaves, ``library`` (tracks) and ``store`` (vectors, thro
 from navembed_pipeline.lib.recommend.calibration import LibraryStats, ScoreCalibration
 from navembed_pipeline.lib.recommend.catalog import TrackCatalog
 from navembed_pipeline.lib.recommend.engine import DEFAULT_MODELS, TEXT_FIELDS, Recommender
+from navembed_pipeline.lib.recommend.identity import (COPY_SIMILARITY, CopyThreshold, RecordingIdentity, closeness,
+                                                      title_keys)
 from navembed_pipeline.lib.recommend.errors import (InvalidRequestError, NoVectorsError, RecommendError,
                                                     UnknownTrackError)
 from navembed_pipeline.lib.recommend.index import StaticVectors, VectorCache
@@ -26,11 +28,12 @@ from navembed_pipeline.lib.recommend.tags import (TAGS_FIELD, TAGS_MODEL, TEXT_M
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 __all__ = [
-    "Contribution", "DEFAULT_MODELS", "Explanation", "FieldVectors", "InvalidRequestError", "LibraryStats",
+    "COPY_SIMILARITY", "Contribution", "CopyThreshold", "DEFAULT_MODELS", "Explanation", "FieldVectors", "InvalidRequestError", "LibraryStats",
     "MAX_SIZE", "MAX_STEPS", "Mix", "MixOptions", "MixRun", "Neighbour", "NoVectorsError", "PathSpec", "Penalty",
-    "Playlist", "PlaylistRules", "RecommendError", "RecommendRequest", "RecommendedTrack", "Recommender",
+    "Playlist", "PlaylistRules", "RecommendError", "RecordingIdentity", "RecommendRequest", "RecommendedTrack", "Recommender",
     "ScoreCalibration", "SonicService", "StaticVectors", "TAGS_FIELD", "TAGS_MODEL", "TEXT_FIELDS", "TEXT_MODEL",
     "TagQuery", "TagScore", "TagScores", "TagVocabulary", "Tagging", "TrackCatalog", "UnknownArtistError",
-    "UnknownTagError", "UnknownTrackError", "VectorCache", "VectorSeed", "as_json", "build_and_write", "build_mixes",
-    "distribution_markdown", "for_you_request", "load_tagging", "preview", "tag_distribution", "top_tags",
+    "UnknownTagError", "UnknownTrackError", "VectorCache", "VectorSeed", "as_json", "build_and_write", "closeness", "build_mixes",
+    "distribution_markdown", "for_you_request", "load_tagging", "preview", "tag_distribution", "title_keys",
+    "top_tags",
 ]

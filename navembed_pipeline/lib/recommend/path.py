@@ -17,8 +17,9 @@ import numpy as np
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.errors import NoVectorsError
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
+from navembed_pipeline.lib.recommend.identity import RecordingIdentity
 from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD, RecommendRequest
-from navembed_pipeline.lib.recommend.rules import Arrangement, Catalog, artist_key, eligible
+from navembed_pipeline.lib.recommend.rules import Arrangement, Catalog, artist_key, eligible, track_table
 from navembed_pipeline.lib.recommend.search import Search
 
 CANDIDATES_PER_STEP = 64
@@ -37,13 +38,15 @@ class Stop:
 
 
 def path_stops(search: Search, request: RecommendRequest, *, catalog: Catalog,
-               negatives: Sequence[Sequence[Probe]]) -> tuple[list[Stop], Mapping[str, Track]]:
+               negatives: Sequence[Sequence[Probe]],
+               identity: RecordingIdentity | None = None) -> tuple[list[Stop], Mapping[str, Track]]:
     """A, the picks in order, B; and the library's details of every stop."""
     spec = request.path
     assert spec is not None  # validate() guarantees it in path mode
     ends = catalog([spec.start, spec.end])
     points = _points(search, spec.start, spec.end, spec.steps)
-    picks, tracks = _walk(search, request, points, catalog=catalog, negatives=negatives, start=ends.get(spec.start))
+    picks, tracks = _walk(search, request, points, catalog=catalog, negatives=negatives, start=ends.get(spec.start),
+                          identity=identity or RecordingIdentity())
     start = _endpoint(search, request, points[0], spec.start, negatives, "start")
     end = _endpoint(search, request, points[-1], spec.end, negatives, "end")
     return [start, *picks, end], {**tracks, **ends}
@@ -66,18 +69,20 @@ def _points(search: Search, start: str, end: str, steps: int) -> list[list[Probe
 
 
 def _walk(search: Search, request: RecommendRequest, points: list[list[Probe]], *, catalog: Catalog,
-          negatives: Sequence[Sequence[Probe]], start: Track | None) -> tuple[list[Stop], Mapping[str, Track]]:
+          negatives: Sequence[Sequence[Probe]], start: Track | None,
+          identity: RecordingIdentity) -> tuple[list[Stop], Mapping[str, Track]]:
     spec, rules = request.path, request.rules
     inner = points[1:-1]
     ids = _candidates(search, inner)
     steps = _step_scores(search, request, inner, ids, negatives)
     pool = eligible(_shortlist(steps), ids, rules, catalog=catalog,
-                    blocked={spec.start, spec.end, *request.negative_tracks})
+                    blocked={spec.start, spec.end, *request.negative_tracks}, table=track_table(catalog))
     similarity_to = search.similarity_to([ids[i] for i in pool.positions])
     near_end = similarity_to(spec.end)
     arrangement = Arrangement(pool, ids, rules, similarity_to=similarity_to,
                               anchors=(spec.start, spec.end, *rules.previous),
-                              last_artist=artist_key(start) if start else None)
+                              last_artist=artist_key(start) if start else None,
+                              same_as=search.same_recording([ids[i] for i in pool.positions], identity))
     previous = search.pair_similarity(spec.start, spec.end)
     stops = []
     for scores, following in zip(steps, points[2:], strict=True):
@@ -92,7 +97,7 @@ def _walk(search: Search, request: RecommendRequest, points: list[list[Probe]], 
         previous = near_end[slot]
         position = int(pool.positions[slot])
         stops.append(Stop(ids[position], scores, position, "pick"))
-    return stops, pool.tracks
+    return stops, pool.details([s.track_id for s in stops], catalog)
 
 
 def _candidates(search: Search, inner: list[list[Probe]]) -> list[str]:

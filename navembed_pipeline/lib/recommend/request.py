@@ -23,7 +23,6 @@ EMBEDDING_FIELD = "embedding"
 MAX_SIZE = 500
 MAX_STEPS = 200
 DEFAULT_RRF_K = 60
-DUPLICATE_COSINE = 0.98  # a re-encode or a second copy of one recording lands above this
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,7 @@ class PlaylistRules:
     previous: tuple[str, ...] = ()  # recently played: never repeated, nor their duplicates
     max_per_artist: int | None = None
     no_consecutive_artist: bool = False
-    collapse_duplicates: bool = True
-    duplicate_cosine: float = DUPLICATE_COSINE
+    collapse_duplicates: bool = True  # never two copies of one recording (``identity.RecordingIdentity``)
     min_duration: float | None = None  # seconds
     max_duration: float | None = None
     diversity: float = 0.0  # maximal marginal relevance: 0 = by score only, 1 = as varied as possible
@@ -189,7 +187,6 @@ def _value_problems(request: RecommendRequest) -> list[str]:
         (request.fusion in FUSIONS, f"fusion must be one of {', '.join(FUSIONS)}"),
         (1 <= rules.size <= MAX_SIZE, f"size must be 1..{MAX_SIZE}"),
         (0.0 <= rules.diversity <= 1.0, "diversity must be within 0..1"),
-        (0.0 < rules.duplicate_cosine <= 1.0, "duplicate_cosine must be within 0..1"),
         (rules.max_per_artist is None or rules.max_per_artist >= 1, "max_per_artist must be at least 1"),
         (math.isfinite(request.negative_strength) and request.negative_strength >= 0.0,
          "negative_strength must be a finite number, 0 or more"),

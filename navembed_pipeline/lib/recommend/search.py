@@ -13,7 +13,8 @@ import numpy as np
 from navembed_pipeline.lib.recommend.errors import NoVectorsError
 from navembed_pipeline.lib.recommend.fusion import Probe, Term, make_term
 from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD
-from navembed_pipeline.lib.recommend.rules import SimilarityTo
+from navembed_pipeline.lib.recommend.identity import RecordingIdentity
+from navembed_pipeline.lib.recommend.rules import SameAs, SimilarityTo
 from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TagScores, tag_scores
 from navembed_pipeline.lib.recommend.vectors import Block, FieldVectors, as_queries, spread
 
@@ -132,6 +133,11 @@ class Search:
                 return np.where(weight > 0, total / weight, np.nan)
 
         return similarity
+
+    def same_recording(self, ids: Sequence[str], identity: RecordingIdentity) -> SameAs:
+        """Which of the tracks ``ids`` are the same recording as one track, by ``identity`` over
+        every model of this request (``identity.RecordingIdentity.matcher``)."""
+        return identity.matcher(ids, {m: self.field(m) for m in self.models})
 
     def pair_similarity(self, first: str, second: str) -> float:
         """Sonic similarity of two tracks (NaN if no model has both)."""

@@ -5,35 +5,34 @@
 
 - similarity is the library-calibrated one (``Recommender.sonic_similarity``): 0 = as alike as a
   typical unrelated pair of this library, 1 = the same recording; results are most similar first.
-- ``eliminate_duplicates``: never two copies of one recording, nor a copy of the seed. Copies are
-  known by acoustic fingerprint (``recording_groups``, e.g. ``FingerprintStore.recording_groups``);
-  tracks without a fingerprint group fall back to the same normalised artist + title, or vectors
-  that are near-identical in every model (cosine >= ``VECTOR_COPY_COSINE``).
+- ``eliminate_duplicates``: never two copies of one recording, nor a copy of the seed, by the engine's
+  ``identity`` (``identity.RecordingIdentity``: fingerprint groups first, then the per-model threshold
+  on calibrated similarity), the same rule as ``collapse_duplicates`` in playlists.
 - ``within_radius`` (the plugin's ``radius_similarity``): only tracks inside the seed's radius,
   calibrated similarity >= ``RADIUS_SIMILARITY``, so a mix is never padded with unrelated songs
   (the list may be shorter than asked; Navidrome tops short lists up from its other agents).
 """
 
+import dataclasses
 import logging
-import re
 import threading
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from navembed_pipeline.lib.library.navidrome import Track
-from navembed_pipeline.lib.recommend.artists import ArtistIndex, ArtistMatch, identity
+from navembed_pipeline.lib.recommend.artists import REPRESENTATIVES, ArtistIndex, ArtistMatch, identity
+from navembed_pipeline.lib.recommend.catalog import TrackInfo
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError, RecommendError, UnknownTrackError
 from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS, PathSpec, PlaylistRules, RecommendRequest
+from navembed_pipeline.lib.recommend.rules import track_table
 
 LOGGER = logging.getLogger("navembed.recommend")
 RADIUS_SIMILARITY = 0.5  # halfway between a typical unrelated pair (0) and the same recording (1)
-VECTOR_COPY_COSINE = 0.995  # without fingerprints: this close in every model is one recording
 MAX_PATH = MAX_STEPS + 2
-RecordingGroups = Callable[[Sequence[str]], Mapping[str, str]]  # track id → recording key (known ones)
+DISTINCT_MARGIN = 16  # tracks compared beyond those wanted, for the copies among them
 TrackSource = Callable[[], Iterable[Track]]
 
 
@@ -43,18 +42,16 @@ class UnknownArtistError(RecommendError):
 
 @dataclass(frozen=True)
 class Neighbour:
-    track: Track
+    track: Track | TrackInfo  # TrackInfo (id, title, artist, album) where asked for with details=False
     similarity: float  # calibrated 0..1 to the reference track
 
 
 class SonicService:
     """Neighbours, paths and artists for music servers, over one ``Recommender``."""
 
-    def __init__(self, engine: Recommender, tracks: TrackSource, *,
-                 recording_groups: RecordingGroups | None = None) -> None:
+    def __init__(self, engine: Recommender, tracks: TrackSource) -> None:
         self.engine = engine
         self._tracks = tracks
-        self._groups = recording_groups
         self._artists: tuple[tuple[int, ...], ArtistIndex] | None = None
         self._artist_lock = threading.Lock()
         self._rebuilding = False
@@ -63,72 +60,82 @@ class SonicService:
 
     # ----- tracks ------------------------------------------------------------------------------
     def similar_tracks(self, track_id: str, count: int, *, eliminate_duplicates: bool = True,
-                       within_radius: bool = False) -> list[Neighbour]:
-        """Up to ``count`` tracks like ``track_id``, most similar first, never the seed itself."""
+                       within_radius: bool = False, details: bool = True) -> list[Neighbour]:
+        """Up to ``count`` tracks like ``track_id``, most similar first, never the seed itself.
+
+        One ranking (``Recommender.ranked_ids``: the engine's "similar" playlist without explanations),
+        array filters on it, and one catalog read of the tracks answered (``details=False``: their
+        ``TrackInfo`` from the track table when there is one, no read at all)."""
         self._require([track_id])
         count = min(max(count, 0), MAX_SIZE)
         fetch = min(MAX_SIZE, 2 * count + 10)  # room for dropped copies and the radius
-        playlist = self.engine.recommend(RecommendRequest(
+        ids, models = self.engine.ranked_ids(RecommendRequest(
             mode="similar", seeds=(track_id,), rules=PlaylistRules(size=fetch, collapse_duplicates=False)))
-        ids = [t.id for t in playlist.tracks]
-        similarity = self.engine.sonic_similarity(track_id, ids, models=playlist.models)
-        ids.sort(key=lambda t: -similarity[t])  # stable: equal numbers keep the engine's order
+        similarity = self.engine.sonic_similarities(track_id, ids, models=models)
+        order = np.argsort(-similarity, kind="stable")  # stable: equal numbers keep the engine's order
         if within_radius:
-            ids = [t for t in ids if similarity[t] >= RADIUS_SIMILARITY]
+            order = order[similarity[order] >= RADIUS_SIMILARITY]
         if eliminate_duplicates:
-            ids = self._distinct_recordings(track_id, ids, playlist.models)
-        known = self.engine.catalog(ids[:count])
-        return [Neighbour(known[t], similarity[t]) for t in ids[:count] if t in known]
+            order = order[self._distinct_positions(track_id, [ids[i] for i in order], models, want=count)]
+        order = order[:count]
+        known = self.track_details([ids[i] for i in order], full=details)
+        return [Neighbour(known[ids[i]], float(similarity[i])) for i in order if ids[i] in known]
 
-    def path(self, start: str, end: str, count: int) -> list[Neighbour]:
+    def path(self, start: str, end: str, count: int, *, details: bool = True) -> list[Neighbour]:
         """At most ``count`` songs: ``start``, tracks each nearer ``end``, then ``end`` (``count`` 1: the
         start alone); each with its similarity to ``start``."""
         if start == end:
             raise InvalidRequestError("a path needs two different tracks")
         if count < 1:
             raise InvalidRequestError("count must be at least 1")
-        known = self._require([start, end])
+        self._require([start, end])
         steps = min(count, MAX_PATH) - 2
         if steps <= 0:
             ids, models = [start, end][:count], ()
         else:
             playlist = self.engine.recommend(RecommendRequest(mode="path", path=PathSpec(start, end, steps)))
             ids, models = [t.id for t in playlist.tracks], playlist.models
-            known = self.engine.catalog(ids)
+        known = self.track_details(ids, full=details)
         similarity = self.engine.sonic_similarity(start, ids, models=models)
         return [Neighbour(known[t], similarity[t]) for t in ids if t in known]
 
-    def _require(self, ids: Sequence[str]) -> Mapping[str, Track]:
-        """The library's tracks ``ids``; an unknown one is refused before any vector is looked at."""
-        known = self.engine.catalog(ids)
-        if missing := [t for t in ids if t not in known]:
+    def track_details(self, ids: Sequence[str], *, full: bool = True) -> Mapping[str, Track | TrackInfo]:
+        """The library's ``Track``s ``ids`` (one catalog read), or without ``full`` their ``TrackInfo``."""
+        table = None if full else track_table(self.engine.catalog)
+        return table.info(ids) if table is not None else self.engine.catalog(ids)
+
+    def _require(self, ids: Sequence[str]) -> None:
+        """Refuse an id that is not a track of the library before any vector is looked at."""
+        table = track_table(self.engine.catalog)
+        if table is not None:
+            missing = [t for t, row in zip(ids, table.rows_of(ids).tolist(), strict=True) if row < 0]
+        else:
+            known = self.engine.catalog(ids)
+            missing = [t for t in ids if t not in known]
+        if missing:
             raise UnknownTrackError(f"unknown track id(s): {', '.join(missing)} (not in the library)")
-        return known
 
     def _distinct_recordings(self, seed: str, ids: list[str], models: Sequence[str]) -> list[str]:
-        """``ids`` without copies of the seed or of an earlier track (see the module docstring)."""
-        keys = self._recording_keys([seed, *ids])
-        close = _near_identical(self.engine, models, [seed, *ids])
-        kept: list[int] = [0]
-        seen = {keys[seed]}
-        for i, track_id in enumerate(ids, start=1):
-            if keys[track_id] in seen or close[i, kept].any():
-                continue
-            seen.add(keys[track_id])
-            kept.append(i)
-        return [ids[i - 1] for i in kept[1:]]
+        """``ids`` without copies of the seed or of an earlier track (``Recommender.identity``: one
+        (n, n) same-recording mask, walked by ``first_distinct``)."""
+        everyone = [seed, *ids]
+        fields = {m: f for m in models if len(f := self.engine.vectors.field(m)) > 0}
+        same = self.engine.identity.same_matrix(everyone, fields)
+        return [ids[i - 1] for i in first_distinct(same)[1:].tolist()]  # position 0 is the seed, always kept
 
-    def _recording_keys(self, ids: Sequence[str]) -> dict[str, str]:
-        groups: Mapping[str, str] = {}
-        if self._groups is not None:
-            try:
-                groups = self._groups(ids)
-            except Exception:  # noqa: BLE001 - a broken fingerprint store must not break mixes
-                LOGGER.warning("recording groups unavailable; falling back to artist + title", exc_info=True)
-        tracks = self.engine.catalog([t for t in ids if t not in groups])
-        return {t: f"fp:{groups[t]}" if t in groups else
-                (f"meta:{_normal(tracks[t].artist)}\x1f{_normal(tracks[t].title)}" if t in tracks else f"id:{t}")
-                for t in ids}
+    def _distinct_positions(self, seed: str, ids: Sequence[str], models: Sequence[str], *,
+                            want: int | None = None) -> np.ndarray:
+        """Positions into ``ids`` of the tracks ``_distinct_recordings`` keeps, in order. ``want``: at least
+        that many if there are (fewer tracks are compared: the walk over a prefix of ``ids`` keeps what the
+        walk over all of them keeps within it, so a longer prefix is taken only while short)."""
+        end = len(ids) if want is None else min(len(ids), want + DISTINCT_MARGIN)
+        while True:
+            prefix = list(ids[:end])
+            kept = self._distinct_recordings(seed, prefix, models)
+            if want is None or len(kept) >= want or end >= len(ids):
+                where = {t: i for i, t in enumerate(prefix)}
+                return np.asarray([where[t] for t in kept], dtype=np.int64)
+            end = min(len(ids), 2 * end)
 
     # ----- artists -----------------------------------------------------------------------------
     def similar_artists(self, key: str, count: int) -> tuple[str, list[ArtistMatch]]:
@@ -137,7 +144,15 @@ class SonicService:
         artist = index.find(key)
         if artist is None:
             raise UnknownArtistError(f"unknown artist {key!r}: no artist with this id or name has analysed tracks")
-        return artist.id, index.similar(artist, min(max(count, 0), MAX_SIZE))
+        matches = index.similar(artist, min(max(count, 0), MAX_SIZE), representatives=2 * REPRESENTATIVES)
+        return artist.id, [self._distinct_songs(m) for m in matches]
+
+    def _distinct_songs(self, match: ArtistMatch) -> ArtistMatch:
+        """Artist radio's representative songs, one copy of each recording (``Recommender.identity``)."""
+        fields = self._fields()
+        own = self.engine.identity.distinct(list(match.own_songs), fields)[:REPRESENTATIVES]
+        theirs = self.engine.identity.distinct(list(match.their_songs), fields)[:REPRESENTATIVES]
+        return dataclasses.replace(match, own_songs=tuple(own), their_songs=tuple(theirs))
 
     def artists(self, *, wait: bool = False) -> ArtistIndex:
         """The artist index of the current vectors: rebuilt when they reload (in the background once
@@ -180,27 +195,21 @@ class SonicService:
         return {m: f for m in self.engine.default_models if len(f := vectors.field(m)) > 0}
 
 
-def _normal(text: str) -> str:
-    """Case, accents, punctuation and spacing folded: 'Morning Keys!' == 'morning  keys'."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode() or text
-    return " ".join(re.sub(r"[^\w]+", " ", folded.casefold()).split())
-
-
-def _near_identical(engine: Recommender, models: Sequence[str], ids: Sequence[str]) -> np.ndarray:
-    """(n, n) True where two tracks' vectors are near-identical in every model that has both."""
-    close = np.ones((len(ids), len(ids)), dtype=bool)
-    compared = np.zeros((len(ids), len(ids)), dtype=bool)
-    for model in models:
-        field = engine.vectors.field(model)
-        rows = [field.vectors_of(t) for t in ids]
-        present = np.asarray([r is not None for r in rows])
-        if not present.any():
+def first_distinct(same: np.ndarray) -> np.ndarray:
+    """Positions kept, in order, walking tracks best first (position 0: the seed, always kept): a track
+    is kept unless it is the same recording (``same``, (n, n) symmetric) as a track kept before it."""
+    n = len(same)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    off_diagonal = np.triu(same, 1)
+    if not off_diagonal.any():  # no copies at all: every track
+        return np.arange(n, dtype=np.int64)
+    taken = same[0].copy()  # copies of the seed
+    taken[0] = True
+    kept = [0]
+    for i in np.flatnonzero(~taken).tolist():  # a track taken meanwhile (a copy of a kept one) is skipped
+        if taken[i]:
             continue
-        dim = field.dimension
-        means = np.stack([r.mean(axis=0) if r is not None else np.zeros(dim, np.float32) for r in rows])
-        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        both = present[:, None] & present[None, :]
-        close &= ~both | (means @ means.T >= VECTOR_COPY_COSINE)
-        compared |= both
-    np.fill_diagonal(compared, False)
-    return close & compared
+        kept.append(i)
+        taken |= same[i]
+    return np.asarray(kept, dtype=np.int64)

@@ -83,3 +83,80 @@ def test_the_store_survives_reopening(store: FingerprintStore, prints: dict[str,
     reopened = FingerprintStore(store.path)
     assert reopened.recording_groups()["t-comp"] == "t-album"
     assert np.array_equal(reopened.prints("t-album")[0].words, prints["album"])
+
+
+# ----- recording groups kept up to date as prints are written ---------------------------------------
+def full_regroup(store: FingerprintStore) -> dict[str, str]:
+    """What the groups must be: a union-find over every stored edge, from scratch (the reference)."""
+    with store.connection() as db:
+        owners = [o for (o,) in db.execute("SELECT owner FROM prints WHERE owner NOT LIKE 'upload:%' "
+                                           "GROUP BY owner HAVING COUNT(*) = 1 AND MIN(seconds) >= 10")]
+        edges = db.execute("SELECT a, b FROM pairs WHERE a_segment = 1 AND b_segment = 1").fetchall()
+    parent = {o: o for o in owners}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        if a in parent and b in parent:
+            low, high = sorted((root(a), root(b)))
+            parent[high] = low
+    return {o: root(o) for o in owners}
+
+
+def test_every_write_and_removal_leaves_the_groups_a_full_regroup_would_give(
+        tmp_path: Path, prints: dict[str, np.ndarray]) -> None:
+    store = FingerprintStore(tmp_path / "groups.sqlite")
+    steps = [("put", "c", "compilation"), ("put", "b", "other"), ("put", "a", "album"), ("put", "d", "album"),
+             ("forget", "a", None), ("put", "c", "other"), ("put", "e", "compilation"), ("forget", "d", None),
+             ("put", "a", "album")]
+    generations = [store.group_generation()]
+    for action, owner, piece in steps:
+        if action == "put":
+            store.put(owner, "v", [(1, owner, prints[piece])])
+        else:
+            store.forget(owner)
+        assert store.recording_groups() == full_regroup(store), (action, owner)
+        generations.append(store.group_generation())
+    assert generations == sorted(generations) and len(set(generations)) == len(generations)  # each write counted
+    assert store.recording_groups() == {"a": "a", "e": "a", "b": "b", "c": "b"}
+
+
+def test_a_print_too_short_to_decide_has_no_group(tmp_path: Path, prints: dict[str, np.ndarray]) -> None:
+    store = FingerprintStore(tmp_path / "short.sqlite")
+    store.put("long", "v", [(1, "long", prints["album"])])
+    store.put("clip", "v", [(1, "clip", prints["album"][:40])])  # ~5.5 s: fingerprints cannot decide
+    assert store.recording_groups() == {"long": "long"}
+
+
+def test_a_fingerprint_file_written_before_groups_were_kept_is_grouped_once_on_opening(
+        tmp_path: Path, prints: dict[str, np.ndarray]) -> None:
+    path = tmp_path / "old.sqlite"
+    store = FingerprintStore(path)
+    store.put("t-album", "v1", [(1, "Song", prints["album"])])
+    store.put("t-comp", "v1", [(1, "Song", prints["compilation"])])
+    with store.connection() as db:  # what an older navembed left: prints and edges, no groups
+        db.execute("DROP TABLE groups")
+        db.execute("DROP TABLE group_state")
+    assert FingerprintStore(path).recording_groups() == {"t-album": "t-album", "t-comp": "t-album"}
+
+
+def test_the_group_index_gives_numbers_and_reloads_only_when_the_groups_change(
+        tmp_path: Path, prints: dict[str, np.ndarray]) -> None:
+    from navembed_pipeline.lib.duplicates import NO_GROUP, RecordingGroupIndex
+
+    store = FingerprintStore(tmp_path / "index.sqlite")
+    index = RecordingGroupIndex(lambda: store if store.path.exists() else None, check_interval_s=0.0)
+    assert index.ids_for(["a"]).tolist() == [NO_GROUP] and index.generation is None  # no file yet
+    store.put("a", "v", [(1, "a", prints["album"])])
+    store.put("b", "v", [(1, "b", prints["compilation"])])
+    store.put("c", "v", [(1, "c", prints["other"])])
+    a, b, c, unknown = index.ids_for(["a", "b", "c", "nope"]).tolist()
+    assert a == b != c and NO_GROUP not in (a, c) and unknown == NO_GROUP
+    seen = index.generation
+    index.ids_for(["a"])
+    assert index.generation == seen  # nothing written: nothing reloaded
+    store.forget("b")
+    assert index.ids_for(["b"]).tolist() == [NO_GROUP] and index.generation != seen

@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from navembed_pipeline.lib.recommend import PlaylistRules, RecommendRequest, UnknownTrackError
+from navembed_pipeline.lib.recommend import (PlaylistRules, RecommendRequest, RecordingIdentity, UnknownTrackError,
+                                             title_keys)
 from navembed_pipeline.lib.recommend.sonic import RADIUS_SIMILARITY, SonicService, UnknownArtistError
-from tests.lib.recommend.helpers import field, grouped_vectors, recommender, track
+from tests.lib.recommend.helpers import catalog_of, field, grouped_vectors, recommender, track
 
 AXES = np.eye(8, dtype=np.float32)
 # Groups p, q (near p: shares most of its direction), d and five others; artists by group.
@@ -26,9 +27,13 @@ def tracks_for(vectors: dict[str, np.ndarray], **titles: str):
 
 
 def service(vectors=VECTORS, *, groups=None, **titles: str) -> SonicService:
+    """``groups``: fingerprint recording groups, track id → group number (the others have none)."""
     tracks = tracks_for(vectors, **titles)
-    engine = recommender([field("dsp", vectors)], tracks, default_models=("dsp",))
-    return SonicService(engine, lambda: tracks, recording_groups=groups)
+    known = groups or {}
+    identity = RecordingIdentity(groups=lambda ids: np.asarray([known.get(t, -1) for t in ids], dtype=np.int64),
+                                 titles=title_keys(catalog_of(tracks)))
+    engine = recommender([field("dsp", vectors)], tracks, default_models=("dsp",), identity=identity)
+    return SonicService(engine, lambda: tracks)
 
 
 def test_similar_tracks_are_the_nearest_most_similar_first_never_the_seed():
@@ -44,8 +49,7 @@ def test_asking_for_more_than_the_library_gives_every_other_track_once():
 
 
 def test_copies_known_by_fingerprint_appear_once_and_never_a_copy_of_the_seed():
-    groups = {"p0": "rec-a", "p1": "rec-a", "p2": "rec-b", "p3": "rec-b"}
-    with_copies = service(groups=lambda ids: {t: groups[t] for t in ids if t in groups})
+    with_copies = service(groups={"p0": 0, "p1": 0, "p2": 1, "p3": 1})
     ids = [n.track.id for n in with_copies.similar_tracks("p0", 5)]
     assert "p1" not in ids  # the seed's own copy
     assert len({"p2", "p3"} & set(ids)) == 1
@@ -57,6 +61,19 @@ def test_without_fingerprints_the_same_artist_and_title_is_one_recording():
     copies = service(p1="Morning Keys", p2="morning keys!")
     ids = [n.track.id for n in copies.similar_tracks("p0", 3)]
     assert len({"p1", "p2"} & set(ids)) == 1
+
+
+def test_the_same_artist_and_title_with_different_fingerprints_are_two_recordings():
+    # A live take and the studio one share artist and title; their fingerprints tell them apart.
+    copies = service(groups={"p1": 7, "p2": 8}, p1="Morning Keys", p2="morning keys!")
+    ids = [n.track.id for n in copies.similar_tracks("p0", 3)]
+    assert {"p1", "p2"} <= set(ids)
+
+
+def test_different_fingerprint_groups_are_different_recordings_however_close_the_vectors():
+    vectors = {**VECTORS, "p9": VECTORS["p1"] + 1e-4}
+    ids = [n.track.id for n in service(vectors, groups={"p1": 5, "p9": 6}).similar_tracks("p0", 4)]
+    assert {"p1", "p9"} <= set(ids)
 
 
 def test_without_fingerprints_near_identical_vectors_are_one_recording():
