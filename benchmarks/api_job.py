@@ -14,7 +14,7 @@ as shipped plus Opus/AAC/MP3 encodes), real length; the ~60-track library is the
 musicnn where MusiCNN's weights are present, ``NAVEMBED_MODELS_DIR``). Without the recordings cache
 the benchmark says so and measures nothing (the quick form uses generated songs instead).
 
-usage: python -m benchmarks.api_job [--sizes 60,200] [--models dsp,default] [--quick] [--json PATH]
+usage: python -m benchmarks.api_job [--library-sizes 60,200] [--model-sets dsp,default] [--quick] [--json PATH]
 """
 
 import argparse
@@ -161,17 +161,17 @@ def report(sizes: dict[int, dict], described: dict[int, str]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="60,200", help="library sizes, comma-separated")
-    parser.add_argument("--models", default="dsp,default", help="model sets: dsp, default")
+    parser.add_argument("--library-sizes", default="60,200", help="library sizes, comma-separated (tracks)")
+    parser.add_argument("--model-sets", default="dsp,default", help="model sets: dsp, default")
     parser.add_argument("--quick", action="store_true", help="generated songs, one small library, dsp only")
     parser.add_argument("--recordings", type=Path, default=None, help="recordings cache (default: recordings.py's)")
     parser.add_argument("--workers", type=int, default=0, help="bliss processes (0: one per core)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
-    model_sets = [m.strip() for m in args.models.split(",") if m.strip()]
+    model_sets = [m.strip() for m in args.model_sets.split(",") if m.strip()]
     if any(m not in ("dsp", "default") for m in model_sets):
-        parser.error("--models takes dsp and/or default")
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        parser.error("--model-sets takes dsp and/or default")
+    sizes = [int(s) for s in args.library_sizes.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(prefix="navembed-api-job-") as tmp:
         work = Path(tmp)
         corpora: dict[int, list[CorpusFile]] = {}
