@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.recommend.snapshot import Snapshot, read_snapshot, write_snapshot
+from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 QUALITY_CACHE = Path.home() / ".cache" / "navembed" / "quality" / "computed"
@@ -53,8 +53,10 @@ def fitted_sampler(real: np.ndarray, seed: int = 0):
     rng = np.random.default_rng(seed)
 
     def draw(n: int) -> np.ndarray:
-        blocks = [mean + rng.standard_normal((min(BLOCK, n - i), len(mean))) @ factor.T for i in range(0, n, BLOCK)]
-        return np.concatenate(blocks).astype(np.float32)
+        out = np.empty((n, len(mean)), dtype=np.float32)  # filled block by block: no float64 copy of it all
+        for i in range(0, n, BLOCK):
+            out[i:i + BLOCK] = mean + rng.standard_normal((min(BLOCK, n - i), len(mean))) @ factor.T
+        return out
 
     return draw
 
@@ -78,7 +80,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(size: int, draw, work: Path, results: dict) -> list[str]:
+def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[float, ...] = ()) -> list[str]:
     rng = np.random.default_rng(size)
     rows = draw(size)
     ids = [f"t{i:07d}" for i in range(size)]
@@ -86,15 +88,14 @@ def measure(size: int, draw, work: Path, results: dict) -> list[str]:
     began = time.perf_counter()
     field = FieldVectors("dsp", "embedding", ids, [1] * size, rows)
     built = time.perf_counter() - began
-    write_snapshot(work, "dsp", "embedding", ("bench", size), Snapshot(ids, [1] * size, rows, field.ann))
+    write_snapshot(work, ("bench", size, None), field)
     del field
     began = time.perf_counter()
-    copy = read_snapshot(work, "dsp", "embedding", ("bench", size))
-    field = FieldVectors("dsp", "embedding", copy.ids, copy.segments, copy.vectors, ann=copy.ann)
+    field = read_snapshot(work, "dsp", "embedding", ("bench", size, None))
     warm = time.perf_counter() - began
     memory = rss_mb()
     queries = field.rows[rng.integers(0, size, QUERIES)]
-    recalls, approximate, exact = [], [], []
+    recalls, approximate, exact, truths = [], [], [], []
     for query in queries:
         began = time.perf_counter()
         truth = set(np.argpartition(-(field.rows @ query), K)[:K].tolist())
@@ -104,6 +105,7 @@ def measure(size: int, draw, work: Path, results: dict) -> list[str]:
         found = candidates[np.argsort(-(field.rows[candidates] @ query))[:K]]
         approximate.append(time.perf_counter() - began)
         recalls.append(len(truth & set(found.tolist())) / K)
+        truths.append(truth)
     ann = field.ann
     results[str(size)] = {"recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": float(np.min(recalls)),
                           "index_p95_ms": round(1000 * float(np.percentile(approximate, 95)), 2),
@@ -117,6 +119,27 @@ def measure(size: int, draw, work: Path, results: dict) -> list[str]:
         f" ms, exact numpy {1000 * np.median(exact):.1f}/{1000 * np.percentile(exact, 95):.1f} ms"
         f" ({np.median(exact) / np.median(approximate):.1f}x)",
     ]
+    if ann is None:
+        return lines
+    lines.extend(_other_shares(field, ann, queries, truths, probe_shares))
+    return lines
+
+
+def _other_shares(field, ann, queries, truths, probe_shares) -> list[str]:
+    """Recall@K of the same queries with other shares of the lists probed (the shipped share is restored)."""
+    from navembed_pipeline.lib.recommend.ann import probe_count
+
+    lines, shipped = [], ann.index.nprobe
+    for share in probe_shares:
+        ann.index.nprobe = probe_count(ann.index.nlist, share)
+        found = []
+        for query, best in zip(queries, truths):
+            candidates = field.candidates(query, K)
+            top = candidates[np.argsort(-(field.rows[candidates] @ query))[:K]]
+            found.append(len(best & set(top.tolist())) / K)
+        lines.append(f"    probing {share:.3f} of the lists ({ann.index.nprobe}): recall@{K} mean "
+                     f"{np.mean(found):.4f}, worst {np.min(found):.2f}")
+    ann.index.nprobe = shipped
     return lines
 
 
@@ -126,10 +149,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="generated clustered vectors, small sizes")
     parser.add_argument("--work", default=None, help="directory for the snapshot files")
     parser.add_argument("--json", type=Path, help="also write {size: {recall, latency, build, warm, rss}} here")
+    parser.add_argument("--model", choices=("dsp", "musicnn"), default="dsp", help="whose real vectors to fit")
+    parser.add_argument("--probe-shares", default="", help="also report recall probing these shares of the lists")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
-    real = np.zeros((0, 0)) if args.quick else real_dsp_vectors()
+    from benchmarks.recommend_scale import real_musicnn_vectors
+
+    real = np.zeros((0, 0)) if args.quick else real_dsp_vectors() if args.model == "dsp" else real_musicnn_vectors()
+    shares = tuple(float(s) for s in args.probe_shares.split(",") if s)
     if len(real) >= 50:
-        draw, source = fitted_sampler(real), f"a Gaussian fitted to {len(real)} real dsp vectors"
+        draw, source = fitted_sampler(real), f"a Gaussian fitted to {len(real)} real {args.model} vectors"
         sizes = [int(s) for s in args.ann_sizes.split(",")]
     else:
         draw, source = clustered_sampler(), "generated clustered vectors (no real dsp vectors cached)"
@@ -138,7 +166,7 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for size in sizes:
-            for line in measure(size, draw, Path(tmp), results):
+            for line in measure(size, draw, Path(tmp), results, shares):
                 print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps({"source": source, "sizes": results}, indent=2))

@@ -1,6 +1,12 @@
-"""Recommendation latency (p50/p95 per mode) at 10k and 100k synthetic tracks, printed as ratios.
+"""Recommendation latency (p50/p95 per mode) at 10k to 1M tracks: through Milvus Lite and from the snapshot.
 
-Side by side, for 50-track playlists:
+Two parts, one command (``--sizes 100000,1000000 --queries 30`` is the issue-24 run):
+- every size: the plugin path from the vector snapshot (``benchmarks/recommend_scale.py``): vectors generated
+  in the real dsp and MusiCNN vectors' distribution and written straight to the snapshot format (inserting
+  a million rows into Milvus Lite would take hours), then, in a fresh process per model set (dsp; dsp +
+  musicnn), the warm-up a restarted API pays, its RSS, the plugin's calls' latency, and recall@50 of
+  ``similar_tracks`` against the same call with exact search;
+- sizes up to ``--store-max`` (default 10k): the store path below, for 50-track playlists:
 1. each engine mode (similar, similar with rules, text, mixed, path) through ``Recommender`` with
    the in-process ``VectorCache`` and the real Navidrome catalog reader;
 2. one raw Milvus Lite search (top 50) — what a store-backed engine pays per input and model;
@@ -14,7 +20,7 @@ Synthetic clustered vectors ("genres"): ``dsp`` (327-d) is written into a Milvus
 loaded from it; ``muq`` (1536-d audio + 512-d MuLan) is kept in memory by default (inserting it
 into Lite costs several minutes at 100k; ``--muq-in-store`` does it). Text prompts are random
 MuLan-space vectors: the text model's own cost is not part of this measurement.
-usage: python -m benchmarks.recommend_latency [--sizes 10000,100000] [--queries 30]
+usage: python -m benchmarks.recommend_latency [--sizes 10000,100000,1000000] [--queries 30] [--store-max 10000]
 """
 
 import argparse
@@ -28,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from pymilvus import MilvusClient
 
+from benchmarks import recommend_scale
+from navembed_pipeline.lib.recommend import ann
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import (FieldVectors, PathSpec, PlaylistRules, Recommender, RecommendRequest,
                                              SonicService, VectorCache)
@@ -250,12 +258,34 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=30, help="timed requests per mode and size")
     parser.add_argument("--muq-in-store", action="store_true", help="also write muq vectors into Milvus Lite")
     parser.add_argument("--work", default=None, help="directory for the temporary Milvus data and navidrome.db")
+    parser.add_argument("--store-max", type=int, default=10_000,
+                        help="sizes up to this also run the Milvus Lite path (inserts and scans: minutes per 100k)")
+    parser.add_argument("--scale-models", default="dsp,musicnn",
+                        help="models of the snapshot path: dsp alone, then dsp + musicnn when listed")
+    parser.add_argument("--ann-kind", choices=("ivf", "hnsw"), default=None,
+                        help="index built for the snapshot path (default: the shipped ann.INDEX_KIND)")
     parser.add_argument("--json", type=Path, help="also write {size: {what: {p50_ms, p95_ms}}} here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    print(f"{PLAYLIST}-track playlists; models muq (1536-d + 512-d MuLan) + dsp (327-d); {args.queries} requests each")
-    print(f"  {'tracks':>7}  {'what':<24} {'p50 ms':>8} {'p95 ms':>8}   p50 vs Lite search, vs numpy brute")
     results: dict = {}
+    snapshot_results: dict = {}
+    if args.ann_kind:
+        ann.INDEX_KIND = args.ann_kind
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        recommend_scale.run(sizes, args.queries, Path(tmp), snapshot_results, tuple(args.scale_models.split(",")))
+    store_sizes = [size for size in sizes if size <= args.store_max]
+    if store_sizes:
+        store_path(store_sizes, args, results)
+    if args.json:
+        args.json.write_text(json.dumps({"playlist": PLAYLIST, "queries": args.queries, "sizes": results,
+                                         "snapshot": snapshot_results}, indent=2))
+
+
+def store_path(sizes: list[int], args, results: dict) -> None:
+    """The engine modes and the plugin's calls over vectors inserted into and scanned from Milvus Lite."""
+    print(f"Store path: {PLAYLIST}-track playlists; models muq (1536-d + 512-d MuLan) + dsp (327-d); "
+          f"{args.queries} requests each")
+    print(f"  {'tracks':>7}  {'what':<24} {'p50 ms':>8} {'p95 ms':>8}   p50 vs Lite search, vs numpy brute")
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         server = MilvusLiteServer(Path(tmp) / "milvus")
         server.start()
@@ -269,8 +299,6 @@ def main() -> None:
         finally:
             store.close()
             server.stop()
-    if args.json:
-        args.json.write_text(json.dumps({"playlist": PLAYLIST, "queries": args.queries, "sizes": results}, indent=2))
 
 
 if __name__ == "__main__":

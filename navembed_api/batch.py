@@ -44,14 +44,16 @@ class BatchControl:
         self._retries: set[asyncio.Task] = set()
 
     async def start(self, models: Sequence[str], *, clear_existing: bool = False,
-                    force: bool = False, workers: int = 1) -> dict[str, Any]:
+                    force: bool = False, workers: int = 1, confirm_deletions: bool = False) -> dict[str, Any]:
         """Launch one re-embed run of ``models`` over all buckets (``workers`` > 1: that many runs over
-        disjoint bucket ranges, one job); 409 while an embedding run is queued or running."""
+        disjoint bucket ranges, one job); 409 while an embedding run is queued or running.
+        ``confirm_deletions``: the run deletes what the deletion guard refused (this run only)."""
         chosen = validate_models(models, weights_ok=self._weights_ok)
         if workers > 1 and clear_existing:
             raise Unprocessable("clearExisting rebuilds each collection in one run: use it with workers 1")
         if workers > 1:
-            return await self._start_workers(chosen, force=force, workers=workers)
+            return await self._start_workers(chosen, force=force, workers=workers,
+                                             confirm_deletions=confirm_deletions)
         async with self._start_lock:  # two clicks at once must not launch two runs
             active = await self.active_runs()
             if active:
@@ -60,7 +62,8 @@ class BatchControl:
                                "wait for it or POST /batch/cancel")
             run_id = await self.client.launch_run(
                 REEMBED_JOB, asset_keys=[asset_key(m) for m in chosen],
-                run_config=embed_run_config(chosen, force=force, clear_existing=clear_existing),
+                run_config=embed_run_config(chosen, force=force, clear_existing=clear_existing,
+                                            confirm_deletions=confirm_deletions),
                 tags=run_tags(API_TRIGGER))
         return {"status": "started", "job_id": job_number(run_id), "run_id": run_id, "models": chosen,
                 "dagster_run_url": self.client.run_url(run_id)}
@@ -83,7 +86,8 @@ class BatchControl:
         run = await self.client.run(run.run_id) if run.is_active else run
         return progress_response(run, progress, now=time.time(), run_url=self.client.run_url(run.run_id))
 
-    async def _start_workers(self, chosen: list[str], *, force: bool, workers: int) -> dict[str, Any]:
+    async def _start_workers(self, chosen: list[str], *, force: bool, workers: int,
+                             confirm_deletions: bool = False) -> dict[str, Any]:
         job, ranges = new_job_id(), worker_ranges(workers)
         async with self._start_lock:
             active = await self.active_runs()
@@ -92,7 +96,7 @@ class BatchControl:
                                "wait for it or POST /batch/cancel")
             run_ids = [await self.client.launch_run(
                 REEMBED_JOB, asset_keys=[asset_key(m) for m in chosen],
-                run_config=embed_run_config(chosen, force=force),
+                run_config=embed_run_config(chosen, force=force, confirm_deletions=confirm_deletions),
                 tags=worker_tags(API_TRIGGER, job=job, index=i, count=workers, first=first, last=last))
                 for i, (first, last) in enumerate(ranges)]
         return {"status": "started", "job_id": job_number(run_ids[0]), "run_id": run_ids[0], "models": chosen,

@@ -100,6 +100,12 @@ class LibraryUnavailable(ApiError):
     status_code = 503
 
 
+class DiskFull(ApiError):
+    """The data dir's disk is (nearly) full: a run could not write its vectors, logs and events."""
+
+    status_code = 503
+
+
 _LIB_STATUS: tuple[tuple[type[NavembedError], int], ...] = (
     (TextNotSupportedError, 422),
     (ConfigError, 422),

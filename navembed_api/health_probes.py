@@ -98,3 +98,28 @@ def _sqlite_error(path: Path, *, thorough: bool) -> str | None:
     except sqlite3.Error as exc:
         return str(exc)
     return None
+
+
+def vector_cache_state(recommending: Any) -> dict[str, Any]:
+    """The API's vector caches (``VectorCache.status``): each field's rows, source (snapshot or store scan),
+    store generation served, age, last refresh error, a scan in progress and a damaged snapshot or calibration
+    set aside. Not ok while a field is stale (its checks have failed for longer than the setting), could not
+    be loaded at all, or is being rebuilt from the store after its snapshot was found damaged."""
+    if recommending is None:
+        return {"ok": True, "configured": False, "fields": [], "errors": []}
+    fields = recommending.cache.status()
+    errors = []
+    for item in fields:
+        name = f"{item['model']}.{item['field']}"
+        if item["stale"]:
+            errors.append(f"vector cache {name} is stale: its checks against the store have failed for "
+                          f"{item['failing_s']:.0f} s (NAVEMBED_VECTOR_CACHE_STALE_SECONDS), serving the copy of "
+                          f"generation {item.get('generation')}: {item['last_error']}")
+        elif not item["loaded"] and item["last_error"]:
+            errors.append(f"vector cache {name} could not be loaded: {item['last_error']}")
+        aside = item.get("set_aside")
+        if aside and aside.get("rebuilding"):
+            errors.append(f"vector cache {name}: {aside['error']}; set aside as {', '.join(aside['files'])}, "
+                          "rebuilding from the store")
+    return {"ok": not errors, "configured": True, "warm": recommending.warmed.is_set(), "fields": fields,
+            "errors": errors}

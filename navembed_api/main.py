@@ -101,4 +101,14 @@ def serve(settings: ApiSettings) -> None:
     """Run the API with uvicorn until interrupted (``navembed api``)."""
     import uvicorn
 
+    single_threaded_blas()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+def single_threaded_blas() -> None:
+    """One BLAS thread per API process: its products are small (a request's candidates against a seed), and
+    on 2 cores OpenBLAS's own threads made a 117 x 327 product take 100 ms instead of 0.8 ms when the CPU was
+    busy. Requests run side by side on uvicorn's thread pool instead (measured: benchmarks/plugin_profile)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")

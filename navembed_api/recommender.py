@@ -61,8 +61,10 @@ def build(services: Services) -> RecommenderState:
         raise ConfigError("recommendations need the Navidrome database: set NAVEMBED_NAVIDROME_DB")
     library = NavidromeLibrary(settings.navidrome_db, path_map=settings.path_mapping)
     cache = VectorCache(services.store, calibration_dir=settings.data_dir / "calibration",
-                        snapshot_dir=settings.data_dir / "vector-cache")
-    catalog = TrackCatalog(library.get, library.db_path)  # one SQLite read per track while navidrome.db is unchanged
+                        snapshot_dir=settings.data_dir / "vector-cache",
+                        stale_after_s=settings.vector_cache_stale_seconds)
+    # one SQLite read per track while navidrome.db is unchanged; the rules' columns of every track as arrays
+    catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
     engine = Recommender(cache, catalog, embed_text=lambda texts: services.models.get("muq").embed_text(texts),
                          default_models=settings.enabled_models(),
                          text_ready=remembered(lambda: services.models.weights_present("muq"), WEIGHTS_CHECK_S),
@@ -101,6 +103,7 @@ def _warm(state: RecommenderState) -> None:
         if TAGS_MODEL in state.engine.default_models:  # shown in every answer's why
             state.cache.field(TAGS_MODEL, TAGS_FIELD)
         state.sonic.artists()
+        state.engine.catalog.table(wait=True)  # the track table (``TrackCatalog``): filters without reads
     except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
         LOGGER.warning("could not preload the vectors", exc_info=True)
     finally:

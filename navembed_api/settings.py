@@ -45,6 +45,9 @@ class ApiSettings(Settings):
                              "empty = http://<dagster_host>:<dagster_port>.")
     health_min_free_mb: int = Field(512, ge=0, description="/health reports degraded when the data dir's disk "
                                     "has less free space than this (MB).")
+    vector_cache_stale_seconds: float = Field(600.0, gt=0, description="/health reports degraded when a vector "
+                                              "cache's checks against the store have failed for longer than this "
+                                              "(it keeps serving its last copy meanwhile).")
     dagster_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one GraphQL call.")
     dagster_socket: Path | None = Field(None, description="Unix socket of the Dagster webserver (`navembed up` "
                                         "sets it): the API reaches Dagster through it and serves the Dagster "

@@ -23,7 +23,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from navembed_pipeline.lib.engine import BucketReport, group_by_bucket
+from navembed_pipeline.lib.engine import FINGERPRINT_FAILURES, BucketReport, group_by_bucket
 from navembed_pipeline.lib.library import NavidromeLibrary, Track
 from navembed_pipeline.lib.models import EmbeddingModel
 from navembed_pipeline.lib.store import (AUDIT_FIELDS as SCALAR_FIELDS, BucketAccount, DeletionGuard, DeletionVerdict,
@@ -87,6 +87,7 @@ class EmbeddingChecks:
                                   schema=store.stored_vector_fields(model_name, collection=collection))
         self._rows: dict[str, list[dict]] = {}
         self._failures: dict[str, str] = {}
+        self._print_failures: dict[str, str] = {}  # tracks whose fingerprint could not be stored
         self._total_rows = 0
         self._done: list[str] = []
 
@@ -123,9 +124,12 @@ class EmbeddingChecks:
         """``tracks_embedded_or_failed`` for buckets whose materializations are already stored."""
         if TRACKS_CHECK not in self._selected or not buckets:
             return
+        # Read as the results are made: the run stores fingerprints as it goes (a few ms, one small query).
+        self._print_failures = self._store.failed_tracks(FINGERPRINT_FAILURES)
         targets = self._targets(buckets)
         for bucket in buckets:
-            account = account_bucket(bucket, self._tracks.get(bucket, ()), self._rows.get(bucket, ()), self._failures)
+            account = account_bucket(bucket, self._tracks.get(bucket, ()), self._rows.get(bucket, ()), self._failures,
+                                     self._print_failures)
             yield tracks_evaluation(self._key, account, targets.get(bucket))
 
     def keep(self, verdict: DeletionVerdict | None) -> None:
@@ -193,6 +197,9 @@ def tracks_evaluation(key: dg.AssetKey, account: BucketAccount,
         metadata["failed_tracks"] = problems_table(account.failed, "error")
     if account.unaccounted:
         metadata["unaccounted_tracks"] = problems_table(account.unaccounted, "why")
+    if account.unprinted:
+        metadata["fingerprint_failures"] = len(account.unprinted)
+        metadata["fingerprint_failed_tracks"] = problems_table(account.unprinted, "error")
     parts = []
     if account.failed:
         parts.append(f"{len(account.failed)} failed: " + "; ".join(f"{p.name} ({p.detail[:120]})"
@@ -200,6 +207,9 @@ def tracks_evaluation(key: dg.AssetKey, account: BucketAccount,
     if account.unaccounted:
         parts.append(f"{len(account.unaccounted)} with neither vectors nor a recorded failure: "
                      + "; ".join(p.name for p in account.unaccounted[:3]))
+    if account.unprinted:
+        parts.append(f"{len(account.unprinted)} without a stored fingerprint (duplicates cannot be found): "
+                     + "; ".join(f"{p.name} ({p.detail[:120]})" for p in account.unprinted[:3]))
     description = (f"{account.embedded} of {account.tracks} tracks embedded" if account.passed
                    else f"bucket {account.bucket}: " + " | ".join(parts))
     return dg.AssetCheckEvaluation(

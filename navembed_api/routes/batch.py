@@ -1,6 +1,7 @@
 """``/batch/start|progress|cancel``: re-embed the library through Dagster (admin only)."""
 
 import asyncio
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -9,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from navembed_api import recommender
 from navembed_api.batch_progress import TERMINAL
 from navembed_api.deps import AdminDep, ServicesDep
-from navembed_api.errors import LibraryUnavailable, StoreUnavailable, error_body, short
-from navembed_api.health_probes import navidrome_state
+from navembed_api.errors import DiskFull, LibraryUnavailable, StoreUnavailable, error_body, short
+from navembed_api.health_probes import disk_state, navidrome_state
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.stack_status import RUNNING, read_status
+from navembed_pipeline.lib.store import read_failure_summary
 from navembed_pipeline.lib.workers import MAX_WORKERS
 from navembed_api.routes import ModelName
 from navembed_api.routes.health import deletion_guard_state
@@ -25,8 +27,8 @@ router = APIRouter(prefix="/batch", tags=["batch"], dependencies=[AdminDep])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": why, "content": {"application/json": {"example": error_body(why)}}}
     for code, why in ((401, "missing or wrong admin token"),
-                      (503, "no admin token configured, Dagster down, or (start) the vector store down or "
-                            "Navidrome's database unreadable"))
+                      (503, "no admin token configured, Dagster down, or (start) the vector store down, "
+                            "Navidrome's database unreadable or the data dir's disk full"))
 }
 
 
@@ -45,6 +47,10 @@ class BatchStartRequest(BaseModel):
     workers: StrictInt = Field(1, ge=1, le=MAX_WORKERS, description="Embed with this many Dagster runs side by "
                                "side, each over its own range of buckets (one job: progress and cancel cover "
                                "them all). Not with clearExisting.")
+    confirm_deletions: StrictBool = Field(False, alias="confirmDeletions",
+                                          description="Delete what the deletion guard refused (a mass deletion, "
+                                                      "or a whole library folder missing), this run only: see "
+                                                      "deletion_guard on /batch/progress and the README.")
 
 
 @router.post("/start", responses={**ERRORS, 400: {"description": "the body is not acceptable JSON"},
@@ -61,8 +67,9 @@ async def start(body: BatchStartRequest, services: ServicesDep) -> dict[str, Any
     models = body.models if body.models is not None else services.settings.enabled_models()
     await require_store(services)  # a run started while Milvus is down would only fail
     await require_library(services)  # so would one over a missing, garbage or locked navidrome.db
+    await require_disk(services)  # and one with no room to write its vectors, logs and events
     return await services.batch.start(models, clear_existing=body.clear_existing, force=body.force,
-                                      workers=body.workers)
+                                      workers=body.workers, confirm_deletions=body.confirm_deletions)
 
 
 @router.get("/progress", responses={**ERRORS, 404: {"description": "run_id names no embedding run"}})
@@ -75,14 +82,27 @@ async def progress(request: Request, services: ServicesDep, run_id: Annotated[st
     ``{"status": "no_job"}`` when there has been none. ``estimated_completion`` is a unix time.
     A run (or a worker of a fanned-out run) that has finished is reported ``completed`` only once every
     route serves its results; until then a finished run's ``status`` stays ``running``, with ``serving``
-    saying why. ``deletion_guard`` lists deletions the guard refused (nothing deleted; see the README).
+    saying why. ``deletion_guard`` lists deletions the guard refused (nothing deleted; see the README);
+    ``failure_log`` counts the recorded failures per model (and ``fingerprint``), the latest with their reason.
     """
     answer = await services.batch.progress(run_id)
     if writer_finished(answer) and not await recommender.catch_up(getattr(request.app.state, "recommending", None)):
         if answer["status"] in ("completed", "completed_with_errors"):
             answer = {**answer, "status": "running", "serving": "the run is over; its results are being loaded "
                                                                 "into the API, which serves them once this says completed"}
-    return {**answer, "deletion_guard": await asyncio.to_thread(deletion_guard_state, services.settings.data_dir)}
+    data_dir = services.settings.data_dir
+    guard, failures = await asyncio.gather(asyncio.to_thread(deletion_guard_state, data_dir),
+                                           asyncio.to_thread(failure_log_state, data_dir))
+    return {**answer, "deletion_guard": guard, "failure_log": failures}
+
+
+def failure_log_state(data_dir: Path) -> dict[str, Any]:
+    """The failure log (``failures.sqlite``) by key: each model's failed tracks, and ``fingerprint`` for tracks
+    whose fingerprint could not be stored; a count and the latest few with their reason. Never raises."""
+    try:
+        return {"ok": True, "failed": read_failure_summary(data_dir)}
+    except NavembedError as exc:
+        return {"ok": False, "error": str(exc), "failed": {}}
 
 
 def writer_finished(answer: dict[str, Any]) -> bool:
@@ -105,6 +125,14 @@ async def require_library(services: ServicesDep) -> None:
     state = await asyncio.to_thread(navidrome_state, settings.navidrome_db, settings.path_mapping)
     if not state["ok"]:
         raise LibraryUnavailable(f"{state['error']}; no run was started")
+
+
+async def require_disk(services: ServicesDep) -> None:
+    """503 when the data dir's disk is (nearly) full (``NAVEMBED_HEALTH_MIN_FREE_MB``): the run could not write."""
+    settings = services.settings
+    state = await asyncio.to_thread(disk_state, settings.data_dir, settings.health_min_free_mb)
+    if not state["ok"]:
+        raise DiskFull(f"{state['error']}; no run was started")
 
 
 async def require_store(services: ServicesDep) -> None:

@@ -4,13 +4,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from navembed_api.deps import ServicesDep
-from navembed_api.health_probes import disk_state, navidrome_state, state_files_state
+from navembed_api.health_probes import disk_state, navidrome_state, state_files_state, vector_cache_state
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.store import read_refusals
-from navembed_pipeline.lib.stack_status import RUNNING, read_status
+from navembed_pipeline.lib.stack_status import RUNNING, daemons_state, read_status
 
 router = APIRouter(tags=["info"])
 HEALTH_TIMEOUT_S = 5.0
@@ -24,9 +24,10 @@ def models(services: ServicesDep) -> list[dict[str, Any]]:
 
 
 @router.get("/health")
-async def health(services: ServicesDep) -> dict[str, Any]:
+async def health(services: ServicesDep, request: Request) -> dict[str, Any]:
     """``status`` is "ok" when the store and Dagster answer, the disk has room, Navidrome's database reads,
-    every state file is sound and no deletions are refused; else "degraded", with ``reasons``.
+    every state file is sound, no deletions are refused, at most one Dagster daemon serves the instance and
+    no vector cache is stale or rebuilding; else "degraded", with ``reasons``.
 
     Under `navembed up`, ``stack`` lists each supervised part (running / restarting / failed, restarts,
     last exit code); a part being restarted makes its section not ok even before a probe fails.
@@ -40,17 +41,19 @@ async def health(services: ServicesDep) -> dict[str, Any]:
             section["ok"] = False
             section["supervisor"] = f"{part} is {parts[part]['state']}: {parts[part].get('message', '')}"
     settings = services.settings
-    deletions, disk, navidrome, state_files = await asyncio.gather(
+    deletions, disk, navidrome, state_files, daemons = await asyncio.gather(
         asyncio.to_thread(deletion_guard_state, settings.data_dir),
         asyncio.to_thread(disk_state, settings.data_dir, settings.health_min_free_mb),
         asyncio.to_thread(navidrome_state, settings.navidrome_db, settings.path_mapping),
-        asyncio.to_thread(state_files_state, settings.data_dir))
-    local = (deletions, disk, navidrome, state_files)
+        asyncio.to_thread(state_files_state, settings.data_dir),
+        asyncio.to_thread(daemons_state, settings.dagster_home))
+    vector_cache = vector_cache_state(getattr(request.app.state, "recommending", None))
+    local = (deletions, disk, navidrome, state_files, daemons, vector_cache)
     body = {
         "status": "ok" if store["ok"] and dagster["ok"] and all(section["ok"] for section in local) and all(
             p.get("state") == RUNNING for p in parts.values()) else "degraded",
         "reasons": _reasons(store=store, dagster=dagster, disk=disk, navidrome=navidrome, state_files=state_files,
-                            deletions=deletions),
+                            deletions=deletions, daemons=daemons, vector_cache=vector_cache),
         "store": store,
         "dagster": dagster,
         "models": {"enabled": services.settings.enabled_models(), "loaded": services.models.loaded()},
@@ -62,6 +65,8 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         "disk": disk,
         "navidrome": navidrome,
         "state_files": state_files,
+        "daemons": daemons,  # the Dagster daemons of this instance: more than one is not ok
+        "vector_cache": vector_cache,
     }
     return body
 
@@ -74,6 +79,8 @@ def _reasons(**sections: dict[str, Any]) -> list[str]:
             continue
         if name == "state_files":
             reasons += list(section["broken"].values())
+        elif name == "vector_cache":
+            reasons += section["errors"]
         elif name == "deletions" and section.get("refused"):
             reasons += [f"deletions refused for {r['model']}: {r['reason']}" for r in section["refused"]]
         else:

@@ -9,6 +9,11 @@ Side doors are closed by default: Milvus Lite listens on an owner-only unix sock
 API the Dagster webserver listens on a unix socket in an owner-only directory (``<data_dir>/run``)
 while the API serves its UI and GraphQL at ``/dagster`` behind the admin token. ``wait()``
 supervises every part (``supervisor.py``): what dies is restarted with backoff.
+
+Nothing outlives the stack: one instance per data dir (``leftovers.py``: a lock, a pid file, a token
+in every part's environment), each part tied to this process (``tether.py``: killed when it dies),
+and a guard (``guard.py``) that kills everything carrying the token the moment this process dies,
+however it dies. A start after a crash ends what the crash left and re-launches the runs it broke.
 """
 
 import os
@@ -27,6 +32,9 @@ from navembed_pipeline.lib.runs import REEMBED_JOB
 from navembed_pipeline.lib.stack_status import clear_status
 from navembed_pipeline.lib.store import MilvusLiteServer, running_uri
 from navembed_pipeline.stack.environment import WORKSPACE, create_storage, private_socket_path, settings_env
+from navembed_pipeline.stack.guard import Guard
+from navembed_pipeline.stack.holders import describe_holders, port_holders, socket_holders
+from navembed_pipeline.stack.leftovers import StackInstance
 from navembed_pipeline.stack.processes import Child, http_ok, port_in_use, spawn, stop_group, tool, wait_until_ready
 from navembed_pipeline.stack.supervisor import Part, Supervisor
 
@@ -76,6 +84,9 @@ class Stack:
         self._milvus_port: int | None = None
         self.supervisor = Supervisor(self.data_dir, log=self._log, graphql=self.graphql,
                                      on_store_back=self._load_collections)
+        self.instance = StackInstance(self.data_dir, log=self._log)
+        self._guard: Guard | None = None
+        self._claimed = False
 
     # ----- lifecycle ---------------------------------------------------------------------------
     def start(self, *, daemon: bool = True) -> StackUrls:
@@ -101,12 +112,26 @@ class Stack:
             self._spawn("dagster-daemon", [*tool("dagster-daemon", "dagster._daemon"), "run", "-w",
                                            str(self._workspace)])
             self._supervise_children()
+            self._recover_runs()
         except BaseException:
             self.stop()
             raise
 
+    def _recover_runs(self) -> None:
+        """After a crash of the earlier instance (once the daemon runs): re-launch the runs it broke."""
+        earlier = self.instance.earlier
+        if earlier is None or not any(c.name == "dagster-daemon" for c in self._children):
+            return
+        self.instance.earlier = None
+        self._log(f"the earlier `navembed up` (pid {earlier.pid}) crashed; re-launching the runs it interrupted")
+        self.supervisor.after_crash(since=earlier.crashed_at)
+
     def _start(self) -> StackUrls:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.instance.claim()  # raises if another `navembed up` runs this data dir; ends a crashed one's leftovers
+        self._claimed = True
+        self._guard = Guard(self.data_dir, self.instance.token, log_dir=self.log_dir,
+                            env={**os.environ, **self.instance.env})
         clear_status(self.data_dir)
         self.supervisor.stopped = False
         # The webserver hides behind the API (on a private socket) unless there is no API to guard it.
@@ -121,7 +146,7 @@ class Stack:
         workspace = self._workspace = home / "workspace.yaml"
         workspace.write_text(WORKSPACE)
         self.env = {**os.environ, **settings_env(self.settings), "NAVEMBED_MILVUS_URI": milvus_uri,
-                    **instance_env(home, postgres_url)}
+                    **instance_env(home, postgres_url), **self.instance.env}
         api_url = f"http://{self.settings.api_host}:{self.settings.api_port}" if self.with_api else None
         if self.dagster_socket is not None:
             self.env["NAVEMBED_DAGSTER_SOCKET"] = str(self.dagster_socket)
@@ -155,7 +180,14 @@ class Stack:
             self._milvus.stop()
             self._milvus = None
         self.supervisor.parts.clear()
+        if not self._claimed:  # another instance runs this data dir: its files are not ours to touch
+            return
         clear_status(self.data_dir)
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
+        self.instance.release()
+        self._claimed = False
 
     def exited(self) -> str | None:
         """Supervise once: restart what died (with backoff); the name of a part given up on, if any."""
@@ -195,9 +227,13 @@ class Stack:
             wanted.append(("API", self.settings.api_host, self.settings.api_port))
         for what, host, port in wanted:
             if port_in_use(host, port):
-                raise NavembedError(f"port {port} on {host} is already in use, so the {what} cannot start "
-                                    "there; stop whatever holds it or choose another port "
-                                    "(NAVEMBED_DAGSTER_PORT / NAVEMBED_API_PORT)")
+                raise NavembedError(f"port {port} on {host} is already in use{describe_holders(port_holders(port))}, "
+                                    f"so the {what} cannot start there; stop whatever holds it or choose another "
+                                    "port (NAVEMBED_DAGSTER_PORT / NAVEMBED_API_PORT)")
+        socket_path = getattr(self.settings, "socket_path", None)
+        if self.with_api and socket_path and (holders := socket_holders(Path(socket_path))):
+            raise NavembedError(f"another server already listens on {socket_path}{describe_holders(holders)}; "
+                                "stop it or choose another NAVEMBED_SOCKET_PATH")
 
     def _start_milvus(self) -> str:
         data_dir = self.settings.milvus_data_dir.resolve()
@@ -206,6 +242,7 @@ class Stack:
             return existing
         self._milvus = MilvusLiteServer(data_dir, host=self._milvus_host)
         uri = self._milvus.start()
+        self.instance.record("milvus", self._milvus.pid)
         if uri.startswith("http://"):
             self._milvus_port = int(uri.rsplit(":", 1)[1])  # a restart must come back at the same URI
         self.supervisor.add(Part("milvus", exit_code=lambda: self._milvus.exit_code() if self._milvus else None,
@@ -218,6 +255,7 @@ class Stack:
         self._milvus = MilvusLiteServer(self.settings.milvus_data_dir.resolve(), host=self._milvus_host,
                                         port=self._milvus_port)
         self._milvus.start()
+        self.instance.record("milvus", self._milvus.pid)
 
     def _load_collections(self) -> None:
         """Load every collection again (Milvus Lite brings them back released after a restart)."""
@@ -270,7 +308,15 @@ class Stack:
             out.write(line + "\n")
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        self._children.append(spawn(name, command, log_dir=self.log_dir, env=self.env, cwd=self.data_dir))
+        """Start a part tied to this process (``tether.py``); the daemon holds the data dir's daemon lock."""
+        lock = ["--lock", str(self.instance.daemon_lock), "--what", f"Dagster daemon of {self.data_dir}"] \
+            if name == "dagster-daemon" else []
+        tethered = [sys.executable, "-m", "navembed_pipeline.stack.tether", "--parent", str(os.getpid()), *lock,
+                    "--", *command]
+        child = spawn(name, tethered, log_dir=self.log_dir, env=self.env, cwd=self.data_dir)
+        child.command = command  # a restart is tethered afresh
+        self._children.append(child)
+        self.instance.record(name, child.process.pid)
 
     def _wait_for(self, name: str, ready: Callable[[], bool]) -> None:
         child = next(c for c in self._children if c.name == name)

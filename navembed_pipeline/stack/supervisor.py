@@ -8,6 +8,10 @@ given up on, and the stack stops. When Milvus dies, the embedding runs active at
 remembered; once Milvus is back (its collections loaded again) each of those that failed is
 re-executed once, so an interrupted re-embed completes without a person. Runs are incremental and
 writes are idempotent upserts, so a re-execution only embeds what is missing.
+
+After a crash of an earlier `navembed up` on the same data dir (``leftovers.py``), ``after_crash``
+does the same for the runs that crash left active or failed: each that ends failed, and that
+Dagster's own run retries do not launch again (``dagster/will_retry``), is re-executed once.
 """
 
 import threading
@@ -36,7 +40,9 @@ query Runs($statuses: [RunStatus!]) {
   }
 }
 """
-RUN_STATUS_QUERY = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { runId status } } }"
+RUN_STATUS_QUERY = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { runId status tags { key value } } } }"
+WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run when run retries are on
+WILL_RETRY_WAIT_S = 5.0
 REEXECUTE_MUTATION = """
 mutation Reexecute($params: ReexecutionParams!) {
   launchPipelineReexecution(reexecutionParams: $params) {
@@ -142,12 +148,12 @@ class Supervisor:
         write_status(self.data_dir, {name: part.status for name, part in self.parts.items()})
 
     # ----- runs a Milvus outage interrupted ------------------------------------------------------
-    def _remember_interrupted_runs(self, *, since: float) -> None:
+    def _remember_interrupted_runs(self, *, since: float, why: str = "Milvus' exit") -> None:
         """Embedding runs active now, or failed since ``since`` (when Milvus was last seen alive)."""
         try:
             data = self.graphql(RUNS_QUERY, {"statuses": [*ACTIVE, "FAILURE"]})
         except Exception as exc:  # Dagster down too: nothing to remember, the sensor catches up later
-            self.log(f"could not list the runs Milvus' exit interrupts: {exc}")
+            self.log(f"could not list the runs {why} interrupted: {exc}")
             return
         for run in (data.get("runsOrError") or {}).get("results") or []:
             assets = ["/".join(a["path"]) for a in run.get("assetSelection") or []]
@@ -155,7 +161,14 @@ class Supervisor:
             if broken and is_embedding_run(run["jobName"], assets):
                 self._interrupted.add(run["runId"])
         if self._interrupted:
-            self.log(f"embedding run(s) interrupted by Milvus' exit: {', '.join(sorted(self._interrupted))}")
+            self.log(f"embedding run(s) interrupted by {why}: {', '.join(sorted(self._interrupted))}")
+
+    def after_crash(self, *, since: float | None) -> None:
+        """Re-launch the embedding runs an earlier instance's crash interrupted: those active now (their
+        workers were killed; run monitoring fails them) and those that failed since ``since`` (when its
+        guard saw it die; None: unknown, active runs only)."""
+        self._remember_interrupted_runs(since=float("inf") if since is None else since, why="the crash")
+        self._relaunch_interrupted_runs()
 
     def _relaunch_interrupted_runs(self) -> None:
         for run_id in sorted(self._interrupted):
@@ -168,17 +181,21 @@ class Supervisor:
     def _relaunch_when_failed(self, run_id: str) -> None:
         """Wait for the interrupted run to end; re-execute it if it failed."""
         deadline = time.monotonic() + RELAUNCH_WAIT_S
-        status = None
+        status, run = None, {}
         while time.monotonic() < deadline:
             try:
-                status = (self.graphql(RUN_STATUS_QUERY, {"id": run_id}).get("runOrError") or {}).get("status")
+                run = self.graphql(RUN_STATUS_QUERY, {"id": run_id}).get("runOrError") or {}
             except Exception:  # the webserver may be restarting as well: ask again
-                status = None
+                run = {}
+            status = run.get("status")
             if status in ENDED:
                 break
             time.sleep(RELAUNCH_POLL_S)
         if status != "FAILURE":
-            self.log(f"run {run_id} ended {status or 'unknown'} after Milvus came back; not re-launched")
+            self.log(f"run {run_id} ended {status or 'unknown'}; not re-launched")
+            return
+        if self._dagster_retries(run_id, run):
+            self.log(f"run {run_id} failed; Dagster's run retries launch it again")
             return
         params = {"parentRunId": run_id, "strategy": "ALL_STEPS",
                   "extraTags": [{"key": RELAUNCH_TAG, "value": run_id}]}
@@ -191,7 +208,20 @@ class Supervisor:
             self.log(f"re-launching run {run_id} was refused: {answer.get('message') or answer}")
             return
         self.relaunched[run_id] = answer["run"]["runId"]
-        self.log(f"run {run_id} failed while Milvus was down; re-launched as run {self.relaunched[run_id]}")
+        self.log(f"interrupted run {run_id} failed; re-launched as run {self.relaunched[run_id]}")
+
+    def _dagster_retries(self, run_id: str, run: dict[str, Any]) -> bool:
+        """Whether Dagster tagged the failed run to be retried (the tag follows the failure shortly)."""
+        deadline = time.monotonic() + WILL_RETRY_WAIT_S
+        while True:
+            tags = {t["key"]: t["value"] for t in run.get("tags") or []}
+            if WILL_RETRY_TAG in tags or time.monotonic() >= deadline:
+                return tags.get(WILL_RETRY_TAG) == "true"
+            time.sleep(RELAUNCH_POLL_S)
+            try:
+                run = self.graphql(RUN_STATUS_QUERY, {"id": run_id}).get("runOrError") or {}
+            except Exception:
+                run = {}
 
     def join(self, timeout: float = 5.0) -> None:
         for watcher in self._watchers:

@@ -37,8 +37,28 @@ def test_a_full_disk_is_degraded_with_the_free_space(tmp_path: Path, milvus_uri:
                             health_min_free_mb=1 << 40)  # more than any disk here has free: "full"
     with running_app(settings) as client:
         body = client.get("/health").json()
+        refused = client.post("/batch/start", json={"models": ["dsp"]}, headers=ADMIN)
     assert body["status"] == "degraded" and not body["disk"]["ok"]
     assert any("nearly) full" in reason for reason in body["reasons"]), body["reasons"]
+    assert refused.status_code == 503, refused.text  # /batch/start refuses the run, with the reason
+    assert "nearly) full" in refused.json()["message"] and "no run was started" in refused.json()["message"]
+
+
+def test_batch_start_can_confirm_refused_deletions(tmp_path: Path, milvus_uri: str) -> None:
+    """The way to undo a refused mass deletion from the API: ``confirmDeletions`` reaches every op's config."""
+    from navembed_api.batch import BatchControl
+    from tests.api.test_dagster_client_mock_transport import REPOS, RUN_A, FakeWebserver, data, runs
+
+    web = FakeWebserver({"Runs": runs(), "Repositories": REPOS, "LaunchRun": data(
+        launchRun={"__typename": "LaunchRunSuccess", "run": {"runId": RUN_A, "status": "QUEUED"}})})
+    with running_app(api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path))) as client:
+        client.app.state.services.batch = BatchControl(web.client())
+        plain = client.post("/batch/start", json={"models": ["dsp"]}, headers=ADMIN)
+        confirmed = client.post("/batch/start", json={"models": ["dsp"], "confirmDeletions": True}, headers=ADMIN)
+    assert plain.status_code == confirmed.status_code == 200, (plain.text, confirmed.text)
+    first, second = (sent["executionParams"]["runConfigData"]["ops"] for sent in web.sent("LaunchRun"))
+    assert all("confirm_deletions" not in op["config"] for op in first.values())
+    assert second and all(op["config"]["confirm_deletions"] is True for op in second.values())
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "locked"])
@@ -112,3 +132,22 @@ def test_batch_progress_carries_the_refused_deletions(tmp_path: Path, milvus_uri
     (refusal,) = body["deletion_guard"]["refused"]
     assert refusal == {"model": "dsp", "reason": "every file of library folder(s) 'NAS' is missing",
                        "would_delete": 1200, "refused_at": 1.0}
+
+
+def test_damaged_model_weights_are_named_on_models_and_refuse_a_run(tmp_path: Path, milvus_uri: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weights cache that is there but cannot be read: ``/models`` says so (never "not present") and
+    ``/batch/start`` refuses the model's run with the folder and the way out."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    for repo in ("OpenMuQ/MuQ-MuLan-large", "OpenMuQ/MuQ-large-msd-iter", "FacebookAI/xlm-roberta-base"):
+        (cache / f"models--{repo.replace('/', '--')}" / "refs" / "main").mkdir(parents=True)  # a ref that is a folder
+    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=navidrome_db(tmp_path), models="dsp,muq")
+    with running_app(settings) as client:
+        muq = next(m for m in client.get("/models").json() if m["name"] == "muq")
+        refused = client.post("/batch/start", json={"models": ["muq"]}, headers=ADMIN)
+    assert muq["weights_present"] is True and "download again" in muq["weights_error"]
+    assert refused.status_code == 422 and "download again" in refused.json()["message"], refused.text
+    assert "not on this machine" not in refused.json()["message"]

@@ -10,6 +10,7 @@ import dagster as dg
 
 from navembed_pipeline.assets import embedding_assets, library_tracks
 from navembed_pipeline.checks import DELETIONS_CHECK, VECTORS_CHECK
+from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.runs import embed_run_config
 from navembed_pipeline.partitions import range_tags
@@ -26,15 +27,16 @@ BACK = datetime(2026, 3, 1, tzinfo=UTC)  # when Navidrome's scan sees the files 
 def resources(library, uri: str, data: Path, **store: float) -> dict:
     """The pipeline's resources with the data dir ``data`` (failure log, missing-tracks log)."""
     return {"navidrome": NavidromeResource(db_path=str(library.db_path)),
-            "vector_store": VectorStoreResource(uri=uri, failures_db=str(data / "failures.sqlite"), **store),
+            "vector_store": VectorStoreResource(uri=uri, failures_db=str(data / "failures.sqlite"),
+                                                fingerprints_db=str(data / "fingerprints.sqlite"), **store),
             "models": ModelsResource(device="cpu", decode_workers=1)}
 
 
 def run(library, uri: str, data: Path, instance: dg.DagsterInstance, first: str = "00", last: str = "ff",
-        **store: float) -> dg.ExecuteInProcessResult:
+        confirm_deletions: bool = False, **store: float) -> dg.ExecuteInProcessResult:
     return dg.materialize([library_tracks, *embedding_assets], instance=instance, selection=[DSP],
                           resources=resources(library, uri, data, **store), tags=range_tags(first, last),
-                          run_config=embed_run_config(["dsp"]))
+                          run_config=embed_run_config(["dsp"], confirm_deletions=confirm_deletions))
 
 
 def sensor_tick(library, uri: str, data: Path, instance: dg.DagsterInstance) -> dg.SensorResult:
@@ -68,8 +70,11 @@ def test_nas_offline_keeps_every_vector_and_its_return_embeds_nothing(sample_lib
         mark_missing(sample_library.db_path, track_id)
     assert NavidromeLibrary(sample_library.db_path).count() == 0
 
+    printed = FingerprintStore(data / "fingerprints.sqlite").versions(stored)
+    assert set(printed) == stored  # every readable track fingerprinted by the first run
     offline = run(sample_library, milvus_uri, data, instance)
     assert totals(offline) == {"embedded": 0, "deleted": 0}
+    assert FingerprintStore(data / "fingerprints.sqlite").versions(stored) == printed  # fingerprints kept too
     assert vector_store.count("dsp") == rows and vector_store.all_track_ids("dsp") == stored
     check = deletions_check(offline)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
@@ -117,9 +122,12 @@ def test_a_row_gone_from_navidrome_is_deleted_and_a_missing_file_only_after_its_
     within = run(sample_library, milvus_uri, data, instance)
     assert totals(within)["deleted"] == 1 and deletions_check(within).passed
     assert vector_store.stored("dsp", [removed]) == {} and missing in vector_store.stored("dsp", [missing])
+    prints = FingerprintStore(data / "fingerprints.sqlite")
+    assert set(prints.versions([removed, missing])) == {missing}  # fingerprints follow the same rule
     # The same file, still missing, once the grace period is over (here: a grace period of ~0.4 ms).
     past = run(sample_library, milvus_uri, data, instance, deletion_grace_hours=1e-7)
     assert totals(past)["deleted"] == 1 and vector_store.stored("dsp", [missing]) == {}
+    assert prints.versions([missing]) == {}
     assert deletions_check(past).passed
 
 
@@ -128,3 +136,41 @@ def _rows(db_path: Path) -> list[tuple[str]]:
 
     with sqlite3.connect(db_path) as conn:
         return conn.execute("SELECT id FROM media_file").fetchall()
+
+
+def test_every_file_of_one_library_folder_missing_deletes_nothing_even_past_the_grace_period(
+        sample_library, vector_store, milvus_uri, instance, tmp_path) -> None:
+    """One of two library folders unmounted (its only track here: a deletion far below the allowed share),
+    seen missing longer than the grace period: nothing is deleted, the check fails with the folder's name."""
+    data = tmp_path / "data"
+    run(sample_library, milvus_uri, data, instance)
+    stored = vector_store.all_track_ids("dsp")
+    field = [t.id for t in NavidromeLibrary(sample_library.db_path).tracks() if t.library_id == 2]
+    assert field and set(field) <= stored
+    for track_id in field:
+        mark_missing(sample_library.db_path, track_id)
+    past = run(sample_library, milvus_uri, data, instance, deletion_grace_hours=1e-7)
+    assert totals(past)["deleted"] == 0 and vector_store.all_track_ids("dsp") == stored
+    check = deletions_check(past)
+    assert not check.passed and "every file of library folder(s) 'Field Recordings'" in check.description
+    assert set(FingerprintStore(data / "fingerprints.sqlite").versions(field)) == set(field)
+
+
+def test_a_mass_deletion_is_refused_until_a_run_confirms_it(sample_library, vector_store, milvus_uri, instance,
+                                                            tmp_path) -> None:
+    """Six of eleven rows purged at once (more than 10 %): nothing goes and the check fails; a run with
+    ``confirm_deletions`` (the Launchpad's op config, or ``confirmDeletions`` on /batch/start) deletes them."""
+    data = tmp_path / "data"
+    run(sample_library, milvus_uri, data, instance)
+    stored = vector_store.all_track_ids("dsp")
+    purged = sorted(stored)[:6]
+    for track_id in purged:
+        delete_track(sample_library.db_path, track_id)
+    refused = run(sample_library, milvus_uri, data, instance)
+    assert totals(refused)["deleted"] == 0 and vector_store.all_track_ids("dsp") == stored
+    check = deletions_check(refused)
+    assert not check.passed and "6 of 11 stored tracks would be deleted at once" in check.description
+    confirmed = run(sample_library, milvus_uri, data, instance, confirm_deletions=True)
+    assert totals(confirmed)["deleted"] == 6 and deletions_check(confirmed).passed
+    assert vector_store.all_track_ids("dsp") == stored - set(purged)
+    assert FingerprintStore(data / "fingerprints.sqlite").versions(purged) == {}

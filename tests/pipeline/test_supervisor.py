@@ -112,3 +112,41 @@ def test_a_failed_restart_is_retried_with_backoff(tmp_path: Path) -> None:
         assert read_status(tmp_path)["parts"]["milvus"]["state"] == "running"
     finally:
         child.stop()
+
+
+class RunsAfterACrash:
+    """Dagster's answers about three runs a crash interrupted: one still STARTED (run monitoring then fails it
+    and Dagster retries it), one that failed in an asset at the crash (Dagster does not retry that), one
+    that failed long before the crash; records every re-execution asked for."""
+
+    def __init__(self, crashed_at: float) -> None:
+        self.crashed_at = crashed_at
+        self.reexecuted: list[str] = []
+        self.status = {"started": "STARTED", "asset-failed": "FAILURE", "old-failure": "FAILURE"}
+        self.tags = {"asset-failed": [{"key": "dagster/will_retry", "value": "false"}], "old-failure": []}
+
+    def __call__(self, query: str, variables: dict) -> dict:
+        if "runsOrError" in query:
+            ends = {"started": None, "asset-failed": self.crashed_at + 1, "old-failure": self.crashed_at - 3600}
+            return {"runsOrError": {"results": [
+                {"runId": run, "status": self.status[run], "jobName": "reembed_job", "endTime": ends[run],
+                 "assetSelection": [{"path": ["embeddings_dsp"]}]} for run in self.status]}}
+        if "runOrError" in query:
+            run = variables["id"]
+            if run == "started":  # run monitoring has found its worker gone by now
+                self.status[run], self.tags[run] = "FAILURE", [{"key": "dagster/will_retry", "value": "true"}]
+            return {"runOrError": {"runId": run, "status": self.status[run], "tags": self.tags[run]}}
+        run = variables["params"]["parentRunId"]
+        self.reexecuted.append(run)
+        return {"launchPipelineReexecution": {"__typename": "LaunchRunSuccess", "run": {"runId": f"{run}-again"}}}
+
+
+def test_after_a_crash_only_runs_dagster_does_not_retry_are_reexecuted_once(tmp_path: Path) -> None:
+    events: list[str] = []
+    dagster = RunsAfterACrash(crashed_at=time.time() - 60)
+    supervisor = Supervisor(tmp_path, log=events.append, graphql=dagster)
+    supervisor.after_crash(since=dagster.crashed_at)
+    supervisor.join(timeout=30)
+    assert dagster.reexecuted == ["asset-failed"]  # not the one Dagster retries, not the one that failed before
+    assert supervisor.relaunched == {"asset-failed": "asset-failed-again"}
+    assert "run started failed; Dagster's run retries launch it again" in events

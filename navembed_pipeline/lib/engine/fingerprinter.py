@@ -74,6 +74,18 @@ class TrackFingerprinter:
                 LOGGER.info("%s is the upload %s (%s), fingerprint score %.3f", track.display_name,
                             duplicate.owner, duplicate.name, duplicate.match.score)
 
+    def forget(self, track_ids: Sequence[str]) -> None:
+        """Drop the fingerprints (and any fingerprint failure) of tracks whose vectors a run deleted: their
+        row is gone from Navidrome or their file stayed missing past the grace period (the deletion guard's
+        rule); a missing file within its grace period keeps its fingerprint as it keeps its vectors."""
+        try:
+            for track_id in track_ids:
+                self.store.forget(track_id)
+            if self.failures is not None:
+                self.failures.clear(FINGERPRINT_FAILURES, track_ids)
+        except NavembedError as exc:
+            LOGGER.error("cannot forget the fingerprints of %d deleted track(s): %s", len(track_ids), exc)
+
     def backfill(self, tracks: Sequence[Track]) -> int:
         """Fingerprint the ``tracks`` that have none for their current file; returns how many were done."""
         try:

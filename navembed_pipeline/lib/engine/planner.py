@@ -56,6 +56,7 @@ class RunPlanner:
     only_failed: bool = False
     collection: str | None = None
     guard: DeletionGuard | None = None  # keeps missing files' vectors; refuses mass deletions
+    forget: Callable[[list[str]], None] | None = None  # drops deleted tracks' fingerprints (same rule)
 
     def plan(self, tracks_by_bucket: dict[str, list[Track]], clock: Callable[[], float]) -> RunPlan:
         """Per track: embed, or skip because the stored vectors are current; delete vanished tracks."""
@@ -118,4 +119,6 @@ class RunPlanner:
         if track_ids:
             self.store.delete_tracks(self.model.name, sorted(track_ids), collection=self.collection)
             self.store.clear_failures(self.model.name, track_ids)
+            if self.forget is not None:
+                self.forget(sorted(track_ids))
         return len(track_ids)

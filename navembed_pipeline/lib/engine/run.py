@@ -246,7 +246,7 @@ class EmbeddingRun:
         collection = dict(opts.collections).get(model.name, opts.collection)
         self.store.ensure_collection(model.name, model.vector_fields, collection=collection)
         planner = RunPlanner(model, self.store, force=opts.force, only_failed=opts.only_failed, collection=collection,
-                             guard=self.guard)
+                             guard=self.guard, forget=self.fingerprinter.forget if self.fingerprinter else None)
         plan = planner.plan(tracks_by_bucket, self._clock)
         self.deletions_by_model[model.name] = plan.deletions
         self.plans[model.name] = plan.summary

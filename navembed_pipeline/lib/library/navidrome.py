@@ -196,6 +196,14 @@ class NavidromeLibrary:
                 found.update((row[0], self._track(row)) for row in rows)
         return found
 
+    def track_columns(self) -> list[tuple[str, str, str, str, str, int, float]]:
+        """Every present track's (id, title, artist, album artist, album, library id, duration) in one read:
+        what the recommender filters by, without building a ``Track`` (a path, a timestamp) per row."""
+        with self._read() as conn:
+            return conn.execute(
+                "SELECT m.id, m.title, m.artist, m.album_artist, m.album, m.library_id, m.duration "
+                "FROM media_file AS m JOIN library AS l ON l.id = m.library_id WHERE +m.missing = 0").fetchall()
+
     def row_states(self) -> dict[str, RowState]:
         """Every ``media_file`` row (missing ones too) by id: library, missing flag, path and size."""
         with self._read() as conn:

@@ -54,8 +54,10 @@ class ArtistIndex:
                 names.setdefault(track.artist_id, track.artist)
         self.artists = {a: Artist(a, names[a], tuple(sorted(ids))) for a, ids in sorted(members.items())}
         self._order = list(self.artists)
+        self._position = {a: i for i, a in enumerate(self._order)}
         self._by_name = {a.name.strip().casefold(): a for a in self.artists.values()}
         self._centres = {m: self._centres_of(f) for m, f in self.fields.items()}
+        self._present = {m: np.any(c != 0, axis=1) for m, c in self._centres.items()}  # artists with vectors
 
     def __len__(self) -> int:
         return len(self.artists)
@@ -68,10 +70,10 @@ class ArtistIndex:
         """Up to ``count`` other artists, most alike first, with their representative songs."""
         if count <= 0 or len(self._order) < 2:
             return []
-        index = self._order.index(artist.id)
+        index = self._position[artist.id]
         scores = self._alike(index)
         scores[index] = -np.inf
-        ranked = [i for i in np.argsort(-scores, kind="stable")[:count] if np.isfinite(scores[i])]
+        ranked = [i for i in _top(scores, count).tolist() if np.isfinite(scores[i])]
         return [self._match(index, i, float(scores[i]), representatives) for i in ranked]
 
     def _match(self, own: int, other: int, score: float, count: int) -> ArtistMatch:
@@ -101,7 +103,9 @@ class ArtistIndex:
         total = np.zeros(len(self._order))
         weight = np.zeros(len(self._order))
         for model, centres in self._centres.items():
-            present = np.any(centres != 0, axis=1) & bool(np.any(centres[index]))
+            if not self._present[model][index]:
+                continue
+            present = self._present[model]
             total += self.weights[model] * np.where(present, centres @ centres[index], 0.0)
             weight += self.weights[model] * present
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -117,6 +121,16 @@ class ArtistIndex:
                 centre = np.mean(rows, axis=0)
                 centres[i] = centre / max(float(np.linalg.norm(centre)), _EPS)
         return centres
+
+
+def _top(scores: np.ndarray, count: int) -> np.ndarray:
+    """``np.argsort(-scores, kind="stable")[:count]`` without sorting every artist: the ``count`` best, ties
+    in index order (every value tied with the ``count``-th is kept before the stable sort)."""
+    if count >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    kth = np.partition(-scores, count - 1)[count - 1]
+    chosen = np.flatnonzero(-scores <= kth)
+    return chosen[np.argsort(-scores[chosen], kind="stable")][:count]
 
 
 def identity(fields: Sequence[FieldVectors]) -> tuple[int, ...]:

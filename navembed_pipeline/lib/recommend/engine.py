@@ -18,8 +18,9 @@ from navembed_pipeline.lib.recommend.errors import InvalidRequestError, NoVector
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
 from navembed_pipeline.lib.recommend.path import path_stops
 from navembed_pipeline.lib.recommend.prompts import EmbedText, PromptVectors
-from navembed_pipeline.lib.recommend.request import Playlist, RecommendedTrack, RecommendRequest, validate
-from navembed_pipeline.lib.recommend.rules import Catalog, Pool, eligible, select
+from navembed_pipeline.lib.recommend.request import Playlist, PlaylistRules, RecommendedTrack, RecommendRequest, validate
+from navembed_pipeline.lib.recommend.catalog import TrackTable
+from navembed_pipeline.lib.recommend.rules import Catalog, Pool, by_score_only, eligible, select, track_table
 from navembed_pipeline.lib.recommend.search import Search, VectorSource
 from navembed_pipeline.lib.recommend.tag_text import TagVocabulary
 from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, TEXT_MODEL, tag_scores, top_tags
@@ -27,7 +28,7 @@ from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL, TEXT_MO
 TEXT_FIELDS: Mapping[str, str] = {"muq": "mulan"}  # models with a text tower → their joint-space field
 DEFAULT_MODELS = ("muq", "mert", "latent", "dsp")
 MIN_CANDIDATES = 200  # per probe
-POOL_PER_TRACK = 4  # allowed candidates looked at per playlist slot, before widening
+POOL_PER_TRACK = 4  # allowed candidates looked at per playlist slot, before widening (rules that skip some)
 
 
 class Recommender:
@@ -73,22 +74,43 @@ class Recommender:
             tracks = [_track(s.track_id, known, s.scores, s.index, s.role) for s in stops]
         else:
             positives = self._positives(search, request, texts, notes, text_model)
-            tracks = self._ranked(search, request, positives, negatives)
+            ids, chosen, scores, pool = self._ranked(search, request, positives, negatives)
+            known = pool.details([ids[i] for i in chosen], self.catalog)
+            tracks = [_track(ids[i], known, scores, i) for i in chosen]
         return Playlist(request.mode, search.models, search.weights, request.fusion,
                         tuple(self._with_tags(search, tracks)), tuple(notes), text_model)
+
+    def ranked_ids(self, request: RecommendRequest) -> tuple[list[str], tuple[str, ...]]:
+        """The ids ``recommend`` would answer for this (seed-only, non-path) request, in order, and the
+        models used: the same ranking and rules without the explanations, tags and track details
+        (what ``SonicService`` needs, which reads the details of the tracks it keeps)."""
+        validate(request)
+        if request.mode == "path" or request.prompts or request.negative_prompts or request.seed_vectors:
+            raise InvalidRequestError("ranked_ids answers seed-track requests only")
+        search = self._search(request)
+        self._check_tracks(search, request, [])
+        negatives = [search.track_probes([t], "negative_track") for t in request.negative_tracks]
+        positives = self._positives(search, request, {}, [], None)
+        ids, chosen, _, _ = self._ranked(search, request, positives, negatives)
+        return [ids[i] for i in chosen], search.models
 
     def sonic_similarity(self, reference: str, track_ids: Sequence[str], *,
                          models: Sequence[str] = ()) -> dict[str, float]:
         """How alike each track sounds to ``reference``, 0..1, calibrated on the library
         (``lib/recommend/calibration.py``: ~0 for a typical unrelated pair, 1 for the same recording), mixed
         over ``models`` with equal weight; 0 where no model has both. What clients are shown."""
+        values = self.sonic_similarities(reference, track_ids, models=models)
+        return dict(zip(track_ids, values.tolist(), strict=True))
+
+    def sonic_similarities(self, reference: str, track_ids: Sequence[str], *,
+                           models: Sequence[str] = ()) -> np.ndarray:
+        """``sonic_similarity`` as an array in the order of ``track_ids``."""
         names = [m for m in (models or self.default_models) if len(self.vectors.field(m)) > 0]
         if not names:
-            return {t: 0.0 for t in track_ids}
+            return np.zeros(len(track_ids))
         search = Search(self.vectors, {m: 1 / len(names) for m in names})
         value = search.similarity_to(list(track_ids), calibrated=True)(reference)
-        return {t: float(np.clip(v, 0.0, 1.0)) if np.isfinite(v) else 0.0
-                for t, v in zip(track_ids, value, strict=True)}
+        return np.where(np.isfinite(value), np.clip(value, 0.0, 1.0), 0.0)
 
     def _search(self, request: RecommendRequest) -> Search:
         names = list(dict.fromkeys(request.models or self.default_models))
@@ -211,34 +233,43 @@ class Recommender:
         return probes
 
     def _ranked(self, search: Search, request: RecommendRequest, positives: list[Probe],
-                negatives: list[list[Probe]]) -> list[RecommendedTrack]:
+                negatives: list[list[Probe]]) -> tuple[list[str], list[int], Scores, Pool]:
+        """The candidates, the chosen ones' positions among them (playlist order), their scores and pool."""
         rules = request.rules
-        k = max(MIN_CANDIDATES, 2 * POOL_PER_TRACK * rules.size)
+        table = track_table(self.catalog)  # one table for the whole request, even if a rebuild starts meanwhile
+        k = max(MIN_CANDIDATES, 2 * _pool_per_track(rules) * rules.size)
         while True:
             ids = search.candidates(positives, k)
             terms = search.terms(positives, ids, fusion=request.fusion, rrf_k=request.rrf_k)
             groups = [search.terms(g, ids, fusion=request.fusion, rrf_k=request.rrf_k) for g in negatives]
             scores = fuse(terms, groups, search.weights, strength=request.negative_strength)
-            chosen, pool = self._arrange(search, request, ids, scores)
+            chosen, pool = self._arrange(search, request, ids, scores, table)
             if len(chosen) >= rules.size or k >= search.track_count:
-                return [_track(ids[i], pool.tracks, scores, i) for i in chosen]
+                return ids, chosen, scores, pool
             k *= 4
 
     def _arrange(self, search: Search, request: RecommendRequest, ids: list[str],
-                 scores: Scores) -> tuple[list[int], Pool]:
+                 scores: Scores, table: TrackTable | None) -> tuple[list[int], Pool]:
         rules = request.rules
         ranked = np.argsort(-scores.total, kind="stable")
-        order = ranked[np.isfinite(scores.total[ranked])].tolist()
+        order = ranked[np.isfinite(scores.total[ranked])]
         blocked = (*request.seeds, *request.negative_tracks)
-        limit = POOL_PER_TRACK * rules.size
+        limit = _pool_per_track(rules) * rules.size
         while True:
-            pool = eligible(order, ids, rules, catalog=self.catalog, blocked=blocked, limit=limit)
-            similarity_to = search.similarity_to([ids[i] for i in pool.positions])
+            pool = eligible(order if table is not None else order.tolist(), ids, rules, catalog=self.catalog,
+                            blocked=blocked, limit=limit, table=table)
+            similarity_to = None if by_score_only(rules) else search.similarity_to([ids[i] for i in pool.positions])
             chosen = select(pool, ids, scores.total, rules, similarity_to=similarity_to,
                             anchors=(*request.seeds, *rules.previous))
             if len(chosen) >= rules.size or pool.exhausted:
                 return chosen, pool
             limit *= 4
+
+
+def _pool_per_track(rules: PlaylistRules) -> int:
+    """Allowed candidates per slot before widening: room for the rules that skip candidates as the
+    playlist grows; none is needed when only the score orders (``by_score_only``: the plugin's call)."""
+    return 1 if by_score_only(rules) else POOL_PER_TRACK
 
 
 def _track(track_id: str, known: Mapping, scores: Scores, index: int, role: str = "pick") -> RecommendedTrack:

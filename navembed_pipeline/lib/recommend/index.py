@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from navembed_pipeline.lib.recommend.calibration import save_calibration
-from navembed_pipeline.lib.recommend.snapshot import Snapshot, read_snapshot, write_snapshot
+from navembed_pipeline.lib.recommend.calibration import calibration_path, load_calibration, save_calibration
+from navembed_pipeline.lib.recommend.snapshot import SET_ASIDE_MARK, SnapshotDamaged, read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name
 
@@ -42,6 +42,8 @@ CHECK_INTERVAL_S = 2.0
 MAX_AGE_S = 900.0
 MIN_RELOAD_INTERVAL_S = 30.0
 RELOAD_COST_FACTOR = 10.0
+STALE_AFTER_S = 600.0
+SCAN_BATCH = 10_000  # rows per store round trip while scanning a field
 
 Signature = tuple[str | None, int, str | None]  # collection, rows, generation
 Key = tuple[str, str]
@@ -56,6 +58,18 @@ class _Entry:
     load_seconds: float = 0.0
     checking: bool = False
     forced: bool = False
+    source: str = "store"  # where the copy came from: "store" (a scan) or "snapshot"
+    loaded_wall: float = 0.0  # unix time of the load (for people)
+
+
+@dataclass
+class _Trouble:
+    """A field's refresh (or load) failing since ``since``; the latest error."""
+
+    error: str
+    since: float
+    last: float
+    failures: int = 1
 
 
 class VectorCache:
@@ -65,12 +79,18 @@ class VectorCache:
                  check_interval_s: float = CHECK_INTERVAL_S, max_age_s: float = MAX_AGE_S,
                  min_reload_interval_s: float = MIN_RELOAD_INTERVAL_S, ivf_min_rows: int = IVF_MIN_ROWS,
                  background: bool = True, calibration_dir: Path | None = None,
-                 snapshot_dir: Path | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 snapshot_dir: Path | None = None, stale_after_s: float = STALE_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``store`` may be a callable returning the store (connected on first use, e.g. the API's
         ``StoreHandle``); ``calibration_dir``: where each loaded field's calibration is written as JSON;
         ``snapshot_dir``: where scanned fields are copied for a fast first load after a restart
-        (``snapshot.py``)."""
+        (``snapshot.py``); ``stale_after_s``: a field whose checks have failed for longer is reported stale
+        by ``status()`` (it keeps serving its last copy)."""
         self._store = store
+        self.stale_after_s = stale_after_s
+        self._trouble: dict[Key, _Trouble] = {}
+        self._progress: dict[Key, dict] = {}
+        self._set_aside: dict[Key, dict] = {}
         self.calibration_dir = calibration_dir
         self.snapshot_dir = snapshot_dir
         self.check_interval_s = check_interval_s
@@ -91,7 +111,7 @@ class VectorCache:
             loading = self._loading.setdefault(key, threading.RLock())
         if entry is None:
             with loading:  # one load per field, however many requests arrive at once
-                entry = self._entries.get(key) or self._load(key)
+                entry = self._entries.get(key) or self._recorded_load(key)
             return entry.vectors
         if len(entry.vectors) == 0:
             # Nothing to serve yet (e.g. loaded before the first run finished): look again now, so the
@@ -161,8 +181,61 @@ class VectorCache:
     def _safe_field(self, model: str, field: str) -> None:
         try:
             self.field(model, field)
-        except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
+        except Exception:  # noqa: BLE001 - warming is best effort; recorded for status(), a request reports it
             LOGGER.warning("could not preload %s.%s", model, field, exc_info=True)
+
+    def status(self) -> list[dict]:
+        """Per field this cache has loaded or tried to: what it serves (rows, tracks, where from, the store
+        collection and generation it was loaded at, its age), the latest check or load error and for how
+        long checks have failed, ``stale`` once that exceeds ``stale_after_s``, the scan in progress (rows
+        read of rows expected), and a damaged snapshot set aside (``rebuilding`` until the new one is written)."""
+        now = self._clock()
+        with self._lock:
+            keys = sorted({*self._entries, *self._trouble, *self._progress, *self._set_aside})
+            out = []
+            for key in keys:
+                entry, trouble = self._entries.get(key), self._trouble.get(key)
+                item: dict = {"model": key[0], "field": key[1], "loaded": entry is not None}
+                if entry is not None:
+                    item.update(rows=len(entry.vectors.rows), tracks=len(entry.vectors), source=entry.source,
+                                collection=entry.signature[0], generation=entry.signature[2],
+                                age_s=round(now - entry.loaded_at, 1), loaded_at=entry.loaded_wall,
+                                load_s=round(entry.load_seconds, 2),
+                                index=(f"faiss {type(entry.vectors.ann.index).__name__}" if entry.vectors.ann is not None
+                                       else "exact"))
+                failing = 0.0 if trouble is None else now - trouble.since
+                item.update(last_error=None if trouble is None else trouble.error,
+                            failing_s=round(failing, 1), failures=0 if trouble is None else trouble.failures,
+                            stale=trouble is not None and failing >= self.stale_after_s)
+                if key in self._progress:
+                    item["scan"] = dict(self._progress[key])
+                if key in self._set_aside:
+                    item["set_aside"] = dict(self._set_aside[key])
+                out.append(item)
+        return out
+
+    def _failed(self, key: Key, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        now = self._clock()
+        with self._lock:
+            trouble = self._trouble.get(key)
+            if trouble is None:
+                self._trouble[key] = _Trouble(message, now, now)
+            else:
+                trouble.error, trouble.last, trouble.failures = message, now, trouble.failures + 1
+
+    def _recovered(self, key: Key) -> None:
+        with self._lock:
+            self._trouble.pop(key, None)
+
+    def _recorded_load(self, key: Key) -> "_Entry":
+        try:
+            entry = self._load(key)
+        except Exception as exc:
+            self._failed(key, exc)
+            raise
+        self._recovered(key)
+        return entry
 
     def _matching(self, model: str | None) -> list[tuple[Key, _Entry]]:
         with self._lock:
@@ -183,11 +256,14 @@ class VectorCache:
                     if self._entries.get(key) is entry:  # not reloaded meanwhile (e.g. by sync)
                         LOGGER.info("reloading %s.%s: store now %s (was %s)", *key, signature, entry.signature)
                         self._load(key, signature)
+                self._recovered(key)
                 return
             with self._lock:
                 entry.checked_at = self._clock()
-        except Exception:  # noqa: BLE001 - keep serving the previous copy; retry at the next interval
+            self._recovered(key)
+        except Exception as exc:  # noqa: BLE001 - keep serving the previous copy; retry, and show it on /health
             LOGGER.warning("checking %s.%s against the store failed", *key, exc_info=True)
+            self._failed(key, exc)
             with self._lock:
                 entry.checked_at = self._clock()
         finally:
@@ -213,28 +289,63 @@ class VectorCache:
         model, field = key
         # Taken before reading: a write (or a generation published) during the scan shows at the next check.
         signature = signature if signature is not None else self._signature(model)
-        started = self._clock()
+        started, wall = self._clock(), time.time()
         first = key not in self._entries
-        copy = read_snapshot(self.snapshot_dir, model, field, signature) if first and self.snapshot_dir else None
-        scanned = copy if copy is not None else Snapshot(*_scan(self.store, model, field))
-        vectors = FieldVectors(model, field, scanned.ids, scanned.segments, scanned.vectors,
-                               ivf_min_rows=self.ivf_min_rows, ann=scanned.ann)
-        if copy is None and self.snapshot_dir is not None and scanned.ids:
-            write_snapshot(self.snapshot_dir, model, field, signature, dataclasses.replace(scanned, ann=vectors.ann))
+        vectors = self._from_snapshot(key, signature) if first and self.snapshot_dir else None
+        source = "snapshot" if vectors is not None else "store"
+        if vectors is None:
+            ids, segments, rows = self._scan(key, signature[1])
+            vectors = FieldVectors(model, field, ids, segments, rows, ivf_min_rows=self.ivf_min_rows, copy=False)
+            del rows
+            if self.snapshot_dir is not None and len(vectors):
+                if write_snapshot(self.snapshot_dir, signature, vectors):
+                    with self._lock:
+                        if key in self._set_aside:
+                            self._set_aside[key]["rebuilding"] = False
         entry = _Entry(vectors, signature, loaded_at=started, checked_at=self._clock(),
-                       load_seconds=self._clock() - started)
+                       load_seconds=self._clock() - started, source=source, loaded_wall=wall)
         with self._lock:
             self._entries[key] = entry
-        LOGGER.info("loaded %d %s.%s rows %s in %.1f s", len(scanned.ids), model, field,
-                    "from the snapshot" if copy is not None else "from the store", self._clock() - started)
+        LOGGER.info("loaded %d %s.%s rows from the %s in %.1f s", len(vectors.rows), model, field, source,
+                    self._clock() - started)
         self._save_calibration(entry.vectors, signature)
         return entry
 
+    def _from_snapshot(self, key: Key, signature: Signature) -> FieldVectors | None:
+        try:
+            return read_snapshot(self.snapshot_dir, *key, signature)
+        except SnapshotDamaged as exc:
+            with self._lock:
+                self._set_aside[key] = {"error": str(exc), "files": exc.set_aside, "at": time.time(),
+                                        "rebuilding": True}
+            return None
+
+    def _scan(self, key: Key, expected: int) -> tuple[list[str], list[int], np.ndarray]:
+        """``_scan`` of the store with its progress kept for ``status()`` (rows read of ``expected``)."""
+        progress = {"rows_read": 0, "rows_expected": int(expected), "started_at": time.time()}
+        with self._lock:
+            self._progress[key] = progress
+        try:
+            return _scan(self.store, *key, expected=expected, progress=progress)
+        finally:
+            with self._lock:
+                self._progress.pop(key, None)
+
     def _save_calibration(self, vectors: FieldVectors, signature: Signature) -> None:
-        """Persist the field's calibration (inspectable, and there after a restart)."""
+        """Persist the field's calibration (inspectable). A file there that cannot be read as a calibration
+        (damaged) is set aside first (``<name>.corrupt-<UTC time>``) and named by ``status()``."""
         if self.calibration_dir is None or vectors.calibration is None:
             return
+        path = calibration_path(self.calibration_dir, vectors.model, vectors.field)
         try:
+            if path.exists() and load_calibration(self.calibration_dir, vectors.model, vectors.field) is None:
+                target = path.with_name(f"{path.name}{SET_ASIDE_MARK}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+                path.rename(target)
+                LOGGER.error("the calibration file %s is damaged: set aside as %s and rewritten", path, target.name)
+                with self._lock:
+                    self._set_aside[(vectors.model, vectors.field)] = {
+                        "error": f"the calibration file {path} was damaged", "files": [target.name],
+                        "at": time.time(), "rebuilding": False}
             save_calibration(self.calibration_dir, dataclasses.replace(
                 vectors.calibration, signature=f"{signature[0]}:{signature[1]} rows"))
         except OSError:
@@ -251,20 +362,34 @@ def physical_collection(store: VectorStore, model: str) -> str | None:
     return store._milvus.resolve(collection_name(model))  # noqa: SLF001
 
 
-def _scan(store: VectorStore, model: str, field: str) -> tuple[list[str], list[int], np.ndarray]:
-    """Every stored row's track id, segment and ``field`` vector (one pass over the collection)."""
+def _scan(store: VectorStore, model: str, field: str, *, expected: int = 0,
+          progress: dict | None = None) -> tuple[list[str], list[int], np.ndarray]:
+    """Every stored row's track id, segment and ``field`` vector (one pass over the collection, in batches
+    of ``SCAN_BATCH`` rows, into one preallocated array sized by ``expected`` and grown if the store grew);
+    ``progress["rows_read"]`` counts the rows read so far."""
     logical = collection_name(model)
     milvus = store._milvus  # noqa: SLF001 - a full scan with vectors is not part of VectorStore's API yet
     if not milvus.exists(logical):
         return [], [], np.zeros((0, 1), dtype=np.float32)
     ids: list[str] = []
     segments: list[int] = []
-    vectors: list[np.ndarray] = []
-    for row in milvus.iterate(logical, ["track_id", "segment", field]):
+    vectors: np.ndarray | None = None
+    for row in milvus.iterate(logical, ["track_id", "segment", field], batch_size=SCAN_BATCH):
+        value = np.asarray(row[field], dtype=np.float32)
+        if vectors is None:
+            vectors = np.empty((max(expected, 1), len(value)), dtype=np.float32)
+        elif len(ids) == len(vectors):
+            vectors = np.concatenate([vectors, np.empty_like(vectors[: max(len(vectors) // 4, 1)])])
+        vectors[len(ids)] = value
         ids.append(row["track_id"])
         segments.append(int(row["segment"]))
-        vectors.append(np.asarray(row[field], dtype=np.float32))
-    return ids, segments, (np.stack(vectors) if vectors else np.zeros((0, 1), dtype=np.float32))
+        if progress is not None and len(ids) % 1000 == 0:
+            progress["rows_read"] = len(ids)
+    if progress is not None:
+        progress["rows_read"] = len(ids)
+    if vectors is None:
+        return [], [], np.zeros((0, 1), dtype=np.float32)
+    return ids, segments, vectors[: len(ids)]
 
 
 class StaticVectors:

@@ -18,7 +18,7 @@ from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.errors import NoVectorsError
 from navembed_pipeline.lib.recommend.fusion import Probe, Scores, fuse
 from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD, RecommendRequest
-from navembed_pipeline.lib.recommend.rules import Arrangement, Catalog, artist_key, eligible
+from navembed_pipeline.lib.recommend.rules import Arrangement, Catalog, artist_key, eligible, track_table
 from navembed_pipeline.lib.recommend.search import Search
 
 CANDIDATES_PER_STEP = 64
@@ -72,7 +72,7 @@ def _walk(search: Search, request: RecommendRequest, points: list[list[Probe]], 
     ids = _candidates(search, inner)
     steps = _step_scores(search, request, inner, ids, negatives)
     pool = eligible(_shortlist(steps), ids, rules, catalog=catalog,
-                    blocked={spec.start, spec.end, *request.negative_tracks})
+                    blocked={spec.start, spec.end, *request.negative_tracks}, table=track_table(catalog))
     similarity_to = search.similarity_to([ids[i] for i in pool.positions])
     near_end = similarity_to(spec.end)
     arrangement = Arrangement(pool, ids, rules, similarity_to=similarity_to,
@@ -92,7 +92,7 @@ def _walk(search: Search, request: RecommendRequest, points: list[list[Probe]], 
         previous = near_end[slot]
         position = int(pool.positions[slot])
         stops.append(Stop(ids[position], scores, position, "pick"))
-    return stops, pool.tracks
+    return stops, pool.details([s.track_id for s in stops], catalog)
 
 
 def _candidates(search: Search, inner: list[list[Probe]]) -> list[str]:

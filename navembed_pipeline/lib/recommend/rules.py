@@ -7,6 +7,10 @@ artist twice in a row, or a duplicate — a candidate whose sonic similarity to 
 played track or an earlier pick reaches ``duplicate_cosine`` is the same recording again. With
 ``diversity`` > 0 it picks by maximal marginal relevance instead of score alone:
 ``(1 - diversity) * relevance - diversity * similarity to the nearest already chosen``.
+
+With a ``TrackTable`` (``catalog.py``) the static rules are array operations over every candidate at
+once and no ``Track`` is read; without one (no table yet, or a plain catalog) candidates are read
+from the catalog in chunks and tested one by one. Both keep the same candidates.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from navembed_pipeline.lib.library.navidrome import Track
+from navembed_pipeline.lib.recommend.catalog import TrackTable, name_key
 from navembed_pipeline.lib.recommend.request import PlaylistRules
 
 Catalog = Callable[[Sequence[str]], Mapping[str, Track]]
@@ -24,7 +29,13 @@ LOOKUP_CHUNK = 256
 
 
 def artist_key(track: Track) -> str:
-    return track.artist.strip().casefold()
+    return name_key(track.artist)
+
+
+def track_table(catalog: Catalog) -> TrackTable | None:
+    """The catalog's ``TrackTable`` when it keeps one and it is built (``TrackCatalog.table``), else None."""
+    table = getattr(catalog, "table", None)
+    return table() if callable(table) else None
 
 
 def allowed(track: Track, rules: PlaylistRules) -> bool:
@@ -43,17 +54,27 @@ def allowed(track: Track, rules: PlaylistRules) -> bool:
 
 @dataclass(frozen=True)
 class Pool:
-    """Allowed candidates (positions into the caller's arrays, best first) with their tracks."""
+    """Allowed candidates (positions into the caller's arrays, best first), their artists (``artist_key``,
+    in pool order) and the tracks read for them (empty when a ``TrackTable`` answered: ``details``)."""
 
     positions: np.ndarray
     tracks: Mapping[str, Track]
     exhausted: bool  # every ranked candidate was looked at
+    artists: np.ndarray  # object: each candidate's artist key
+
+    def details(self, track_ids: Sequence[str], catalog: Catalog) -> Mapping[str, Track]:
+        """The tracks ``track_ids`` (e.g. the chosen ones): from the pool where read, else one catalog read."""
+        missing = [t for t in track_ids if t not in self.tracks]
+        return {**self.tracks, **catalog(missing)} if missing else self.tracks
 
 
 def eligible(order: Sequence[int], ids: Sequence[str], rules: PlaylistRules, *, catalog: Catalog,
-             blocked: Iterable[str], limit: int | None = None) -> Pool:
-    """Walk ``order`` (best first) and keep up to ``limit`` allowed candidates, asking the catalog in chunks."""
+             blocked: Iterable[str], limit: int | None = None, table: TrackTable | None = None) -> Pool:
+    """Walk ``order`` (best first) and keep up to ``limit`` allowed candidates: with ``table`` in a few
+    array operations, else asking the catalog in chunks."""
     blocked = set(blocked) | set(rules.exclude_tracks) | set(rules.previous)
+    if table is not None:
+        return _eligible_rows(np.asarray(order, dtype=np.int64), ids, rules, table, blocked, limit)
     order = [i for i in order if ids[i] not in blocked]
     kept: list[int] = []
     tracks: dict[str, Track] = {}
@@ -63,8 +84,33 @@ def eligible(order: Sequence[int], ids: Sequence[str], rules: PlaylistRules, *, 
         tracks.update(catalog([ids[i] for i in chunk]))
         kept += [i for i in chunk if ids[i] in tracks and allowed(tracks[ids[i]], rules)]
         if limit is not None and len(kept) >= limit:
-            return Pool(np.asarray(kept[:limit], dtype=np.int64), tracks, start + step >= len(order))
-    return Pool(np.asarray(kept, dtype=np.int64), tracks, True)
+            return _pool(kept[:limit], ids, tracks, start + step >= len(order))
+    return _pool(kept, ids, tracks, True)
+
+
+def _pool(kept: list[int], ids: Sequence[str], tracks: Mapping[str, Track], exhausted: bool) -> Pool:
+    artists = np.empty(len(kept), dtype=object)
+    artists[:] = [artist_key(tracks[ids[i]]) for i in kept]
+    return Pool(np.asarray(kept, dtype=np.int64), tracks, exhausted, artists)
+
+
+def _eligible_rows(order: np.ndarray, ids: Sequence[str], rules: PlaylistRules, table: TrackTable,
+                   blocked: set[str], limit: int | None) -> Pool:
+    """``eligible`` on the table; ``exhausted`` as the chunked walk would say it (same chunk size)."""
+    if blocked:
+        order = order[np.fromiter((ids[i] not in blocked for i in order.tolist()), dtype=bool, count=len(order))]
+    rows = table.rows_of([ids[i] for i in order.tolist()])
+    ok = table.allowed(rows, exclude_artists=rules.exclude_artists, exclude_albums=rules.exclude_albums,
+                       exclude_libraries=rules.exclude_libraries, min_duration=rules.min_duration,
+                       max_duration=rules.max_duration)
+    where = np.flatnonzero(ok)
+    exhausted = True
+    if limit is not None and len(where) >= limit:
+        step = max(LOOKUP_CHUNK, limit)
+        last = int(where[limit - 1])  # the walk stops at the end of the chunk holding the limit-th allowed one
+        exhausted = (last // step + 1) * step >= len(order)
+        where = where[:limit]
+    return Pool(order[where], {}, exhausted, table.names[table.artist[rows[where]]])
 
 
 class Arrangement:
@@ -79,9 +125,8 @@ class Arrangement:
         self.positions = pool.positions
         self._ids = ids
         self._similarity_to = similarity_to
-        keys = [artist_key(pool.tracks[ids[i]]) for i in pool.positions]
-        self._artist_names, self._artists = np.unique(np.asarray(keys, dtype=object), return_inverse=True) \
-            if keys else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
+        self._artist_names, self._artists = np.unique(pool.artists, return_inverse=True) \
+            if len(pool.artists) else (np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
         self._counts = np.zeros(len(self._artist_names), dtype=np.int64)
         self._last = last_artist
         self.available = np.ones(len(pool.positions), dtype=bool)
@@ -118,9 +163,22 @@ class Arrangement:
         return np.fmax(nearest, self._similarity_to(track_id))
 
 
+def by_score_only(rules: PlaylistRules) -> bool:
+    """No rule depends on what is already chosen: the pick is the pool's best ``size``, in pool order."""
+    return (rules.diversity == 0 and rules.max_per_artist is None and not rules.no_consecutive_artist
+            and not rules.collapse_duplicates)
+
+
 def select(pool: Pool, ids: Sequence[str], scores: np.ndarray, rules: PlaylistRules, *,
-           similarity_to: SimilarityTo, anchors: Iterable[str] = ()) -> list[int]:
-    """Positions of the chosen candidates, in playlist order (at most ``rules.size``)."""
+           similarity_to: SimilarityTo | None, anchors: Iterable[str] = ()) -> list[int]:
+    """Positions of the chosen candidates, in playlist order (at most ``rules.size``). ``similarity_to``
+    may be None when ``by_score_only(rules)`` (nothing is compared then)."""
+    if by_score_only(rules):
+        # The greedy pick below would take the best allowed candidate each time: the pool is ranked best
+        # first (ties in the caller's order, which argmax keeps), so it takes the pool's first ``size``.
+        return pool.positions[:rules.size].tolist()
+    if similarity_to is None:
+        raise ValueError("these rules compare candidates: pass similarity_to")
     arrangement = Arrangement(pool, ids, rules, similarity_to=similarity_to, anchors=anchors)
     relevance = _unit_range(scores[pool.positions]) if len(pool.positions) else np.zeros(0)
     lam = 1.0 - rules.diversity

@@ -15,9 +15,7 @@
 """
 
 import logging
-import re
 import threading
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,14 +23,17 @@ import numpy as np
 
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.artists import ArtistIndex, ArtistMatch, identity
+from navembed_pipeline.lib.recommend.catalog import TrackInfo, normal_text
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.errors import InvalidRequestError, RecommendError, UnknownTrackError
 from navembed_pipeline.lib.recommend.request import MAX_SIZE, MAX_STEPS, PathSpec, PlaylistRules, RecommendRequest
+from navembed_pipeline.lib.recommend.rules import track_table
 
 LOGGER = logging.getLogger("navembed.recommend")
 RADIUS_SIMILARITY = 0.5  # halfway between a typical unrelated pair (0) and the same recording (1)
 VECTOR_COPY_COSINE = 0.995  # without fingerprints: this close in every model is one recording
 MAX_PATH = MAX_STEPS + 2
+DISTINCT_MARGIN = 16  # tracks compared beyond those wanted, for the copies among them
 RecordingGroups = Callable[[Sequence[str]], Mapping[str, str]]  # track id → recording key (known ones)
 TrackSource = Callable[[], Iterable[Track]]
 
@@ -43,7 +44,7 @@ class UnknownArtistError(RecommendError):
 
 @dataclass(frozen=True)
 class Neighbour:
-    track: Track
+    track: Track | TrackInfo  # TrackInfo (id, title, artist, album) where asked for with details=False
     similarity: float  # calibrated 0..1 to the reference track
 
 
@@ -63,72 +64,101 @@ class SonicService:
 
     # ----- tracks ------------------------------------------------------------------------------
     def similar_tracks(self, track_id: str, count: int, *, eliminate_duplicates: bool = True,
-                       within_radius: bool = False) -> list[Neighbour]:
-        """Up to ``count`` tracks like ``track_id``, most similar first, never the seed itself."""
+                       within_radius: bool = False, details: bool = True) -> list[Neighbour]:
+        """Up to ``count`` tracks like ``track_id``, most similar first, never the seed itself.
+
+        One ranking (``Recommender.ranked_ids``: the engine's "similar" playlist without explanations),
+        array filters on it, and one catalog read of the tracks answered (``details=False``: their
+        ``TrackInfo`` from the track table when there is one, no read at all)."""
         self._require([track_id])
         count = min(max(count, 0), MAX_SIZE)
         fetch = min(MAX_SIZE, 2 * count + 10)  # room for dropped copies and the radius
-        playlist = self.engine.recommend(RecommendRequest(
+        ids, models = self.engine.ranked_ids(RecommendRequest(
             mode="similar", seeds=(track_id,), rules=PlaylistRules(size=fetch, collapse_duplicates=False)))
-        ids = [t.id for t in playlist.tracks]
-        similarity = self.engine.sonic_similarity(track_id, ids, models=playlist.models)
-        ids.sort(key=lambda t: -similarity[t])  # stable: equal numbers keep the engine's order
+        similarity = self.engine.sonic_similarities(track_id, ids, models=models)
+        order = np.argsort(-similarity, kind="stable")  # stable: equal numbers keep the engine's order
         if within_radius:
-            ids = [t for t in ids if similarity[t] >= RADIUS_SIMILARITY]
+            order = order[similarity[order] >= RADIUS_SIMILARITY]
         if eliminate_duplicates:
-            ids = self._distinct_recordings(track_id, ids, playlist.models)
-        known = self.engine.catalog(ids[:count])
-        return [Neighbour(known[t], similarity[t]) for t in ids[:count] if t in known]
+            order = order[self._distinct_positions(track_id, [ids[i] for i in order], models, want=count)]
+        order = order[:count]
+        known = self.track_details([ids[i] for i in order], full=details)
+        return [Neighbour(known[ids[i]], float(similarity[i])) for i in order if ids[i] in known]
 
-    def path(self, start: str, end: str, count: int) -> list[Neighbour]:
+    def path(self, start: str, end: str, count: int, *, details: bool = True) -> list[Neighbour]:
         """At most ``count`` songs: ``start``, tracks each nearer ``end``, then ``end`` (``count`` 1: the
         start alone); each with its similarity to ``start``."""
         if start == end:
             raise InvalidRequestError("a path needs two different tracks")
         if count < 1:
             raise InvalidRequestError("count must be at least 1")
-        known = self._require([start, end])
+        self._require([start, end])
         steps = min(count, MAX_PATH) - 2
         if steps <= 0:
             ids, models = [start, end][:count], ()
         else:
             playlist = self.engine.recommend(RecommendRequest(mode="path", path=PathSpec(start, end, steps)))
             ids, models = [t.id for t in playlist.tracks], playlist.models
-            known = self.engine.catalog(ids)
+        known = self.track_details(ids, full=details)
         similarity = self.engine.sonic_similarity(start, ids, models=models)
         return [Neighbour(known[t], similarity[t]) for t in ids if t in known]
 
-    def _require(self, ids: Sequence[str]) -> Mapping[str, Track]:
-        """The library's tracks ``ids``; an unknown one is refused before any vector is looked at."""
-        known = self.engine.catalog(ids)
-        if missing := [t for t in ids if t not in known]:
+    def track_details(self, ids: Sequence[str], *, full: bool = True) -> Mapping[str, Track | TrackInfo]:
+        """The library's ``Track``s ``ids`` (one catalog read), or without ``full`` their ``TrackInfo``."""
+        table = None if full else track_table(self.engine.catalog)
+        return table.info(ids) if table is not None else self.engine.catalog(ids)
+
+    def _require(self, ids: Sequence[str]) -> None:
+        """Refuse an id that is not a track of the library before any vector is looked at."""
+        table = track_table(self.engine.catalog)
+        if table is not None:
+            missing = [t for t, row in zip(ids, table.rows_of(ids).tolist(), strict=True) if row < 0]
+        else:
+            known = self.engine.catalog(ids)
+            missing = [t for t in ids if t not in known]
+        if missing:
             raise UnknownTrackError(f"unknown track id(s): {', '.join(missing)} (not in the library)")
-        return known
 
     def _distinct_recordings(self, seed: str, ids: list[str], models: Sequence[str]) -> list[str]:
         """``ids`` without copies of the seed or of an earlier track (see the module docstring)."""
-        keys = self._recording_keys([seed, *ids])
-        close = _near_identical(self.engine, models, [seed, *ids])
-        kept: list[int] = [0]
-        seen = {keys[seed]}
-        for i, track_id in enumerate(ids, start=1):
-            if keys[track_id] in seen or close[i, kept].any():
-                continue
-            seen.add(keys[track_id])
-            kept.append(i)
-        return [ids[i - 1] for i in kept[1:]]
+        everyone = [seed, *ids]
+        groups = self._recording_groups(everyone)
+        same = (groups[:, None] == groups[None, :]) | _near_identical(self.engine, models, everyone)
+        return [ids[i - 1] for i in first_distinct(same)[1:].tolist()]  # position 0 is the seed, always kept
 
-    def _recording_keys(self, ids: Sequence[str]) -> dict[str, str]:
+    def _distinct_positions(self, seed: str, ids: Sequence[str], models: Sequence[str], *,
+                            want: int | None = None) -> np.ndarray:
+        """Positions into ``ids`` of the tracks ``_distinct_recordings`` keeps, in order. ``want``: at least
+        that many if there are (fewer tracks are compared: the walk over a prefix of ``ids`` keeps what the
+        walk over all of them keeps within it, so a longer prefix is taken only while short)."""
+        end = len(ids) if want is None else min(len(ids), want + DISTINCT_MARGIN)
+        while True:
+            prefix = list(ids[:end])
+            kept = self._distinct_recordings(seed, prefix, models)
+            if want is None or len(kept) >= want or end >= len(ids):
+                where = {t: i for i, t in enumerate(prefix)}
+                return np.asarray([where[t] for t in kept], dtype=np.int64)
+            end = min(len(ids), 2 * end)
+
+    def _recording_groups(self, ids: Sequence[str]) -> np.ndarray:
+        """One recording group number per track of ``ids`` (equal numbers: the same recording)."""
         groups: Mapping[str, str] = {}
         if self._groups is not None:
             try:
                 groups = self._groups(ids)
             except Exception:  # noqa: BLE001 - a broken fingerprint store must not break mixes
                 LOGGER.warning("recording groups unavailable; falling back to artist + title", exc_info=True)
-        tracks = self.engine.catalog([t for t in ids if t not in groups])
-        return {t: f"fp:{groups[t]}" if t in groups else
-                (f"meta:{_normal(tracks[t].artist)}\x1f{_normal(tracks[t].title)}" if t in tracks else f"id:{t}")
-                for t in ids}
+        rest = [t for t in ids if t not in groups]
+        table = track_table(self.engine.catalog)
+        if table is not None:  # the table holds every track's normalised artist + title as a number
+            rows = dict(zip(rest, table.rows_of(rest).tolist(), strict=True))
+            meta = {t: f"meta#{table.recording[row]}" for t, row in rows.items() if row >= 0}
+        else:
+            tracks = self.engine.catalog(rest)
+            meta = {t: f"meta:{_normal(tracks[t].artist)}\x1f{_normal(tracks[t].title)}" for t in rest if t in tracks}
+        keys = [f"fp:{groups[t]}" if t in groups else meta.get(t, f"id:{t}") for t in ids]
+        return np.unique(np.asarray(keys, dtype=object), return_inverse=True)[1].reshape(-1) if keys else \
+            np.zeros(0, dtype=np.int64)
 
     # ----- artists -----------------------------------------------------------------------------
     def similar_artists(self, key: str, count: int) -> tuple[str, list[ArtistMatch]]:
@@ -180,10 +210,27 @@ class SonicService:
         return {m: f for m in self.engine.default_models if len(f := vectors.field(m)) > 0}
 
 
-def _normal(text: str) -> str:
-    """Case, accents, punctuation and spacing folded: 'Morning Keys!' == 'morning  keys'."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode() or text
-    return " ".join(re.sub(r"[^\w]+", " ", folded.casefold()).split())
+_normal = normal_text  # case, accents, punctuation and spacing folded (``catalog.normal_text``)
+
+
+def first_distinct(same: np.ndarray) -> np.ndarray:
+    """Positions kept, in order, walking tracks best first (position 0: the seed, always kept): a track
+    is kept unless it is the same recording (``same``, (n, n) symmetric) as a track kept before it."""
+    n = len(same)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    off_diagonal = np.triu(same, 1)
+    if not off_diagonal.any():  # no copies at all: every track
+        return np.arange(n, dtype=np.int64)
+    taken = same[0].copy()  # copies of the seed
+    taken[0] = True
+    kept = [0]
+    for i in np.flatnonzero(~taken).tolist():  # a track taken meanwhile (a copy of a kept one) is skipped
+        if taken[i]:
+            continue
+        kept.append(i)
+        taken |= same[i]
+    return np.asarray(kept, dtype=np.int64)
 
 
 def _near_identical(engine: Recommender, models: Sequence[str], ids: Sequence[str]) -> np.ndarray:
@@ -192,12 +239,17 @@ def _near_identical(engine: Recommender, models: Sequence[str], ids: Sequence[st
     compared = np.zeros((len(ids), len(ids)), dtype=bool)
     for model in models:
         field = engine.vectors.field(model)
-        rows = [field.vectors_of(t) for t in ids]
-        present = np.asarray([r is not None for r in rows])
+        local = field.local_indices(ids)
+        present = local >= 0
         if not present.any():
             continue
-        dim = field.dimension
-        means = np.stack([r.mean(axis=0) if r is not None else np.zeros(dim, np.float32) for r in rows])
+        block = field.block(local)
+        means = np.zeros((len(ids), field.dimension), dtype=np.float32)
+        if block.single:
+            means[present] = block.rows
+        else:  # each track's segments averaged
+            counts = np.diff(np.append(block.offsets, len(block.rows)))
+            means[present] = np.add.reduceat(block.rows, block.offsets, axis=0) / counts[:, None]
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         both = present[:, None] & present[None, :]
         close &= ~both | (means @ means.T >= VECTOR_COPY_COSINE)

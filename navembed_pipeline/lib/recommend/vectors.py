@@ -26,11 +26,13 @@ class FieldVectors:
     """Read-only after construction, so many threads may search one instance."""
 
     def __init__(self, model: str, field: str, track_ids: Sequence[str], segments: Sequence[int],
-                 vectors: np.ndarray, *, ivf_min_rows: int = IVF_MIN_ROWS, ann: AnnIndex | None = None) -> None:
+                 vectors: np.ndarray, *, ivf_min_rows: int = IVF_MIN_ROWS, ann: AnnIndex | None = None,
+                 copy: bool = True) -> None:
         """One row per (track, segment); ``vectors`` (rows, dim) need not be normalised. ``ann``: an
-        index built earlier over these same rows in track order (``self.ann``, kept with the snapshot)."""
-        self.model, self.field = model, field
-        vectors = np.array(vectors, dtype=np.float32)  # a copy, normalised in place
+        index built earlier over these same rows in track order (``self.ann``, kept with the snapshot).
+        ``copy=False``: a float32 ``vectors`` is normalised in place and kept (the caller gives it up; a
+        million 753-d rows are 3 GB, so a store scan is not held twice)."""
+        vectors = np.array(vectors, dtype=np.float32, copy=copy or None)  # normalised in place
         if vectors.ndim != 2 or len(vectors) != len(track_ids):
             raise ValueError(f"{model}.{field}: {len(track_ids)} ids but vectors of shape {vectors.shape}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -39,21 +41,51 @@ class FieldVectors:
         order = (np.lexsort((np.asarray(segments, dtype=np.int64), np.asarray(track_ids, dtype=str)))
                  if len(track_ids) else np.zeros(0, dtype=np.int64))
         ids = [track_ids[i] for i in order]
-        self.track_ids: tuple[str, ...] = tuple(dict.fromkeys(ids))
-        self.track_index = {track: i for i, track in enumerate(self.track_ids)}
-        by_track = np.fromiter((self.track_index[t] for t in ids), dtype=np.int64, count=len(ids))
-        self.rows = vectors[order]
-        self.row_track = by_track
-        self.ann: AnnIndex | None = None
-        if len(ids) >= max(ivf_min_rows, 1):
-            self.ann = ann if ann is not None and ann.matches(self.rows) else build_ann(self.rows)
-        self.norms = norms[order, 0]  # rows * norms = the stored values (tag scores)
+        unique = tuple(dict.fromkeys(ids))
+        position = {track: i for i, track in enumerate(unique)}
+        row_track = np.fromiter((position[t] for t in ids), dtype=np.int64, count=len(ids))
+        in_order = bool(np.array_equal(order, np.arange(len(order))))
+        rows = vectors if in_order else vectors[order]  # no second copy when the store's order is the tracks'
+        if len(ids) < max(ivf_min_rows, 1):
+            ann = None
+        elif ann is None or not ann.matches(rows):
+            ann = build_ann(rows)
+        self._setup(model, field, unique, row_track, rows, norms[:, 0] if in_order else norms[order, 0], ann,
+                    _calibrate(model, field, rows, row_track), position)
+
+    @classmethod
+    def restore(cls, model: str, field: str, track_ids: Sequence[str], row_track: np.ndarray, rows: np.ndarray,
+                norms: np.ndarray, *, ann: AnnIndex | None, calibration: FieldCalibration | None) -> "FieldVectors":
+        """A field exactly as an earlier instance held it (``snapshot.py``): rows already normalised and in
+        track order (``row_track`` ascending), the index and the calibration already made. Nothing is
+        sorted, trained or fitted, and ``rows`` may be a read-only memory map."""
+        if rows.ndim != 2 or len(rows) != len(row_track) or len(norms) != len(rows):
+            raise ValueError(f"{model}.{field}: {len(row_track)} row tracks, {len(norms)} norms, rows {rows.shape}")
+        if len(row_track) and (np.any(np.diff(row_track) < 0) or row_track[-1] >= len(track_ids)):
+            raise ValueError(f"{model}.{field}: the rows are not in track order")
+        if ann is not None and not ann.matches(rows):
+            raise ValueError(f"{model}.{field}: the index was not built over these rows")
+        self = cls.__new__(cls)
+        self._setup(model, field, tuple(track_ids), np.asarray(row_track, dtype=np.int64), rows,
+                    np.asarray(norms, dtype=np.float32), ann, calibration)
+        return self
+
+    def _setup(self, model: str, field: str, track_ids: tuple[str, ...], row_track: np.ndarray, rows: np.ndarray,
+               norms: np.ndarray, ann: AnnIndex | None, calibration: FieldCalibration | None,
+               position: dict[str, int] | None = None) -> None:
+        self.model, self.field = model, field
+        self.track_ids: tuple[str, ...] = track_ids
+        self.track_index = position if position is not None else dict(zip(track_ids, range(len(track_ids))))
+        self.rows = rows
+        self.row_track = row_track
+        self.ann: AnnIndex | None = ann
+        self.norms = norms  # rows * norms = the stored values (tag scores)
         # Where each track's rows are: rows[ptr[t]:ptr[t+1]] (segment order).
-        self._ptr = np.searchsorted(by_track, np.arange(len(self.track_ids) + 1))
-        self._single = bool(len(ids) == len(self.track_ids))
-        sample = np.random.default_rng(SEED).permutation(len(ids))[:STATS_SAMPLE]
-        self._sample = self.rows[np.sort(sample)]
-        self.calibration = _calibrate(model, field, self.rows, self.row_track)
+        self._ptr = np.searchsorted(row_track, np.arange(len(track_ids) + 1))
+        self._single = bool(len(row_track) == len(track_ids))
+        sample = np.random.default_rng(SEED).permutation(len(row_track))[:STATS_SAMPLE]
+        self._sample = np.asarray(rows[np.sort(sample)], dtype=np.float32)
+        self.calibration = calibration
 
     @property
     def dimension(self) -> int:

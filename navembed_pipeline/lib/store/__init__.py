@@ -12,7 +12,7 @@ _PUBLIC = {
     "VectorStore": "vector_store",
     "Hit": "schema", "StoredInfo": "schema", "VectorRow": "schema", "collection_name": "schema",
     "STANDALONE_MAX_DIM": "schema", "row_entity": "schema",
-    "FailureLog": "failure_log",
+    "FailureLog": "failure_log", "read_failure_summary": "failure_log",
     "MilvusLiteServer": "server", "ensure_running": "server", "private_socket": "server", "running_uri": "server",
     "stop_running": "server",
     "AUDIT_FIELDS": "health:SCALAR_FIELDS", "BucketAccount": "health", "Problem": "health", "VectorAudit": "health",

@@ -135,10 +135,11 @@ class MilvusConnection:
         ))
         return int(result[0]["count(*)"])
 
-    def iterate(self, target: str, fields: list[str], expr: str = "") -> Iterator[dict[str, Any]]:
-        """Every matching row, in batches (collections of any size)."""
+    def iterate(self, target: str, fields: list[str], expr: str = "", *,
+                batch_size: int = ITERATOR_BATCH) -> Iterator[dict[str, Any]]:
+        """Every matching row, in batches of ``batch_size`` (collections of any size)."""
         iterator = self.call("query", target, lambda c: c.query_iterator(
-            target, batch_size=ITERATOR_BATCH, filter=expr, output_fields=fields,
+            target, batch_size=batch_size, filter=expr, output_fields=fields,
             timeout=self.timeout, **STRONG,
         ))
         try:

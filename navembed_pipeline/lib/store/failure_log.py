@@ -77,6 +77,25 @@ class FailureLog(StateLog):
             return db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
 
 
+    def summary(self, latest: int = 5) -> dict[str, dict[str, object]]:
+        """Per key (a model, or ``fingerprint``): how many tracks failed, and the ``latest`` few with why."""
+        with self._connect() as db:
+            counts = dict(db.execute("SELECT model, COUNT(*) FROM failures GROUP BY model").fetchall())
+            return {key: {"count": count, "latest": [
+                {"track_id": track, "error": error, "failed_at": at} for track, error, at in db.execute(
+                    "SELECT track_id, error, failed_at FROM failures WHERE model = ? "
+                    "ORDER BY failed_at DESC, track_id LIMIT ?", (key, latest))]}
+                for key, count in sorted(counts.items())}
+
+
+def read_failure_summary(data_dir: Path, latest: int = 5) -> dict[str, dict[str, object]]:
+    """``FailureLog.summary`` of a data dir's log, for the API (no file: none; never creates it)."""
+    path = Path(data_dir) / FAILURES_FILE
+    if not path.is_file():
+        return {}
+    return FailureLog(path).summary(latest)
+
+
 class _LegacyFailures(Protocol):
     def exists(self, name: str) -> bool: ...
     def iterate(self, name: str, fields: list[str], expr: str = "") -> Iterable[dict]: ...

@@ -44,15 +44,17 @@ class BucketAccount:
     rows: int
     failed: tuple[Problem, ...]
     unaccounted: tuple[Problem, ...]
+    unprinted: tuple[Problem, ...] = ()  # embedded or not, their fingerprint could not be stored (and why)
 
     @property
     def passed(self) -> bool:
-        return not self.failed and not self.unaccounted
+        return not self.failed and not self.unaccounted and not self.unprinted
 
 
 def account_bucket(bucket: str, tracks: Sequence[Track], rows: Sequence[Mapping[str, Any]],
-                   failures: Mapping[str, str]) -> BucketAccount:
-    """The account of ``bucket`` from its stored ``rows`` (scalar fields suffice) and the failure log."""
+                   failures: Mapping[str, str], print_failures: Mapping[str, str] | None = None) -> BucketAccount:
+    """The account of ``bucket`` from its stored ``rows`` (scalar fields suffice) and the failure log:
+    ``failures`` of the model, ``print_failures`` of the fingerprints (a track can embed yet lack one)."""
     stored: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         stored[row["track_id"]].add(row["fingerprint"])
@@ -67,8 +69,11 @@ def account_bucket(bucket: str, tracks: Sequence[Track], rows: Sequence[Mapping[
                                        "vectors of an older version of the file; not re-embedded"))
         else:
             unaccounted.append(Problem(track.id, track.display_name, "no vectors and no recorded failure"))
+    prints = print_failures or {}
+    unprinted = tuple(Problem(t.id, t.display_name, prints[t.id])
+                      for t in sorted(tracks, key=lambda t: t.display_name) if t.id in prints)
     return BucketAccount(bucket, tracks=len(tracks), embedded=embedded, rows=len(rows),
-                         failed=tuple(failed), unaccounted=tuple(unaccounted))
+                         failed=tuple(failed), unaccounted=tuple(unaccounted), unprinted=unprinted)
 
 
 @dataclass

@@ -142,7 +142,7 @@ def test_a_new_cache_starts_from_the_snapshot_while_the_store_is_unchanged(vecto
         return VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path)
 
     first = new_cache().field("dsp")
-    assert (tmp_path / "dsp.embedding.npz").exists()
+    assert (tmp_path / "dsp.embedding.json").exists()
     with caplog.at_level("INFO", logger="navembed.recommend"):
         again = new_cache().field("dsp")
     assert "from the snapshot" in caplog.text
@@ -183,12 +183,8 @@ def test_a_damaged_index_in_the_snapshot_means_one_scan_not_a_crash(vector_store
     vector_store.ensure_collection("dsp", {"embedding": DIM})
     vector_store.upsert("dsp", rows({f"t{i:03d}": rng.standard_normal(DIM).astype(np.float32) for i in range(300)}))
     VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path, ivf_min_rows=100).field("dsp")
-    path = tmp_path / "dsp.embedding.npz"
-    with np.load(path) as data:
-        parts = {name: data[name] for name in data.files}
-    parts["ann"] = parts["ann"][: len(parts["ann"]) // 2]  # a truncated index
-    with path.open("wb") as out:
-        np.savez(out, **parts)
+    (index,) = tmp_path.glob("dsp.embedding.*/ann.faiss")
+    index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])  # a truncated index
     again = VectorCache(vector_store, background=False, clock=clock, snapshot_dir=tmp_path, ivf_min_rows=100)
     assert len(again.field("dsp")) == 300
 

@@ -1,0 +1,230 @@
+"""The plugin path at 100k-1M tracks from the vector snapshot: warm-up, RSS, latency and recall@50.
+
+Used by ``benchmarks/recommend_latency.py`` for sizes above ``--store-max``: inserting a million rows into
+Milvus Lite and scanning them back would take hours, so the library's vectors are generated and written
+*straight to the snapshot format* the API maps at start (``lib/recommend/snapshot.py``), together with a
+Navidrome-schema catalog of the same tracks. Vectors: drawn from Gaussians fitted to the real dsp vectors
+(``~/.cache/navembed/quality/computed``) and to real MusiCNN ``max_pool`` vectors (753-d, the model's
+``SIMILARITY_LAYER``; the per-patch cache of ``benchmarks/musicnn_patches.py``) of the recordings;
+clustered random vectors where no real vectors are cached (said in the output).
+
+Each model set (dsp alone; dsp + musicnn) is measured in a fresh process, as a restarted API would be:
+- warm-up: every field mapped from its snapshot (rows, faiss index, calibration) until ``similar_tracks``
+  can answer; the artist index (``similar_artists``) is timed on its own after it;
+- RSS after warm-up and after the queries, split into anonymous memory and mapped file pages (the latter
+  are the snapshot's rows and index as searches touched them; the kernel may drop them under pressure);
+- the plugin's three calls (``similar_tracks`` n=100 with duplicates eliminated and the radius on,
+  ``find_path`` count=25, ``similar_artists`` n=10): p50/p95 wall time and per-call CPU time;
+- recall@50 of ``similar_tracks``: the first 50 tracks it answers with the index, against the same call
+  over the same rows searched exactly (mean and worst over the queries).
+"""
+
+import argparse
+import glob
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.ann_scale import clustered_sampler, fitted_sampler, real_dsp_vectors
+from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, TrackCatalog
+from navembed_pipeline.lib.recommend.index import StaticVectors
+from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
+from navembed_api.main import single_threaded_blas
+
+MUSICNN_CACHE = Path.home() / ".cache" / "navembed" / "quality" / "musicnn"
+MODEL_SETS = (("dsp",), ("dsp", "musicnn"))
+RECALL_AT = 50
+
+
+def signature(size: int) -> tuple[str, int, str]:
+    return ("benchmark", size, "generated")
+
+
+def real_musicnn_vectors(cache: Path = MUSICNN_CACHE) -> np.ndarray:
+    """MusiCNN similarity vectors (mean ``max_pool`` over the cached patches, unit length) of the recordings."""
+    from navembed_pipeline.lib.models.musicnn.model import SIMILARITY_LAYER
+
+    folders = sorted(cache.glob("MSD_musicnn-p*"), key=lambda f: len(list(f.glob("*.npz"))))
+    rows = []
+    for path in sorted(glob.glob(str(folders[-1] / "*.npz"))) if folders else []:
+        with np.load(path) as stored:
+            vector = stored[SIMILARITY_LAYER].mean(axis=0)
+        rows.append(vector / np.linalg.norm(vector))
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def samplers() -> dict[str, tuple]:
+    """{model: (draw, where its vectors come from)}."""
+    out = {}
+    for model, real, dim in (("dsp", real_dsp_vectors(), 273), ("musicnn", real_musicnn_vectors(), 753)):
+        if len(real) >= 50:
+            out[model] = (fitted_sampler(real, seed=len(model)), f"a Gaussian fitted to {len(real)} real {model} vectors")
+        else:
+            out[model] = (clustered_sampler(dim, seed=len(model)), f"clustered random {dim}-d (no real {model} cached)")
+    return out
+
+
+def track_id(i: int) -> str:
+    return f"t{i:07d}"
+
+
+def write_library(work: Path, size: int, draws: dict) -> list[str]:
+    """Every model's snapshot and the Navidrome catalog of ``size`` tracks under ``work``; report lines."""
+    from benchmarks.recommend_latency import catalog_db
+
+    lines = []
+    ids = [track_id(i) for i in range(size)]
+    for model, (draw, source) in draws.items():
+        began = time.perf_counter()
+        field = FieldVectors(model, "embedding", ids, np.ones(size, dtype=np.int64), draw(size), copy=False)
+        built = time.perf_counter() - began
+        began = time.perf_counter()
+        write_snapshot(work / "snapshots", signature(size), field)
+        lines.append(f"  {size:>8} {model}: {field.dimension}-d from {source}; built (normalise, index "
+                     f"{'faiss' if field.ann else 'none'}, calibrate) in {built:.0f} s, snapshot written in "
+                     f"{time.perf_counter() - began:.0f} s (straight to the snapshot format, not through Milvus Lite)")
+        del field
+    began = time.perf_counter()
+    catalog_db(work / "navidrome.db", size)
+    lines.append(f"  {size:>8} Navidrome catalog written in {time.perf_counter() - began:.0f} s")
+    return lines
+
+
+def measure(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
+    """One model set in a fresh process (``--serve``); its JSON answer."""
+    command = [sys.executable, "-m", "benchmarks.recommend_scale", "--serve", str(work), "--size", str(size),
+               "--models", ",".join(models), "--queries", str(queries)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_mb() -> dict[str, float]:
+    status = {line.split(":")[0]: line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+              if line.startswith(("VmRSS", "RssAnon", "RssFile"))}
+    return {key: round(int(value) / 1024) for key, value in status.items()}
+
+
+def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
+    """What a restarted API does, timed: map the snapshots, answer the plugin's calls."""
+    from navembed_pipeline.lib.library import NavidromeLibrary
+
+    began = time.perf_counter()
+    cpu = time.process_time()
+    fields = [read_snapshot(work / "snapshots", model, "embedding", signature(size)) for model in models]
+    library = NavidromeLibrary(work / "navidrome.db")
+    catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
+    engine = Recommender(StaticVectors(fields), catalog, default_models=models)
+    sonic = SonicService(engine, library.tracks)
+    ready = time.perf_counter() - began
+    ready_cpu = time.process_time() - cpu
+    began = time.perf_counter()
+    catalog.table(wait=True)  # the API builds it in the background; requests read tracks until it is there
+    table_s = time.perf_counter() - began
+    warm_memory = memory_mb()
+    seeds = [track_id(int(i)) for i in np.random.default_rng(11).integers(0, size, 2 * queries + 2)]
+    began = time.perf_counter()
+    sonic.similar_tracks(seeds[-1], 100, eliminate_duplicates=True, within_radius=True)
+    first_ms = 1000 * (time.perf_counter() - began)
+    began = time.perf_counter()
+    artists = len(sonic.artists())
+    artists_s = time.perf_counter() - began
+    exact = [FieldVectors.restore(f.model, f.field, f.track_ids, f.row_track, f.rows, f.norms, ann=None,
+                                  calibration=f.calibration) for f in fields]
+    exact_sonic = SonicService(Recommender(StaticVectors(exact), TrackCatalog(library.get, library.db_path),
+                                           default_models=models), library.tracks)
+    artist_ids = list(sonic.artists().artists)
+    calls = {
+        "similar_tracks": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True),
+        "find_path": lambda q: sonic.path(seeds[q], seeds[q + queries], 25),
+        "similar_artists": lambda q: sonic.similar_artists(artist_ids[q * 37 % len(artist_ids)], 10),
+    }
+    timings: dict = {}
+    answers = {}
+    for name, call in calls.items():
+        call(0)
+        wall, cpu_ms = [], []
+        for q in range(1, queries + 1):
+            began, cpu = time.perf_counter(), time.process_time()
+            answer = call(q)
+            wall.append(1000 * (time.perf_counter() - began))
+            cpu_ms.append(1000 * (time.process_time() - cpu))
+            if name == "similar_tracks":
+                answers[q] = [n.track.id for n in answer[:RECALL_AT]]
+        timings[name] = {"p50_ms": round(float(np.median(wall)), 1), "p95_ms": round(float(np.percentile(wall, 95)), 1),
+                         "cpu_p50_ms": round(float(np.median(cpu_ms)), 1),
+                         "cpu_p95_ms": round(float(np.percentile(cpu_ms, 95)), 1)}
+    after_memory = memory_mb()  # before the exact searches below touch every mapped row
+    recalls = []
+    for q, got in answers.items():
+        truth = exact_sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True)
+        want = {n.track.id for n in truth[:RECALL_AT]}
+        recalls.append(len(want & set(got)) / max(len(want), 1))
+    index = {f.model: (f"faiss {type(f.ann.index).__name__} nprobe {getattr(f.ann.index, 'nprobe', '-')}"
+                       if f.ann else "exact") for f in fields}
+    return {"size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
+            "track_table_s": round(table_s, 1), "first_call_ms": round(first_ms, 1), "artists": artists, "artist_index_s": round(artists_s, 1),
+            "rss_warm_mb": warm_memory, "rss_after_mb": after_memory, "timings": timings, "index": index,
+            "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
+
+
+def report(result: dict) -> list[str]:
+    models = "+".join(result["models"])
+    warm, after = result["rss_warm_mb"], result["rss_after_mb"]
+    lines = [f"  {result['size']:>8} {models:<12} ready from the snapshot in {result['ready_s']:.1f} s "
+             f"(CPU {result['ready_cpu_s']:.1f} s); first similar_tracks {result['first_call_ms']:.0f} ms; "
+             f"track table {result.get('track_table_s', 0):.1f} s and artist index ({result['artists']} artists) "
+             f"{result['artist_index_s']:.1f} s after; index "
+             + ", ".join(f"{m}: {i}" for m, i in result["index"].items()),
+             f"  {result['size']:>8} {models:<12} RSS after warm-up {warm.get('VmRSS')} MB (anon {warm.get('RssAnon')}, "
+             f"mapped files {warm.get('RssFile')}); after the queries {after.get('VmRSS')} MB "
+             f"(anon {after.get('RssAnon')}, mapped files {after.get('RssFile')})"]
+    for name, timing in result["timings"].items():
+        recall = (f"   recall@{RECALL_AT} vs exact: mean {result['recall_mean']:.3f}, worst {result['recall_worst']:.2f}"
+                  if name == "similar_tracks" else "")
+        lines.append(f"  {result['size']:>8} {models:<12} plugin {name:<16} p50/p95 {timing['p50_ms']:7.1f} "
+                     f"{timing['p95_ms']:7.1f} ms (CPU {timing['cpu_p50_ms']:.1f} / {timing['cpu_p95_ms']:.1f} ms){recall}")
+    return lines
+
+
+def run(sizes: list[int], queries: int, work: Path, results: dict, models: tuple[str, ...] = ("dsp", "musicnn")) -> None:
+    """Write each size's library, then measure each model set (dsp; dsp + musicnn when ``models`` has it) in a
+    fresh process; prints as it goes."""
+    draws = {model: draw for model, draw in samplers().items() if model in models}
+    began = time.perf_counter()
+    print("Snapshot path (vectors generated in the real vectors' distribution and written straight to the "
+          "snapshot format; each model set measured in a fresh process):", flush=True)
+    for size in sizes:
+        folder = work / f"scale-{size}"
+        for line in write_library(folder, size, draws):
+            print(line, flush=True)
+        for chosen in MODEL_SETS:
+            if not set(chosen) <= set(draws):
+                continue
+            result = measure(folder, size, chosen, queries)
+            results.setdefault(str(size), {})["+".join(chosen)] = result
+            for line in report(result):
+                print(line, flush=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a million tracks' snapshots are gigabytes
+        print(f"  {size:>8} measured in {time.perf_counter() - began:.0f} s so far", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", type=Path, required=True, help="a folder written by write_library")
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--models", default="dsp")
+    parser.add_argument("--queries", type=int, default=30)
+    args = parser.parse_args()
+    single_threaded_blas()  # as the API process does (navembed_api.main.serve)
+    print(json.dumps(serve(args.serve, args.size, tuple(args.models.split(",")), args.queries)))
+
+
+if __name__ == "__main__":
+    main()
