@@ -4,6 +4,9 @@ Each benchmark prints its own details as it goes and writes its results as JSON;
 end puts them side by side and is also saved to ``var/bench/report.txt`` (with the JSON beside it).
 Flags are passed to every benchmark (each takes the ones it knows), e.g.
 ``python -m benchmarks --tracks 500 --sizes 10000``.
+
+Only the whole job through the API against bliss-audio on unseen real files (issue 25), both library
+sizes and both model sets: ``python -m benchmarks.api_job --library-sizes 60,200 --model-sets dsp,default``.
 """
 
 import json
@@ -18,7 +21,7 @@ BENCHMARKS = {"pipeline": "benchmarks.pipeline_throughput", "real_length": "benc
               "recommend": "benchmarks.recommend_latency", "ann": "benchmarks.ann_scale",
               "deep_models": "benchmarks.deep_models", "quality": "benchmarks.quality",
               "calibration": "benchmarks.calibration", "workers": "benchmarks.workers_throughput",
-              "musicnn": "benchmarks.musicnn_speed"}
+              "musicnn": "benchmarks.musicnn_speed", "api_job": "benchmarks.api_job"}
 OUT = Path("var/bench")
 
 
@@ -124,6 +127,13 @@ def report(results: dict) -> list[str]:
         from benchmarks.musicnn_speed import report_lines as musicnn_lines
 
         lines += musicnn_lines(musicnn)
+    api_job = results.get("api_job", {})
+    if "report" in api_job:
+        lines += api_job["report"]
+    elif "skipped" in api_job:
+        lines.append(f"Whole job through the API vs bliss-audio: skipped — {api_job['skipped']}")
+    else:
+        lines.append(f"Whole job through the API vs bliss-audio: failed ({api_job})")
     return lines
 
 

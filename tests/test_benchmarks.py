@@ -45,6 +45,7 @@ def test_make_bench_runs_every_benchmark_and_writes_one_report(tmp_path) -> None
     assert "Long run: 10 tracks" in report and "dsp job (Dagster)" in report
     assert "Quality on generated recordings:" in report and "same-album precision@5" in report
     assert "Calibrated similarity (generated songs)" in report and "plugin similar_tracks" in report
+    assert "Whole job through the API" in report and "5 generated songs" in report  # benchmarks.api_job, quick form
     assert "MusiCNN on the CPU" in report  # measured, or skipped saying why (no weights in the temp dir)
     quality = json.loads((tmp_path / "var" / "bench" / "quality.json").read_text())
     assert set(quality["results"]) == {"dsp_v1", "dsp_v2", "dsp_v2_stats", "bliss", "chromaprint"}

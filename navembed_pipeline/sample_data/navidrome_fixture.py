@@ -211,10 +211,11 @@ def _insert_tracks(conn: sqlite3.Connection, tracks: Sequence[FixtureTrack], *, 
         )
         rows = [_media_file_row(track, now=now) for track in tracks]
         columns = list(rows[0]) if rows else []
-        conn.executemany(
-            f"INSERT INTO media_file ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            [tuple(row.values()) for row in rows],
-        )
+        if rows:  # an empty library is valid (tracks are added later, as a first scan would)
+            conn.executemany(
+                f"INSERT INTO media_file ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [tuple(row.values()) for row in rows],
+            )
         _refresh_counts(conn)
     return [row["id"] for row in rows]
 

@@ -182,3 +182,18 @@ class TestSlidingWindows:
     def test_non_positive_sizes_are_rejected(self):
         with pytest.raises(ValueError):
             sliding_windows(np.zeros(10), 10, window_seconds=0, hop_seconds=1)
+
+
+@pytest.mark.parametrize(("name", "channels", "bits"), [("mono.wav", 1, 16), ("stereo24.flac", 2, 24),
+                                                        ("surround.wav", 6, 16), ("surround24.flac", 6, 24)])
+def test_the_block_downmix_equals_the_mean_of_the_channels_decoded_apart(tmp_path, name, channels, bits):
+    """Mono output sums each frame's channels into blocks (planar or interleaved, 16- or 24-bit samples):
+    it must equal FFmpeg's own decode of every channel, resampled, then averaged."""
+    layers = np.stack([synth.render(("piano", "bass", "drums")[k % 3], seconds=SECONDS, sample_rate=SR, seed=k)
+                       for k in range(channels)])
+    path = synth.write_audio(tmp_path / name, layers[0] if channels == 1 else layers, SR, bits=bits)
+    for rate in (22050, 16000, SR):
+        mono = load_audio(path, rate)
+        apart = decode_audio(path, sample_rate=rate, mono=False).samples
+        assert apart.shape == (channels, len(mono))
+        np.testing.assert_allclose(mono, apart.mean(axis=0), atol=3e-7)
