@@ -346,6 +346,10 @@ class EmbeddingRun:
             return []
         try:
             rows = self._rows(lane.model, ready)
+        except ModelLoadError as exc:  # e.g. damaged weights: every track of the batch is recorded, with the
+            for bucket, decoded in ready:  # reason, before the run stops (failure table, check, /batch/progress)
+                lane.writer.fail(lane.states[bucket], decoded.track, f"model could not load: {exc}")
+            raise
         except MODEL_ERRORS as exc:
             if len(ready) == 1:
                 self._model_failure(lane, ready[0][0], ready[0][1].track, exc)
