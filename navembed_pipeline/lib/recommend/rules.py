@@ -77,7 +77,7 @@ def eligible(order: Sequence[int], ids: Sequence[str], rules: PlaylistRules, *, 
     array operations, else asking the catalog in chunks."""
     blocked = set(blocked) | set(rules.exclude_tracks) | set(rules.previous)
     if table is not None:
-        return _eligible_rows(np.asarray(order, dtype=np.int64), ids, rules, table, blocked, limit)
+        return _eligible_rows(np.asarray(order, dtype=np.int64), ids, rules, table, blocked, limit, catalog)
     order = [i for i in order if ids[i] not in blocked]
     kept: list[int] = []
     tracks: dict[str, Track] = {}
@@ -98,14 +98,25 @@ def _pool(kept: list[int], ids: Sequence[str], tracks: Mapping[str, Track], exha
 
 
 def _eligible_rows(order: np.ndarray, ids: Sequence[str], rules: PlaylistRules, table: TrackTable,
-                   blocked: set[str], limit: int | None) -> Pool:
-    """``eligible`` on the table; ``exhausted`` as the chunked walk would say it (same chunk size)."""
+                   blocked: set[str], limit: int | None, catalog: Catalog) -> Pool:
+    """``eligible`` on the table; ``exhausted`` as the chunked walk would say it (same chunk size).
+
+    A candidate the table does not hold is asked of the catalog (which remembers its answers): the table
+    may be one read before Navidrome added the track, and a track a run has just embedded must be offered
+    at once (the read-your-writes promise of ``/batch/progress``), not after the table's next read."""
     if blocked:
         order = order[np.fromiter((ids[i] not in blocked for i in order.tolist()), dtype=bool, count=len(order))]
     rows = table.rows_of([ids[i] for i in order.tolist()])
     ok = table.allowed(rows, exclude_artists=rules.exclude_artists, exclude_albums=rules.exclude_albums,
                        exclude_libraries=rules.exclude_libraries, min_duration=rules.min_duration,
                        max_duration=rules.max_duration)
+    unknown = np.flatnonzero(rows < 0)
+    read = catalog([ids[i] for i in order[unknown].tolist()]) if len(unknown) else {}
+    newer = {}  # position in ``order`` -> the track the table did not hold yet
+    for at in unknown.tolist():
+        if (track := read.get(ids[int(order[at])])) is not None and allowed(track, rules):
+            ok[at] = True
+            newer[at] = track
     where = np.flatnonzero(ok)
     exhausted = True
     if limit is not None and len(where) >= limit:
@@ -113,7 +124,13 @@ def _eligible_rows(order: np.ndarray, ids: Sequence[str], rules: PlaylistRules, 
         last = int(where[limit - 1])  # the walk stops at the end of the chunk holding the limit-th allowed one
         exhausted = (last // step + 1) * step >= len(order)
         where = where[:limit]
-    return Pool(order[where], {}, exhausted, table.names[table.artist[rows[where]]])
+    artists = table.names[table.artist[np.where(rows[where] >= 0, rows[where], 0)]]
+    if newer:
+        artists = artists.astype(object)
+        for k, at in enumerate(where.tolist()):
+            if at in newer:
+                artists[k] = artist_key(newer[at])
+    return Pool(order[where], {t.id: t for t in newer.values()}, exhausted, artists)
 
 
 class Arrangement:

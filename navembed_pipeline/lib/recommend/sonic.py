@@ -102,13 +102,20 @@ class SonicService:
     def track_details(self, ids: Sequence[str], *, full: bool = True) -> Mapping[str, Track | TrackInfo]:
         """The library's ``Track``s ``ids`` (one catalog read), or without ``full`` their ``TrackInfo``."""
         table = None if full else track_table(self.engine.catalog)
-        return table.info(ids) if table is not None else self.engine.catalog(ids)
+        if table is None:
+            return self.engine.catalog(ids)
+        shown: dict[str, Track | TrackInfo] = dict(table.info(ids))
+        if newer := [t for t in ids if t not in shown]:  # added to Navidrome after the table was read
+            shown.update(self.engine.catalog(newer))
+        return shown
 
     def _require(self, ids: Sequence[str]) -> None:
         """Refuse an id that is not a track of the library before any vector is looked at."""
         table = track_table(self.engine.catalog)
-        if table is not None:
-            missing = [t for t, row in zip(ids, table.rows_of(ids).tolist(), strict=True) if row < 0]
+        if table is not None:  # what the table (perhaps read before Navidrome added it) lacks is asked for
+            unseen = [t for t, row in zip(ids, table.rows_of(ids).tolist(), strict=True) if row < 0]
+            known = self.engine.catalog(unseen) if unseen else {}
+            missing = [t for t in unseen if t not in known]
         else:
             known = self.engine.catalog(ids)
             missing = [t for t in ids if t not in known]

@@ -125,6 +125,39 @@ def test_the_plugin_calls_answer_the_same_with_and_without_the_table(flags):
         [n.track.id for n in services[0].path("t000", "t077", 8)]
 
 
+class StaleCatalog(TabledCatalog):
+    """A catalog whose table was read before ``newer`` tracks were added to Navidrome (its next read is
+    not due yet): ``get`` knows them, the table does not."""
+
+    def __init__(self, tracks, newer) -> None:
+        super().__init__([t for t in tracks if t.id not in newer])
+        self._get = catalog_of(tracks)
+
+
+NEWER = frozenset({"t000", "t013", "t014", "t020", "t042", "t061", "t077"})
+
+
+@pytest.mark.parametrize("rules", RULES[:3], ids=range(3))
+def test_tracks_added_after_the_table_was_read_are_served_at_once(rules):
+    """What a run has just embedded is offered (and answered as a seed) before the table's next read, the
+    same as without a table: the real plugin asks for a fresh track's Instant Mix right after a run."""
+    tracks, fields = library()
+    plain = recommender(fields, tracks, default_models=("dsp", "muq"))
+    stale = recommender(fields, tracks, default_models=("dsp", "muq"))
+    stale.catalog = StaleCatalog(tracks, NEWER)
+    for seed in ("t000", "t013", "t050"):
+        request = RecommendRequest(mode="similar", seeds=(seed,), rules=rules)
+        assert answer(stale.recommend(request)) == answer(plain.recommend(request))
+    services = [SonicService(e, lambda: tracks) for e in (plain, stale)]
+    for seed in ("t000", "t042", "t050"):
+        want = [(n.track.id, n.similarity) for n in services[0].similar_tracks(seed, 200)]
+        got = [(n.track.id, n.track.title, n.similarity) for n in services[1].similar_tracks(seed, 200, details=False)]
+        assert [(i, s) for i, _, s in got] == want and (NEWER - {seed}) & {i for i, _, _ in got}
+        assert all(title for _, title, _ in got)
+    assert [n.track.id for n in services[1].path("t013", "t077", 8)] == \
+        [n.track.id for n in services[0].path("t013", "t077", 8)]
+
+
 def test_copies_are_dropped_by_title_vectors_and_fingerprints_through_the_table():
     tracks, _, fast = engines(default_models=("dsp",))
     found = [n.track.id for n in SonicService(fast, lambda: tracks).similar_tracks("t000", 200)]
