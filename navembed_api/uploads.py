@@ -33,7 +33,7 @@ from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import (cue_segments, load_audio, probe, read_cue_file, safe_file_name, split_cue,
                                            upload_id)
 from navembed_pipeline.lib.models import DEEP_MODEL_NAMES
-from navembed_pipeline.lib.recommend import TAGS_FIELD, TAGS_MODEL, as_json, top_tags
+from navembed_pipeline.lib.recommend import COPY_SIMILARITY, TAGS_FIELD, TAGS_MODEL, as_json, top_tags
 from navembed_pipeline.lib.store import VectorRow, VectorStore
 
 LOGGER = logging.getLogger("navembed.api.uploads")
@@ -250,13 +250,17 @@ class UploadService:
 
 
 def dedup_model(model_names: Sequence[str]) -> str:
-    """The model duplicates are judged by: the first deep model enabled (MuQ first), else dsp.
-    MusiCNN is left out: no duplicate threshold has been measured for its vectors yet."""
+    """The model duplicates are judged by, after the fingerprint: the first enabled model with a copy
+    threshold measured on real copies (``COPY_SIMILARITY``: dsp today; a model without one would claim
+    nothing by its vectors), else the first deep model enabled (MuQ first; not MusiCNN), else the first."""
+    if not model_names:
+        raise Unprocessable("no embedding model is enabled")
+    for name in model_names:
+        if name in COPY_SIMILARITY:
+            return name
     for name in DEEP_MODEL_NAMES:
         if name in model_names and name != "musicnn":
             return name
-    if not model_names:
-        raise Unprocessable("no embedding model is enabled")
     return model_names[0]
 
 

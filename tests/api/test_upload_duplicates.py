@@ -198,3 +198,12 @@ def test_twenty_concurrent_uploads_of_one_new_file_store_it_once(service: Upload
     uid = upload_id(song.resolve())
     assert [r.upload_id for r in UploadStore(FingerprintStore(library.fingerprints_db)).all()].count(uid) == 1
     assert library.store.stored(UPLOADS, [uid])[uid].segments == 1
+
+
+def test_duplicates_are_judged_by_a_model_with_a_measured_copy_threshold() -> None:
+    """After the fingerprint, vectors judge: by the model whose copy threshold was measured on real copies
+    (dsp), even beside a deep model without one (whose vectors would claim nothing)."""
+    from navembed_api.uploads import dedup_model
+
+    assert dedup_model(["dsp", "muq"]) == dedup_model(["muq", "dsp"]) == dedup_model(["musicnn", "dsp"]) == "dsp"
+    assert dedup_model(["muq"]) == "muq" and dedup_model(["mert", "latent"]) == "mert"
