@@ -87,11 +87,11 @@ def _hf_cache_dir(repo_id: str, model_name: str) -> Path | None:
     except LocalEntryNotFoundError as exc:
         if _holds_something(folder):  # a ref or snapshot without its files: an interrupted or damaged cache
             raise WeightsUnreadableError(f"the Hugging Face cache of {repo_id} at {folder} is damaged (it has the "
-                                         f"repo but no usable snapshot: {exc}); {advice}") from exc
+                                         f"repo but no usable snapshot); {advice} ({exc})") from exc
         return None
     except Exception as exc:  # noqa: BLE001 - whatever else the cache does wrong is reported, with the advice
-        raise WeightsUnreadableError(f"the Hugging Face cache of {repo_id} at {folder} cannot be read "
-                                     f"({type(exc).__name__}: {exc}); {advice}") from exc
+        raise WeightsUnreadableError(f"the Hugging Face cache of {repo_id} at {folder} cannot be read; {advice} "
+                                     f"({type(exc).__name__}: {exc})") from exc
 
 
 def _holds_something(folder: Path) -> bool:
