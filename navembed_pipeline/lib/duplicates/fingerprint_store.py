@@ -235,18 +235,21 @@ class FingerprintStore:
 
 
 def _groups_of(db: sqlite3.Connection, owners: set[str]) -> set[str]:
-    keys: set[str] = set()
-    for chunk in _chunks(sorted(owners), 500):
-        marks = ",".join("?" * len(chunk))
-        keys.update(k for (k,) in db.execute(f"SELECT DISTINCT grp FROM groups WHERE owner IN ({marks})", chunk))
-    return keys
+    """The group keys ``owners`` belong to."""
+    return _groups_column(db, "grp", "owner", owners)
 
 
 def _members(db: sqlite3.Connection, keys: set[str]) -> set[str]:
+    """Every owner in the groups ``keys``."""
+    return _groups_column(db, "owner", "grp", keys)
+
+
+def _groups_column(db: sqlite3.Connection, wanted: str, by: str, values: set[str]) -> set[str]:
+    """The distinct ``wanted`` of the ``groups`` rows whose ``by`` is one of ``values`` (in chunks of 500)."""
     found: set[str] = set()
-    for chunk in _chunks(sorted(keys), 500):
+    for chunk in _chunks(sorted(values), 500):
         marks = ",".join("?" * len(chunk))
-        found.update(o for (o,) in db.execute(f"SELECT owner FROM groups WHERE grp IN ({marks})", chunk))
+        found.update(v for (v,) in db.execute(f"SELECT DISTINCT {wanted} FROM groups WHERE {by} IN ({marks})", chunk))
     return found
 
 
