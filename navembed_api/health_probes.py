@@ -9,12 +9,13 @@ import shutil
 import sqlite3
 import threading
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import NavidromeLibrary
-from navembed_pipeline.lib.store import set_aside_files
+from navembed_pipeline.lib.store import SET_ASIDE_MARK, set_aside_files
 
 PROBE_BUSY_TIMEOUT_S = 2.0  # a locked navidrome.db is reported, not waited for
 # The SQLite state files of a data dir: what each holds (named on /health when it is unreadable).
@@ -59,13 +60,19 @@ def navidrome_state(db_path: Path | None, path_map: dict[str, str] | None = None
 def state_files_state(data_dir: Path) -> dict[str, Any]:
     """Each SQLite state file of the data dir that exists: readable, or named with what is wrong; and the
     damaged files set aside (``<name>.corrupt-<time>``, rebuilt empty in their place)."""
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     broken = {}
     for name, holds in STATE_FILES.items():
         path = Path(data_dir) / name
         error = _file_error(path)
         if error is not None:
             broken[name] = f"{path} ({holds}) is unreadable: {error}"
-    return {"ok": not broken, "broken": broken, "set_aside": set_aside_files(data_dir)}
+    aside = set_aside_files(data_dir)
+    for name in aside:  # set aside (by the API's own use of it) while this probe read it: handled, not broken
+        original, _, when = name.rpartition(SET_ASIDE_MARK)
+        if when >= started:
+            broken.pop(original, None)
+    return {"ok": not broken, "broken": broken, "set_aside": aside}
 
 
 def _file_error(path: Path) -> str | None:

@@ -117,6 +117,41 @@ def test_a_damaged_state_file_is_named_then_set_aside_and_rebuilt(tmp_path: Path
     assert damage(path) is None  # rebuilt, sound
 
 
+def _torn(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE t (x)")
+        db.executemany("INSERT INTO t VALUES (?)", [(str(i) * 50,) for i in range(2000)])
+    raw = bytearray(path.read_bytes())
+    raw[100:100 + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(raw))
+
+
+def test_a_file_set_aside_while_health_reads_it_is_named_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's own use of a damaged file sets it aside while ``/health`` is reading the data dir: it is
+    named once, as set aside, not both broken and set aside."""
+    from navembed_api import health_probes
+    from navembed_pipeline.lib.store.state_files import set_aside_if_damaged
+
+    old, new = tmp_path / "failures.sqlite", tmp_path / "missing.sqlite"
+    _torn(old)
+    assert set_aside_if_damaged(old) is not None  # set aside before this probe: history, not news
+    _torn(old)
+    _torn(new)
+    read = health_probes._file_error
+
+    def read_then_set_aside(path: Path) -> str | None:
+        error = read(path)
+        if path == new:
+            set_aside_if_damaged(path)  # another thread, between this probe's read and its listing
+        return error
+
+    monkeypatch.setattr(health_probes, "_file_error", read_then_set_aside)
+    state = health_probes.state_files_state(tmp_path)
+    assert list(state["broken"]) == ["failures.sqlite"]  # damaged again after its earlier setting aside
+    assert [n.split(".corrupt-")[0] for n in state["set_aside"]] == ["failures.sqlite", "missing.sqlite"]
+    assert not state["ok"]
+
+
 def test_batch_progress_carries_the_refused_deletions(tmp_path: Path, milvus_uri: str) -> None:
     from navembed_api.batch import BatchControl
     from tests.api.test_dagster_client_mock_transport import RUN_B, FakeWebserver, raw_run, runs

@@ -102,6 +102,12 @@ child.wait()
 """
 
 
+def _execed(pid: int) -> bool:
+    """The tether has replaced itself with the sleeping command (its own command line names `sleep` too)."""
+    line = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return b"sleep" in line and b"navembed_pipeline.stack.tether" not in line
+
+
 def _tethered(*args: str) -> tuple[subprocess.Popen, int]:
     parent = subprocess.Popen([sys.executable, "-c", PARENT, *args], stdout=subprocess.PIPE, text=True)
     return parent, int(parent.stdout.readline())
@@ -110,7 +116,7 @@ def _tethered(*args: str) -> tuple[subprocess.Popen, int]:
 def test_a_tethered_part_dies_with_its_parent_whatever_kills_it() -> None:
     parent, child = _tethered()
     try:
-        _wait(lambda: b"sleep" in Path(f"/proc/{child}/cmdline").read_bytes())  # exec'd, same pid
+        _wait(lambda: _execed(child))  # exec'd, same pid
         parent.kill()
         parent.wait()
         _wait(lambda: not pid_alive(child))
@@ -124,7 +130,7 @@ def test_a_second_daemon_of_a_data_dir_is_refused_while_the_first_holds_the_lock
     lock = str(tmp_path / "dagster-daemon.lock")
     first, first_pid = _tethered("--lock", lock, "--what", "Dagster daemon")
     try:
-        _wait(lambda: b"sleep" in Path(f"/proc/{first_pid}/cmdline").read_bytes())
+        _wait(lambda: _execed(first_pid))  # the lock is taken before the exec
         second = subprocess.run([sys.executable, "-m", "navembed_pipeline.stack.tether", "--parent", str(os.getpid()),
                                  "--lock", lock, "--what", "Dagster daemon", "--", "true"],
                                 capture_output=True, text=True, timeout=60)
