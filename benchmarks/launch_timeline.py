@@ -13,7 +13,7 @@ Times are seconds after the POST was sent. The step's own work (engine planned â
 the library costs; everything else is the fixed cost per run this benchmark is about.
 
 usage: python -m benchmarks.launch_timeline [--compare] [--tracks 10] [--runs 3] [--warmup 1] [--quick]
-       [--poll 0.1] [--min-seconds 60] [--max-seconds 150] [--json PATH]
+       [--poll 0.1] [--min-seconds 60] [--max-seconds 150] [--json PATH] [--events]
 
 ``--compare`` first measures a stack with Dagster's defaults (run workers spawned by the code server,
 the queue looked at every 5 s), then navembed's, and prints both tables and the ratio.
@@ -55,6 +55,7 @@ class Timeline:
     status: str
     marks: dict[str, float]
     polls: int
+    events: tuple[tuple[float, str], ...] = ()  # every event of the run: (seconds after the POST, what)
 
 
 def library(root: Path, *, tracks: int, quick: bool, min_seconds: float = 60.0,
@@ -123,7 +124,18 @@ def one_run(api, instance, *, poll: float, timeout: float = 300.0) -> Timeline:
         time.sleep(poll)
     marks = {"POST answered": answered - posted, **event_marks(instance, run_id, posted),
              "progress completed": finished - posted}
-    return Timeline(run_id, answer["status"], marks, polls)
+    return Timeline(run_id, answer["status"], marks, polls, all_events(instance, run_id, posted))
+
+
+def all_events(instance, run_id: str, origin: float) -> tuple[tuple[float, str], ...]:
+    """Every event of the run, (seconds after ``origin``, its type and message's start)."""
+    found = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        kind = event.event_type.name if event is not None else "log"
+        message = (event.message if event is not None else entry.user_message) or entry.user_message or ""
+        found.append((round(entry.timestamp - origin, 3), f"{kind}: {message[:100]}"))
+    return tuple(found)
 
 
 def event_marks(instance, run_id: str, origin: float) -> dict[str, float]:
@@ -229,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=60.0, help="shortest recording to use")
     parser.add_argument("--max-seconds", type=float, default=150.0, help="longest recording to use")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--events", action="store_true", help="also print every event of each variant's last run")
     args, _ = parser.parse_known_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the stack is stopped on the way out
     results: dict[str, list[Timeline]] = {}
@@ -238,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     for variant, timelines in results.items():
         print(f"\n{VARIANTS[variant][0]}:")
         print_table(timelines, tracks=args.tracks, audio_s=audio_s)
+        if args.events:
+            print(f"every event of run {timelines[-1].run_id} (seconds after the POST):")
+            for at, what in timelines[-1].events:
+                print(f"  {at:7.2f}  {what}")
     if len(results) == 2:
         before, after = (statistics.median(t.marks["progress completed"] for t in results[v])
                          for v in ("dagster", "navembed"))

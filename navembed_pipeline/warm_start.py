@@ -8,7 +8,9 @@ worker from it. The worker then does exactly what ``dagster api execute_run`` (t
 own Docker and Kubernetes launchers run) does: it loads the run from the instance, logs "Started
 process for run" with its pid, imports navembed's code fresh from disk (so a code change is picked up
 as with the code server; only third-party modules are pre-imported) and executes the run with
-Dagster's ``core_execute_run``. Queueing, concurrency limits, run monitoring, retries and the event log
+Dagster's ``core_execute_run``. Before anything else, while it is still single-threaded, the worker forks
+a zygote (``lib/engine/pool.py``) that forks the run's decode worker processes: they start with torch,
+NumPy and PyAV loaded, in milliseconds, so even a small run decodes on every core. Queueing, concurrency limits, run monitoring, retries and the event log
 are untouched; cancelling sends the worker SIGINT, as the code server does.
 """
 
@@ -31,6 +33,10 @@ PRELOAD = ("torch", "dagster", "dagster._cli.api", "dagster._core.execution.api"
            "dagster._core.storage.root", "dagster._core.storage.sqlite_storage", "dagster._core.storage.legacy_storage",
            "dagster._core.storage.runs.sqlite", "dagster._core.storage.event_log.sqlite",
            "dagster._core.storage.schedules.sqlite")
+
+# What the run's decode worker processes import (navembed's own code, fresh for each run: the zygote is
+# forked by the run worker), imported by the zygote while the run worker loads the run.
+ZYGOTE_PRELOAD = ("navembed_pipeline.lib.engine.worker", "navembed_pipeline.lib.models.dsp")
 
 
 def enabled() -> bool:
@@ -108,6 +114,10 @@ def execute_run(run_id: str, instance_ref: str, env: dict[str, str], cwd: str) -
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
+    # While this process has no other thread: the zygote its decode worker processes are forked from.
+    from navembed_pipeline.lib.engine import start_zygote
+
+    start_zygote(ZYGOTE_PRELOAD)
     from dagster._cli.api import _execute_run_command_body
     from dagster._core.instance import DagsterInstance, InstanceRef
     from dagster._serdes import deserialize_value

@@ -68,6 +68,9 @@ def test_a_forked_worker_starts_worker_processes_of_its_own(instance: dg.Dagster
     line = next(e.user_message for e in instance.all_logs(run.run_id) if "worker processes" in (e.user_message or ""))
     pid, _ = worker_started(instance, run.run_id)
     assert line.endswith(f"of run worker {pid}") and str(pid) not in line.split(" of ")[0]
+    # forked by the run worker's zygote (torch already loaded), not started by the run worker as fresh interpreters
+    parents = line.split("(forked by [")[1].split("]")[0].split(", ")
+    assert len(parents) == 1 and int(parents[0]) != pid
 
 
 def test_a_cancelled_forked_run_ends_cancelled(instance: dg.DagsterInstance) -> None:

@@ -38,7 +38,8 @@ def use_worker_processes(context: dg.OpExecutionContext) -> None:
 
     with WorkerPool(2, name="warm-test") as pool:
         pids = {pool.submit(os.getpid).result(timeout=120) for _ in range(4)}
-    context.log.info(f"worker processes {sorted(pids)} of run worker {os.getpid()}")
+        parents = {pool.submit(os.getppid).result(timeout=120) for _ in range(4)}
+    context.log.info(f"worker processes {sorted(pids)} (forked by {sorted(parents)}) of run worker {os.getpid()}")
 
 
 @dg.job(executor_def=dg.in_process_executor)

@@ -30,6 +30,7 @@ from navembed_pipeline.lib.engine.decode import DecodeAhead, Decoded
 from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from navembed_pipeline.lib.engine.heartbeat import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
 from navembed_pipeline.lib.engine.planner import BucketState, RunPlan, RunPlanner
+from navembed_pipeline.lib.engine.pool import warm_workers
 from navembed_pipeline.lib.engine.summary import PlanSummary
 from navembed_pipeline.lib.engine.worker import ModelFeed
 from navembed_pipeline.lib.engine.writer import RunWriter, WriteBuffer
@@ -82,7 +83,7 @@ class RunOptions:
     only_failed: bool = False
     collection: str | None = None  # write here instead of the live collection (safe rebuild)
     decode_workers: int = 0  # 0: automatic (decode_workers_for)
-    decode_processes: bool | None = None  # worker processes instead of threads; None: from PROCESSES_FROM_TRACKS on
+    decode_processes: bool | None = None  # worker processes instead of threads; None: ``use_processes``
     batch_tracks: int = 4
     write_batch_tracks: int = 32  # tracks per upsert: fewer store round trips; a crash redoes at most these
     progress_interval: float = 5.0  # most seconds between progress lines; the first finished tracks at once
@@ -91,8 +92,16 @@ class RunOptions:
 
 
 # Runs with at least this many tracks to decode use worker processes (worker.py says why); a
-# smaller run (a nightly top-up, an upload's library) is not worth starting processes for.
+# smaller run (a nightly top-up, an upload's library) is not worth starting fresh interpreters for.
 PROCESSES_FROM_TRACKS = 16
+# Where the process has warm workers (``pool.start_zygote``: a Dagster run worker forked from navembed's
+# warm process), a worker starts in milliseconds with torch loaded: every run of two tracks or more uses them.
+WARM_PROCESSES_FROM_TRACKS = 2
+
+
+def use_processes(tracks: int) -> bool:
+    """Whether a run decoding ``tracks`` tracks is worth worker processes (warm ones are nearly free)."""
+    return tracks >= (WARM_PROCESSES_FROM_TRACKS if warm_workers() else PROCESSES_FROM_TRACKS)
 
 
 def decode_workers_for(processes: bool, requested: int = 0) -> int:
@@ -210,7 +219,7 @@ class EmbeddingRun:
         for lane in lanes.values():
             on_plan(lane.plan.summary)  # before any track is decoded: what this run is about to do
         queue, wanted = self._queue(lanes)
-        processes = len(queue) >= PROCESSES_FROM_TRACKS if opts.decode_processes is None else opts.decode_processes
+        processes = use_processes(len(queue)) if opts.decode_processes is None else opts.decode_processes
         workers = decode_workers_for(processes, opts.decode_workers)
         decoder = self._decoder(workers, processes, wanted)
         for lane in lanes.values():

@@ -24,3 +24,10 @@ def refuse(reason: str) -> None:
 
 def exit_now(code: int) -> None:
     os._exit(code)
+
+
+def parent_and_torch() -> tuple[int, bool]:
+    """The worker's parent pid, and whether torch was imported before this job."""
+    import sys
+
+    return os.getppid(), "torch" in sys.modules
