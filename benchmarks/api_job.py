@@ -35,13 +35,6 @@ from benchmarks.recordings import DEFAULT_CACHE
 
 TERMINAL = ("completed", "completed_with_errors", "failed", "cancelled")
 SENSOR = "library_change_sensor"
-TICK_QUERY = """
-query Tick($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    ... on Sensor { sensorState { ticks(limit: 1) { status } } }
-  }
-}
-"""
 JOB_TIMEOUT_S = 3600.0
 
 
@@ -63,14 +56,10 @@ def wait_for_first_tick(dagster_url: str, headers: dict[str, str], timeout: floa
     async def tick() -> str | None:
         client = DagsterClient(dagster_url, headers=headers)
         try:
-            location = await client.job_location("reembed_job")
-            data = await client.execute(TICK_QUERY, {"selector": {
-                "repositoryName": location.repository_name, "repositoryLocationName": location.location_name,
-                "sensorName": SENSOR}})
+            latest = await client.latest_sensor_tick(SENSOR, job_name="reembed_job")
         finally:
             await client.aclose()
-        ticks = ((data["sensorOrError"] or {}).get("sensorState") or {}).get("ticks") or []
-        return ticks[0]["status"] if ticks else None
+        return latest.status if latest else None
 
     deadline = time.monotonic() + timeout
     while (status := asyncio.run(tick())) in (None, "STARTED"):

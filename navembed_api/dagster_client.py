@@ -97,6 +97,29 @@ query LogsForRun($runId: ID!, $afterCursor: String, $limit: Int) {
 }
 """
 
+SENSOR_TICK_QUERY = """
+query SensorTick($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 1) { status runIds } } }
+    ... on Error { message }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class SensorTick:
+    """A sensor's latest evaluation: its status (STARTED while it runs, then SKIPPED, SUCCESS or FAILURE)
+    and the runs it requested."""
+
+    status: str
+    run_ids: tuple[str, ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "STARTED"
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -203,6 +226,16 @@ class DagsterClient:
                 raise OrchestratorError(f"no code location loaded in Dagster at {self.base_url} defines job "
                                         f"{job_name!r}; is it serving navembed's workspace.yaml?")
         return self._locations[job_name]
+
+    async def latest_sensor_tick(self, sensor_name: str, *, job_name: str) -> SensorTick | None:
+        """The latest tick of sensor ``sensor_name``, defined in the code location of ``job_name``; None
+        before its first tick."""
+        location = await self.job_location(job_name)
+        data = await self.execute(SENSOR_TICK_QUERY, {"selector": {
+            "repositoryName": location.repository_name, "repositoryLocationName": location.location_name,
+            "sensorName": sensor_name}})
+        ticks = _expect(data["sensorOrError"], "Sensor")["sensorState"]["ticks"]
+        return SensorTick(ticks[0]["status"], tuple(ticks[0]["runIds"] or ())) if ticks else None
 
     # ----- mutations ---------------------------------------------------------------------------
     async def launch_run(self, job_name: str, *, asset_keys: Sequence[str], run_config: dict[str, Any],

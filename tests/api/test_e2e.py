@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from navembed_api.dagster_client import DagsterClient
+from navembed_api.dagster_client import DagsterClient, SensorTick
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.store import VectorStore
@@ -32,14 +32,6 @@ TRACK_SECONDS = 8
 COPIES = 8  # copies of each single-track file: ~90 tracks, so a dsp run spans several progress lines
 TERMINAL = ("completed", "completed_with_errors", "failed", "cancelled")
 SENSOR = "library_change_sensor"
-TICK_QUERY = """
-query Tick($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    ... on Sensor { sensorState { ticks(limit: 1) { status runIds } } }
-  }
-}
-"""
-
 
 @dataclass(frozen=True)
 class Running:
@@ -122,18 +114,13 @@ def mid_run(answer: dict) -> bool:
     return answer["status"] == "running" and 0 < answer["processed_tracks"] < answer["total_tracks"]
 
 
-def sensor_tick(running: Running) -> dict | None:
-    async def query() -> dict | None:
+def sensor_tick(running: Running) -> SensorTick | None:
+    async def query() -> SensorTick | None:
         client = DagsterClient(running.stack.urls.dagster, headers=ADMIN)
         try:
-            location = await client.job_location("reembed_job")
-            data = await client.execute(TICK_QUERY, {"selector": {
-                "repositoryName": location.repository_name, "repositoryLocationName": location.location_name,
-                "sensorName": SENSOR}})
+            return await client.latest_sensor_tick(SENSOR, job_name="reembed_job")
         finally:
             await client.aclose()
-        ticks = ((data["sensorOrError"] or {}).get("sensorState") or {}).get("ticks") or []
-        return ticks[0] if ticks else None
 
     return asyncio.run(query())
 
@@ -146,13 +133,13 @@ def test_the_stack_is_healthy(running: Running) -> None:
 
 def test_the_change_sensors_run_is_described_like_any_other(running: Running) -> None:
     deadline = time.monotonic() + 60
-    while (tick := sensor_tick(running)) is None or tick["status"] == "STARTED":
+    while (tick := sensor_tick(running)) is None or not tick.finished:
         assert time.monotonic() < deadline, "the library change sensor never ticked"
         time.sleep(0.5)
-    if not tick["runIds"]:
-        pytest.skip(f"the sensor requested no run (tick {tick['status']})")
+    if not tick.run_ids:
+        pytest.skip(f"the sensor requested no run (tick {tick.status})")
     final = follow(running)[-1]
-    assert final["run_id"] == tick["runIds"][0] and final["trigger"] == SENSOR
+    assert final["run_id"] == tick.run_ids[0] and final["trigger"] == SENSOR
     assert final["status"] == "completed_with_errors" and final["failed_tracks"] == 1
 
 

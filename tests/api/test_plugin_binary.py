@@ -128,10 +128,10 @@ def _first_run(stack: Stack, api: httpx.Client) -> Track:
     """The library embedded once: by the change sensor's first tick, else by a run started here; the
     piano track, read before the run completes."""
     deadline = time.monotonic() + 120
-    while (tick := sensor_tick(Control(stack, api))) is None or tick["status"] == "STARTED":
+    while (tick := sensor_tick(Control(stack, api))) is None or not tick.finished:
         assert time.monotonic() < deadline, "the library change sensor never ticked"
         time.sleep(0.5)
-    if not tick["runIds"]:
+    if not tick.run_ids:
         started = api.post("/batch/start", json={"models": ["dsp"]})
         assert started.status_code == 200, started.text
     piano = next(t for t in NavidromeLibrary(stack.settings.navidrome_db).tracks() if t.title == "Evening Keys")

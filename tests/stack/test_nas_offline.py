@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from navembed_api.dagster_client import DagsterClient
+from navembed_api.dagster_client import DagsterClient, SensorTick
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
@@ -34,11 +34,6 @@ pytestmark = pytest.mark.slow
 TERMINAL = ("completed", "completed_with_errors", "failed", "cancelled")
 SENSOR = "library_change_sensor"
 BACK = datetime(2026, 3, 1, tzinfo=UTC)  # Navidrome's next scan sees the files again (it stamps updated_at)
-TICK_QUERY = """
-query Tick($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) { ... on Sensor { sensorState { ticks(limit: 1) { status runIds } } } }
-}
-"""
 DRY_RUN = """
 mutation DryRun($selector: SensorSelector!) {
   sensorDryRun(selectorData: $selector, cursor: null) {
@@ -96,6 +91,17 @@ def graphql(running: Running, query: str, variables: dict) -> dict:
     return asyncio.run(ask())
 
 
+def latest_tick(running: Running) -> SensorTick | None:
+    async def ask() -> SensorTick | None:
+        client = DagsterClient(running.stack.urls.dagster, headers=ADMIN)
+        try:
+            return await client.latest_sensor_tick(SENSOR, job_name="reembed_job")
+        finally:
+            await client.aclose()
+
+    return asyncio.run(ask())
+
+
 def progress(running: Running, run_id: str | None = None) -> dict:
     response = running.api.get("/batch/progress", params={"run_id": run_id} if run_id else None)
     assert response.status_code == 200, response.text
@@ -138,13 +144,12 @@ def wait_for_the_first_sensor_tick(running: Running) -> None:
     """The daemon ticks the sensor once at start (it may start a run of the new library): let it finish."""
     deadline = time.monotonic() + 90
     while True:
-        data = graphql(running, TICK_QUERY, {"selector": {"sensorName": SENSOR}})
-        ticks = ((data["sensorOrError"] or {}).get("sensorState") or {}).get("ticks") or []
-        if ticks and ticks[0]["status"] != "STARTED":
+        tick = latest_tick(running)
+        if tick is not None and tick.finished:
             break
         assert time.monotonic() < deadline, "the library change sensor never ticked"
         time.sleep(0.5)
-    for run_id in ticks[0]["runIds"]:
+    for run_id in tick.run_ids:
         follow(running, run_id)
 
 
