@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     decode_workers: int = Field(0, ge=0, description="Workers decoding audio ahead of the model; 0 = automatic "
                                 "(one process per core, or cores - 1 threads, at least 1).")
     decode_processes: bool | None = Field(None, description="Decode in worker processes (true) or threads "
-                                          "(false); unset = processes for runs of 16 tracks or more.")
+                                          "(false); unset = processes for runs of 16 tracks or more, of 2 or more in a "
+                                          "warm-started run worker (its workers start with torch loaded).")
     nice: bool = Field(False, description="Run background re-embeds at the lowest CPU priority "
                        "(for boxes shared with the music server).")
     sensor_interval_seconds: int = Field(300, ge=30, description="How often the change sensor diffs the "

@@ -174,6 +174,7 @@ def _answer_jobs(jobs: BinaryIO, answers: BinaryIO) -> None:
 # ----- warm workers: forked by a zygote ----------------------------------------------------------------
 _STATUS = struct.Struct("<i")
 _PID = struct.Struct("<q")
+_NICE = struct.Struct("<i")
 _ZYGOTE: "Zygote | None" = None
 REAP_INTERVAL_S = 0.1  # how often the zygote collects its exited workers' status
 
@@ -253,7 +254,8 @@ class Zygote:
         status_r, status_w = os.pipe()
         try:
             with self._lock:
-                socket.send_fds(self._socket, [b"f"], [jobs_r, answers_w, status_w])
+                # The worker runs at this process's priority now (a run may have lowered it: ``nice``).
+                socket.send_fds(self._socket, [_NICE.pack(os.nice(0))], [jobs_r, answers_w, status_w])
                 data = _recv_exactly(self._socket, _PID.size)
         except (OSError, EOFError) as exc:
             for fd in (jobs_w, answers_r, status_r):
@@ -320,10 +322,10 @@ def _zygote_main(sock: socket.socket, preload: tuple[str, ...]) -> None:
         if not select.select([sock], [], [], REAP_INTERVAL_S)[0]:
             continue
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 1, 3)
+            message, fds, _, _ = socket.recv_fds(sock, _NICE.size, 3)
         except OSError:
             message, fds = b"", []
-        if not message or len(fds) != 3:
+        if len(message) != _NICE.size or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
             for fd in statuses.values():
@@ -332,17 +334,20 @@ def _zygote_main(sock: socket.socket, preload: tuple[str, ...]) -> None:
         jobs, answers, status = fds
         pid = os.fork()
         if pid == 0:
-            _forked_worker(sock, statuses, jobs, answers, status)
+            _forked_worker(sock, statuses, jobs, answers, status, _NICE.unpack(message)[0])
         os.close(jobs)
         os.close(answers)
         statuses[pid] = status
         sock.sendall(_PID.pack(pid))
 
 
-def _forked_worker(sock: socket.socket, statuses: dict[int, int], jobs: int, answers: int, status: int) -> None:
+def _forked_worker(sock: socket.socket, statuses: dict[int, int], jobs: int, answers: int, status: int,
+                   niceness: int) -> None:
     """In a worker the zygote forked: answer jobs until the pipe closes, then exit (never return)."""
     code = 0
     try:
+        if niceness > os.nice(0):
+            os.nice(niceness - os.nice(0))
         sock.close()
         os.close(status)
         for fd in statuses.values():

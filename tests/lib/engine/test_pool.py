@@ -12,7 +12,7 @@ from navembed_pipeline.lib.engine import pool as pool_module
 from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool, start_zygote, stop_zygote, warm_workers
 from navembed_pipeline.lib.pids import pid_alive
 from navembed_pipeline.lib.engine.run import PROCESSES_FROM_TRACKS, use_processes
-from tests.lib.engine.worker_functions import exit_now, parent_and_torch, refuse, square
+from tests.lib.engine.worker_functions import exit_now, niceness, parent_and_torch, refuse, square
 
 
 def test_results_exceptions_and_a_death_each_reach_their_own_job() -> None:
@@ -100,3 +100,19 @@ def test_the_zygote_and_its_workers_exit_with_the_process_that_started_them(tmp_
     while (pid_alive(zygote_pid) or pid_alive(worker_pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(zygote_pid) and not pid_alive(worker_pid)
+
+
+def test_warm_workers_run_at_the_priority_the_process_has_when_it_starts_them(tmp_path) -> None:
+    script = (
+        "import os\n"
+        "from navembed_pipeline.lib.engine.pool import WorkerPool, start_zygote\n"
+        "from tests.lib.engine.worker_functions import niceness\n"
+        "start_zygote()\n"
+        "os.nice(5)  # lowered after the zygote was forked, as a run with NAVEMBED_NICE does at its step\n"
+        "with WorkerPool(1) as pool:\n"
+        "    print(os.nice(0), pool.submit(niceness).result(timeout=60), flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, check=True)
+    own, worker = map(int, out.stdout.split()[-2:])
+    assert worker == own >= 5

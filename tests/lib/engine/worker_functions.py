@@ -31,3 +31,7 @@ def parent_and_torch() -> tuple[int, bool]:
     import sys
 
     return os.getppid(), "torch" in sys.modules
+
+
+def niceness() -> int:
+    return os.nice(0)
