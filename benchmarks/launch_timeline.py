@@ -134,7 +134,7 @@ def all_events(instance, run_id: str, origin: float) -> tuple[tuple[float, str],
         event = entry.dagster_event
         kind = event.event_type.name if event is not None else "log"
         message = (event.message if event is not None else entry.user_message) or entry.user_message or ""
-        found.append((round(entry.timestamp - origin, 3), f"{kind}: {message[:100]}"))
+        found.append((round(entry.timestamp - origin, 3), f"{kind}: {message[:300]}"))
     return tuple(found)
 
 
@@ -154,6 +154,19 @@ def event_marks(instance, run_id: str, origin: float) -> dict[str, float]:
                     or (key == "stages" and kind is None and "stage seconds:" in message)):
                 found[label] = entry.timestamp - origin
     return found
+
+
+def collapsed(events: tuple[tuple[float, str], ...]) -> list[tuple[float, float, int, str]]:
+    """Events in a row that are alike (same type, same start of message: the buckets' materializations,
+    their check results) as one (first, last, count, what)."""
+    lines: list[tuple[float, float, int, str]] = []
+    for at, what in events:
+        if lines and lines[-1][3][:60] == what[:60]:
+            first, _, count, text = lines[-1]
+            lines[-1] = (first, at, count + 1, text)
+        else:
+            lines.append((at, at, 1, what))
+    return lines
 
 
 def print_table(timelines: list[Timeline], *, tracks: int, audio_s: float) -> None:
@@ -252,9 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{VARIANTS[variant][0]}:")
         print_table(timelines, tracks=args.tracks, audio_s=audio_s)
         if args.events:
-            print(f"every event of run {timelines[-1].run_id} (seconds after the POST):")
-            for at, what in timelines[-1].events:
-                print(f"  {at:7.2f}  {what}")
+            print(f"every event of run {timelines[-1].run_id} (seconds after the POST; alike ones in a row as one line):")
+            for first, last, count, what in collapsed(timelines[-1].events):
+                span = f"{first:7.2f}" + (f"–{last:.2f} ×{count}" if count > 1 else "")
+                print(f"  {span:<22} {what[:140]}")
     if len(results) == 2:
         before, after = (statistics.median(t.marks["progress completed"] for t in results[v])
                          for v in ("dagster", "navembed"))
