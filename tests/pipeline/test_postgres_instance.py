@@ -40,7 +40,7 @@ def test_the_postgres_flavour_is_a_valid_postgres_instance(tmp_path: Path) -> No
     with environment({POSTGRES_URL_ENV: URL}):
         ref = InstanceRef.from_dir(str(home))
     assert ref.storage_data.class_name == "DagsterPostgresStorage"
-    assert ref.run_coordinator_data.class_name == "QueuedRunCoordinator"
+    assert ref.run_coordinator_data.class_name == "QuickQueuedRunCoordinator"  # Dagster's queue, looked at twice a second
     limits = ref.settings["concurrency"]["runs"]["tag_concurrency_limits"]
     assert limits == [{"key": LANE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
 

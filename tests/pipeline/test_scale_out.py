@@ -20,14 +20,22 @@ def test_postgres_instance_config_is_valid_dagster_config(tmp_path, monkeypatch)
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql+psycopg2://dagster:secret@127.0.0.1:5432/dagster")
     ref = InstanceRef.from_dir(str(tmp_path))
     assert ref.storage_data.class_name == "DagsterPostgresStorage"
-    assert ref.run_coordinator_data.class_name == "QueuedRunCoordinator"
+    assert_dagsters_queue(ref)
 
 
 def test_embedded_instance_config_is_valid_dagster_config(tmp_path) -> None:
     from navembed_pipeline.instance import prepare_dagster_home
 
     ref = InstanceRef.from_dir(str(prepare_dagster_home(tmp_path / "home")))
-    assert ref.run_coordinator_data.class_name == "QueuedRunCoordinator"
+    assert_dagsters_queue(ref)
+
+
+def assert_dagsters_queue(ref: InstanceRef) -> None:
+    """The run coordinator is Dagster's run queue (navembed's looks at it twice a second), built from its config."""
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    coordinator = ref.run_coordinator_data.rehydrate(QueuedRunCoordinator)
+    assert isinstance(coordinator, QueuedRunCoordinator) and coordinator.dequeue_interval_seconds == 0.5
 
 
 def test_milvus_uri_points_every_component_at_an_external_server(monkeypatch) -> None:

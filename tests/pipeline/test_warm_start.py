@@ -11,6 +11,8 @@ import dagster as dg
 import pytest
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import LaunchRunContext, WorkerStatus
+from dagster._daemon.controller import create_daemon_of_type
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from navembed_pipeline import warm_start
 from navembed_pipeline.run_launcher import FORKED, WORKER_TAG, LocalRunLauncher, same_environment, worker_started
@@ -124,9 +126,17 @@ def test_the_run_events_come_from_dagster(instance: dg.DagsterInstance) -> None:
         assert expected in kinds
 
 
-def test_the_queue_is_looked_at_every_second_and_keeps_its_lane_limit(instance: dg.DagsterInstance) -> None:
-    assert instance.run_coordinator.dequeue_interval_seconds == 1
+def test_the_queue_is_looked_at_twice_a_second_and_keeps_its_lane_limit(instance: dg.DagsterInstance) -> None:
+    daemon = create_daemon_of_type(QueuedRunCoordinatorDaemon.daemon_type(), instance)
+    assert isinstance(daemon, QueuedRunCoordinatorDaemon) and daemon.interval_seconds == 0.5  # the loop's wait
     queue = instance.get_concurrency_config().run_queue_config  # what the daemon's run queue applies
     assert queue.max_concurrent_runs == 4
     limits = queue.tag_concurrency_limits
     assert {"key": "navembed/lane", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+
+
+def test_a_queue_poll_out_of_range_is_refused() -> None:
+    from navembed_pipeline.run_queue import QuickQueuedRunCoordinator
+
+    with pytest.raises(ValueError, match="dequeue_poll_seconds"):
+        QuickQueuedRunCoordinator(dequeue_poll_seconds=0.0)
