@@ -12,11 +12,13 @@ prints the timeline read from the run's own Dagster events (each stamped by the 
 Times are seconds after the POST was sent. The step's own work (engine planned → engine done) is what
 the library costs; everything else is the fixed cost per run this benchmark is about.
 
-usage: python -m benchmarks.launch_timeline [--compare] [--tracks 10] [--runs 3] [--warmup 1] [--quick]
+usage: python -m benchmarks.launch_timeline [--compare] [--compare-decode] [--tracks 10] [--runs 3] [--warmup 1] [--quick]
        [--poll 0.1] [--min-seconds 60] [--max-seconds 150] [--json PATH] [--events]
 
 ``--compare`` first measures a stack with Dagster's defaults (run workers spawned by the code server,
-the queue looked at every 5 s), then navembed's, and prints both tables and the ratio.
+the queue looked at every 5 s), then navembed's, and prints both tables and the ratio. ``--compare-decode``
+first measures navembed's stack with the small run decoding on threads (as before warm decode workers),
+then with its default (warm worker processes from 2 tracks on).
 """
 
 import argparse
@@ -193,6 +195,8 @@ def print_table(timelines: list[Timeline], *, tracks: int, audio_s: float) -> No
 VARIANTS = {  # name -> (what it is, run workers forked from the warm process, dequeue twice a second)
     "dagster": ("Dagster's defaults: run workers spawned by the code server, queue looked at every 5 s", False),
     "navembed": ("navembed: run workers forked from the warm process, queue looked at every 0.5 s", True),
+    "threads": ("navembed, but a small run decodes on threads (NAVEMBED_DECODE_PROCESSES=false; before warm decode "
+                "workers, runs under 16 tracks did)", True),
 }
 
 
@@ -207,6 +211,9 @@ def measure(args: argparse.Namespace, variant: str, root: Path) -> tuple[list[Ti
     db, music, audio_s = library(root / "lib", tracks=args.tracks, quick=args.quick,
                                  min_seconds=args.min_seconds, max_seconds=args.max_seconds)
     warm = VARIANTS[variant][1]
+    os.environ.pop("NAVEMBED_DECODE_PROCESSES", None)
+    if variant == "threads":  # the stack's processes (and so the run workers) inherit it
+        os.environ["NAVEMBED_DECODE_PROCESSES"] = "false"
     settings = ApiSettings(data_dir=root / "data", navidrome_db=db, music_root=music, models="dsp",
                            admin_token=TOKEN, socket_path=None, api_port=free_port(), dagster_port=free_port(),
                            sensor_interval_seconds=3600, upload_dir=root / "uploads", run_worker_server=warm)
@@ -249,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true",
                         help="first the same runs on a stack with Dagster's defaults (spawned run workers, 5 s "
                              "dequeue interval), then navembed's: before and after in one command")
+    parser.add_argument("--compare-decode", action="store_true",
+                        help="first the same runs with a small run decoding on threads, then navembed's default")
     parser.add_argument("--warmup", type=int, default=1, choices=(0, 1),
                         help="first do one uncounted run (the daemon's start-up delays the first launch)")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between /batch/progress polls")
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the stack is stopped on the way out
     results: dict[str, list[Timeline]] = {}
-    for variant in (["dagster"] if args.compare else []) + ["navembed"]:
+    for variant in (["dagster"] if args.compare else []) + (["threads"] if args.compare_decode else []) + ["navembed"]:
         with tempfile.TemporaryDirectory(prefix="navembed-bench-launch-") as tmp:
             results[variant], audio_s = measure(args, variant, Path(tmp))
     for variant, timelines in results.items():
@@ -270,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
             for first, last, count, what in collapsed(timelines[-1].events):
                 span = f"{first:7.2f}" + (f"–{last:.2f} ×{count}" if count > 1 else "")
                 print(f"  {span:<22} {what[:140]}")
-    if len(results) == 2:
-        before, after = (statistics.median(t.marks["progress completed"] for t in results[v])
-                         for v in ("dagster", "navembed"))
-        print(f"\nPOST → completed, median: Dagster's defaults {before:.2f} s, navembed {after:.2f} s "
+    after = statistics.median(t.marks["progress completed"] for t in results["navembed"])
+    for variant in (v for v in results if v != "navembed"):
+        before = statistics.median(t.marks["progress completed"] for t in results[variant])
+        print(f"\nPOST → completed, median: {variant} {before:.2f} s, navembed {after:.2f} s "
               f"({before / after:.2f}x faster)")
     print("(on a shared machine these figures are rough: rerun on an idle one)")
     if args.json:
