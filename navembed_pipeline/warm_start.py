@@ -9,7 +9,7 @@ own Docker and Kubernetes launchers run) does: it loads the run from the instanc
 process for run" with its pid, imports navembed's code fresh from disk (so a code change is picked up
 as with the code server; only third-party modules are pre-imported) and executes the run with
 Dagster's ``core_execute_run``. Before anything else, while it is still single-threaded, the worker forks
-a zygote (``lib/engine/pool.py``) that forks the run's decode worker processes: they start with torch,
+a zygote (``lib/engine/zygote.py``) that forks the run's decode worker processes: they start with torch,
 NumPy and PyAV loaded, in milliseconds, so even a small run decodes on every core. Queueing, concurrency limits, run monitoring, retries and the event log
 are untouched; cancelling sends the worker SIGINT, as the code server does.
 """

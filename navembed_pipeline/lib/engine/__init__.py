@@ -15,7 +15,7 @@ _PUBLIC = {
     "dirty_buckets": "diff", "model_versions": "diff",
     "embed_file": "file", "file_segments": "file",
     "BACKFILL_RATE": "fingerprinter", "FINGERPRINT_FAILURES": "fingerprinter", "TrackFingerprinter": "fingerprinter",
-    "WorkerDied": "pool", "WorkerPool": "pool", "start_zygote": "pool", "warm_workers": "pool",
+    "WorkerDied": "pool", "WorkerPool": "pool", "start_zygote": "zygote", "warm_workers": "zygote",
 }
 __getattr__ = lazy_names(__name__, _PUBLIC)
 __all__ = sorted(_PUBLIC)

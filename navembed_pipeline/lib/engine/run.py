@@ -30,7 +30,7 @@ from navembed_pipeline.lib.engine.decode import DecodeAhead, Decoded
 from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from navembed_pipeline.lib.engine.heartbeat import MIN_TRACKS_FOR_ETA, Heartbeat, Tally  # noqa: F401 (re-exported)
 from navembed_pipeline.lib.engine.planner import BucketState, RunPlan, RunPlanner
-from navembed_pipeline.lib.engine.pool import warm_workers
+from navembed_pipeline.lib.engine.zygote import warm_workers
 from navembed_pipeline.lib.engine.summary import PlanSummary
 from navembed_pipeline.lib.engine.worker import ModelFeed
 from navembed_pipeline.lib.engine.writer import RunWriter, WriteBuffer

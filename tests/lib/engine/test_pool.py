@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from navembed_pipeline.lib.engine import pool as pool_module
-from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool, start_zygote, stop_zygote, warm_workers
+from navembed_pipeline.lib.engine import zygote as zygote_module
+from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
+from navembed_pipeline.lib.engine.zygote import start_zygote, stop_zygote, warm_workers
 from navembed_pipeline.lib.pids import pid_alive
 from navembed_pipeline.lib.engine.run import PROCESSES_FROM_TRACKS, use_processes
 from tests.lib.engine.worker_functions import exit_now, niceness, parent_and_torch, refuse, square
@@ -44,7 +45,7 @@ def zygote():
     import torch  # noqa: F401 - what the warm run worker has loaded before it forks its zygote
 
     assert start_zygote(("tests.lib.engine.worker_functions",))
-    yield pool_module._ZYGOTE
+    yield zygote_module._ZYGOTE
     stop_zygote()
 
 
@@ -83,8 +84,9 @@ def test_a_dead_zygote_means_fresh_interpreters_not_a_broken_pool(zygote) -> Non
 def test_the_zygote_and_its_workers_exit_with_the_process_that_started_them(tmp_path) -> None:
     script = (
         "import os, sys\n"
-        "from navembed_pipeline.lib.engine.pool import WorkerPool, start_zygote\n"
-        "import navembed_pipeline.lib.engine.pool as p\n"
+        "from navembed_pipeline.lib.engine.pool import WorkerPool\n"
+        "from navembed_pipeline.lib.engine.zygote import start_zygote\n"
+        "import navembed_pipeline.lib.engine.zygote as p\n"
         "start_zygote()\n"
         "pool = WorkerPool(1)\n"
         "from tests.lib.engine.worker_functions import parent_and_torch\n"
@@ -105,7 +107,8 @@ def test_the_zygote_and_its_workers_exit_with_the_process_that_started_them(tmp_
 def test_warm_workers_run_at_the_priority_the_process_has_when_it_starts_them(tmp_path) -> None:
     script = (
         "import os\n"
-        "from navembed_pipeline.lib.engine.pool import WorkerPool, start_zygote\n"
+        "from navembed_pipeline.lib.engine.pool import WorkerPool\n"
+        "from navembed_pipeline.lib.engine.zygote import start_zygote\n"
         "from tests.lib.engine.worker_functions import niceness\n"
         "start_zygote()\n"
         "os.nice(5)  # lowered after the zygote was forked, as a run with NAVEMBED_NICE does at its step\n"
