@@ -41,11 +41,12 @@ from navembed_pipeline.lib.models.enrich import l2_normalise
 VERSION = "2"
 WINDOW_SECONDS = 30.0
 # Tracks over 3 minutes are analysed from 12 excerpts of 10 s spread over them (issue 25: decode and
-# analyse less for the same answer). On the 117 held-out recordings of benchmarks/quality.py (median
-# 4 min, 37 % of their audio analysed) same-album precision@5 moved +0.003 (95 % interval -0.015 ..
-# +0.022) against analysing every second, and each vector's cosine to its full-track vector was 0.989 at
-# worst (median 0.9985); 4 excerpts of 30 s (same share of audio) cost -0.034 (-0.065 .. -0.002), so many
-# short excerpts it is. The vectors stay comparable with those computed whole: the variant is unchanged.
+# analyse less for the same answer). Pooling the frames of those excerpts instead of every frame of the
+# 210 recordings of benchmarks/quality.py (41 % of their audio analysed) moved same-album precision@5 by
+# -0.005 (95 % interval -0.021 .. +0.011; held-out albums +0.012, -0.010 .. +0.032), each vector's cosine
+# to its whole-track vector 0.989 at worst (median 0.998); 4 excerpts of 30 s (the same share of audio)
+# cost -0.022 (-0.041 .. -0.003), so many short excerpts it is (README "Excerpts"). The vectors stay
+# comparable with those computed whole: the variant is unchanged and nothing is re-embedded.
 EXCERPTS = ExcerptPlan(count=12, seconds=10.0, above_seconds=180.0)
 Z_CLIP = 6.0
 # Blocks whose values sit on an arbitrary offset (a log-frequency, a loudness, a flatness, an onset
