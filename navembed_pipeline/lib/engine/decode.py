@@ -72,7 +72,7 @@ class DecodeAhead:
     fingerprinter: TrackFingerprinter | None = None  # fingerprints tracks from the waves decoded here
     processes: bool = False
     embed_with: tuple[str, object] | None = None  # (model name, options): worker processes embed too
-    worker: Callable[..., DecodedTrack] = decode_track  # module-level (processes pickle it); (track, rate, print[, plan])
+    worker: Callable[..., DecodedTrack] = decode_track  # module-level, for processes; (track, rate, print[, plan])
     feeds: tuple[ModelFeed, ...] = ()  # several models from one decode (``sample_rate`` and ``embed_with`` unused)
     wanted: Mapping[str, tuple[str, ...]] | None = None  # track id -> the feeds it is decoded for (None: all)
     excerpts: ExcerptPlan | None = None  # the model's excerpt plan (with ``feeds``: that of each feed, see _plan)

@@ -132,7 +132,8 @@ class EmbeddingModel(ABC):
         return False
 
     # ----- public API ------------------------------------------------------------------------
-    def embed(self, waves: Sequence[np.ndarray | ExcerptWave], *, timings: dict[str, float] | None = None) -> list[TrackVectors]:
+    def embed(self, waves: Sequence[np.ndarray | ExcerptWave], *,
+              timings: dict[str, float] | None = None) -> list[TrackVectors]:
         """Embed mono float32 waveforms at ``sample_rate``; one ``TrackVectors`` per input.
 
         A model with an ``excerpts`` plan analyses a long wave's excerpts only; an ``ExcerptWave`` (the

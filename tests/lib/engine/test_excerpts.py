@@ -70,7 +70,8 @@ def test_a_long_track_is_decoded_as_its_excerpts_and_they_are_the_slices_of_a_wh
 def test_a_fingerprint_or_a_short_track_or_no_plan_decodes_the_whole_track(library) -> None:
     long_track, short_track = library
     with_print = decode_track(long_track, RATE, True, EXCERPTS)
-    assert isinstance(with_print.waves[0], np.ndarray) and len(with_print.waves[0]) == pytest.approx(LONG_SECONDS * RATE, abs=2)
+    assert isinstance(with_print.waves[0], np.ndarray)
+    assert len(with_print.waves[0]) == pytest.approx(LONG_SECONDS * RATE, abs=2)
     assert with_print.prints is not None and len(with_print.prints[0][2]) > 0
     assert isinstance(decode_track(long_track, RATE, False).waves[0], np.ndarray)
     assert isinstance(decode_track(short_track, RATE, False, EXCERPTS).waves[0], np.ndarray)
