@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.recommend_latency import PLAYLIST, catalog_db, numpy_brute, synthetic, timed, track_id
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, StaticVectors, TrackCatalog
+from navembed_api.main import single_threaded_blas
 
 CHUNK = 100_000
 
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--no-artists", action="store_true", help="no artist index (a million Track reads)")
     parser.add_argument("--work", default=None, help="directory for the temporary navidrome.db")
     args, _ = parser.parse_known_args()
+    single_threaded_blas()  # as the API process does (navembed_api.main.serve)
     print("the plugin's calls through SonicService over generated dsp vectors (327-d) and a real navidrome.db")
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for count in sorted(int(s) for s in args.sizes.split(",")):

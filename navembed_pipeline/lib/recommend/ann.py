@@ -52,9 +52,11 @@ MAX_TRAIN_ROWS = 100_000
 TRAIN_ITERATIONS = 10  # k-means passes (faiss's default 25 costs minutes of CPU at 1M)
 PROBE_SHARE = 1 / 4  # of the lists visited per query
 MIN_PROBES = 24
-INDEX_KIND = "ivf"  # "hnsw": see the module docstring; not yet measured on the plugin path at 1M
+INDEX_KIND = "hnsw"  # or "ivf": see the module docstring
 HNSW_LINKS = 32
-HNSW_EF_SEARCH = 256
+HNSW_EF_SEARCH = 256  # at least; a search for more candidates than this explores as many (``AnnIndex.search``)
+HNSW_STORAGE = "sq8"  # the graph's own copy of the rows: "sq8" (8 bits per dimension) or "flat" (float32)
+SQ_TRAIN_ROWS = 100_000  # rows the 8-bit quantiser's per-dimension ranges are taken from
 SEED = 0
 FINGERPRINT_ROWS = 1024
 
@@ -68,9 +70,24 @@ class AnnIndex:
     dimension: int
     fingerprint: str
 
+    @property
+    def kind(self) -> str:
+        """"hnsw" or "ivf"."""
+        return "hnsw" if type(self.index).__name__.startswith("IndexHNSW") else "ivf"
+
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Row positions of (about) the ``k`` rows nearest to each normalised query; -1 pads."""
-        _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        """Row positions of (about) the ``k`` rows nearest to each normalised query; -1 pads. An HNSW
+        search explores at least ``k`` nodes (faiss's efSearch does not grow with ``k`` by itself: asking
+        for 400 neighbours with efSearch 64 returns 400, of which the far ones are poor)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.kind == "hnsw":
+            import faiss
+
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(int(faiss.downcast_index(self.index).hnsw.efSearch), int(k))
+            _, found = self.index.search(queries, k, params=params)
+            return found
+        _, found = self.index.search(queries, k)
         return found
 
     def matches(self, rows: np.ndarray) -> bool:
@@ -85,13 +102,15 @@ class AnnIndex:
 
     @classmethod
     def load(cls, path: Path, *, rows: int, dimension: int, digest: str, probes: int | None = None) -> "AnnIndex":
-        """The index written at ``path``, memory-mapped (its lists are paged in from the file as searches
-        touch them: milliseconds at a million rows instead of reading the whole file). ``probes``: the
-        lists a query visits (None: ``PROBE_SHARE`` of them, as this code chooses, not as the writer did)."""
+        """The index written at ``path``, memory-mapped (an inverted file's lists, or an HNSW graph and its
+        quantised rows, are paged in from the file as searches touch them: well under a second at a million
+        rows instead of reading the whole file). ``probes``: the lists an inverted file's query visits, or an
+        HNSW search's least efSearch (None: as this code chooses, not as the writer did)."""
         import faiss
 
         kind = _kind_of_file(path)
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if kind == "ivf" else 0  # HNSW is read whole
+        # IVF: its lists mapped (IO_FLAG_MMAP); HNSW: every array mapped in place (IO_FLAG_MMAP_IFC)
+        flags = (faiss.IO_FLAG_MMAP if kind == "ivf" else faiss.IO_FLAG_MMAP_IFC) | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path), flags)
         if index.ntotal != rows or index.d != dimension:
             raise ValueError(f"the stored index holds {index.ntotal} x {index.d}, the rows are {rows} x {dimension}")
@@ -119,13 +138,19 @@ def probe_count(lists: int, share: float = PROBE_SHARE) -> int:
 
 def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str | None = None) -> AnnIndex:
     """Train and fill an index over unit ``rows`` (n, d); positions in results are row numbers. ``kind``:
-    "ivf" (IVF-SQ8, the default ``INDEX_KIND``) or "hnsw" (``HNSW_LINKS`` links per node, flat rows)."""
+    "hnsw" (the default ``INDEX_KIND``: ``HNSW_LINKS`` links per node, rows stored as ``HNSW_STORAGE``) or
+    "ivf" (IVF-SQ8)."""
     import faiss
 
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     count, dimension = rows.shape
     if (kind or INDEX_KIND) == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        if HNSW_STORAGE == "sq8":
+            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            step = max(1, count // SQ_TRAIN_ROWS)
+            index.train(rows[::step])
+        else:
+            index = faiss.IndexHNSWFlat(dimension, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
         index.add(rows)
         index.hnsw.efSearch = HNSW_EF_SEARCH
         return AnnIndex(index, count, dimension, fingerprint(rows))
