@@ -166,12 +166,22 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
         truth = exact_sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True)
         want = {n.track.id for n in truth[:RECALL_AT]}
         recalls.append(len(want & set(got)) / max(len(want), 1))
-    index = {f.model: (f"faiss {type(f.ann.index).__name__} nprobe {getattr(f.ann.index, 'nprobe', '-')}"
-                       if f.ann else "exact") for f in fields}
+    index = {f.model: describe(f.ann) for f in fields}
     return {"size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
             "track_table_s": round(table_s, 1), "first_call_ms": round(first_ms, 1), "artists": artists, "artist_index_s": round(artists_s, 1),
             "rss_warm_mb": warm_memory, "rss_after_mb": after_memory, "timings": timings, "index": index,
             "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
+
+
+def describe(index) -> str:
+    """The faiss index type and its search setting (an inverted file's probes, HNSW's least efSearch)."""
+    if index is None:
+        return "exact"
+    import faiss
+
+    inner = faiss.downcast_index(index.index)
+    setting = f"efSearch {inner.hnsw.efSearch}" if index.kind == "hnsw" else f"nprobe {inner.nprobe}"
+    return f"faiss {type(inner).__name__} {setting}"
 
 
 def report(result: dict) -> list[str]:
