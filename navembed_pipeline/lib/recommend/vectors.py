@@ -16,7 +16,7 @@ from navembed_pipeline.lib.recommend.ann import AnnIndex, build_ann
 from navembed_pipeline.lib.recommend.calibration import CalibrationError, FieldCalibration
 
 IVF_MIN_ROWS = 20_000  # from this many rows on, an approximate index (``ann.py``) proposes the candidates
-ANN_OVERFETCH = 2  # rows the index is asked for, per row wanted (re-scored exactly: see ``candidates``)
+ANN_OVERFETCH = 2  # rows the index is asked for per row wanted when models are fused (``candidates``)
 STATS_SAMPLE = 2048  # rows whose similarities normalise a query's (z-scores)
 CALIBRATION_SAMPLE = 20_000  # rows the library statistics and the random-pair cosines are drawn from
 SEED = 0
@@ -129,8 +129,11 @@ class FieldVectors:
             return np.clip(cosines, 0.0, 1.0)
         return self.calibration.scores.similarity(cosines)
 
-    def candidates(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Local indices of (about) the ``k`` tracks nearest to each query, united over queries."""
+    def candidates(self, queries: np.ndarray, k: int, *, overfetch: int = 1) -> np.ndarray:
+        """Local indices of (about) the ``k`` tracks nearest to each query, united over queries. ``overfetch``:
+        an approximate index is asked for that many times the rows and its proposals re-scored exactly, so
+        the far end of the ``k`` is as an exact search's (``ANN_OVERFETCH``, for fused models: a track deep
+        in one model's list can top the fused ranking)."""
         queries = as_queries(queries, self.dimension)
         # a CUE image's segments may crowd the nearest rows; one row per track: k rows are k tracks
         want = min(len(self.rows), k if self._single else 2 * k)
@@ -141,10 +144,7 @@ class FieldVectors:
         if self.ann is None or want * 8 >= len(self.rows):
             nearest = np.argpartition(-(self.rows @ queries.T), want - 1, axis=0)[:want]
             return np.unique(self.row_track[nearest.ravel()])
-        # The index proposes ANN_OVERFETCH x the rows wanted; exact cosines keep the nearest ``want`` of them,
-        # so the candidates are those an exact search would give wherever the index found them (the far end
-        # of an approximate top-k is its weakest part, and fused models rank from deep in each model's list).
-        found = self.ann.search(queries, min(len(self.rows), ANN_OVERFETCH * want))
+        found = self.ann.search(queries, min(len(self.rows), max(1, overfetch) * want))
         kept = []
         for query, proposed in zip(queries, found, strict=True):
             proposed = proposed[proposed >= 0]
