@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ann_scale import clustered_sampler, fitted_sampler, real_dsp_vectors
+from benchmarks.ann_scale import clustered_sampler, describe, fitted_sampler, real_dsp_vectors
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, TrackCatalog
 from navembed_pipeline.lib.recommend.index import StaticVectors
 from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
@@ -173,17 +173,6 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
             "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
 
 
-def describe(index) -> str:
-    """The faiss index type and its search setting (an inverted file's probes, HNSW's least efSearch)."""
-    if index is None:
-        return "exact"
-    import faiss
-
-    inner = faiss.downcast_index(index.index)
-    setting = f"efSearch {inner.hnsw.efSearch}" if index.kind == "hnsw" else f"nprobe {inner.nprobe}"
-    return f"faiss {type(inner).__name__} {setting}"
-
-
 def report(result: dict) -> list[str]:
     models = "+".join(result["models"])
     warm, after = result["rss_warm_mb"], result["rss_after_mb"]
@@ -223,6 +212,24 @@ def run(sizes: list[int], queries: int, work: Path, results: dict, models: tuple
                 print(line, flush=True)
         shutil.rmtree(folder, ignore_errors=True)  # a million tracks' snapshots are gigabytes
         print(f"  {size:>8} measured in {time.perf_counter() - began:.0f} s so far", flush=True)
+    for line in summary(results):
+        print(line, flush=True)
+
+
+def summary(results: dict) -> list[str]:
+    """One line per size and model set: the plugin's similar_tracks next to its recall, the ready time and RSS."""
+    lines = ["Summary (plugin similar_tracks n=100, duplicates eliminated, radius on; vectors generated straight "
+             "into the snapshot format):",
+             f"  {'tracks':>8} {'models':<12} {'p50 / p95 ms':>15} {'CPU p50 / p95':>15} {'recall@50 mean / worst':>23} "
+             f"{'ready s':>8} {'RSS warm / after MB':>20}"]
+    for size, sets in results.items():
+        for models, result in sets.items():
+            timing = result["timings"]["similar_tracks"]
+            lines.append(f"  {size:>8} {models:<12} {timing['p50_ms']:>7.1f} / {timing['p95_ms']:<5.1f} "
+                         f"{timing['cpu_p50_ms']:>7.1f} / {timing['cpu_p95_ms']:<5.1f} "
+                         f"{result['recall_mean']:>13.3f} / {result['recall_worst']:<7.2f} {result['ready_s']:>8.1f} "
+                         f"{result['rss_warm_mb'].get('VmRSS'):>10} / {result['rss_after_mb'].get('VmRSS')}")
+    return lines
 
 
 def main() -> None:

@@ -1,40 +1,43 @@
 """Approximate nearest neighbours over one field's rows, with faiss (a well-kept ANN library).
 
-An inverted file (``IndexIVFScalarQuantizer``, inner product on unit vectors): k-means lists trained
-on a sample, each list holding its rows quantised to 8 bits per dimension (a quarter of the float
-rows' memory). The index only proposes candidates; ``FieldVectors`` scores them exactly on the float
-rows, so quantisation can cost recall but never misranks.
+The default (``INDEX_KIND = "hnsw"``): a faiss HNSW graph (``IndexHNSWFlat``, ``HNSW_LINKS`` links per
+node, inner product on unit vectors). The index only proposes candidates; ``FieldVectors`` scores them
+exactly on the float rows, so the graph can miss a track but never misranks one. A search explores at
+least as many nodes as it returns (``AnnIndex.search``: efSearch = max(``HNSW_EF_SEARCH``, k); faiss does
+not raise it by itself, and the plugin asks for ~400 candidates). The file is written with the field's
+snapshot (``snapshot.py``) and memory-mapped from it at a restart (``faiss.IO_FLAG_MMAP_IFC``: the graph
+and its rows are views of the file, paged in as searches touch them), so it is neither built again nor
+read whole. The inverted file (``INDEX_KIND = "ivf"``: ``IndexIVFScalarQuantizer``, 8-bit lists,
+``PROBE_SHARE`` of them probed, mapped with ``IO_FLAG_MMAP``) is kept as the measured alternative.
 
-``PROBE_SHARE`` and the list count were chosen by measuring recall@50 (index candidates re-scored
-exactly) against exact search, 100 queries, on 100k vectors drawn from a Gaussian fitted to the
-recordings' real dsp vectors (273-d; the hard case for an inverted file: one dense blob, no genres):
+How it was chosen: 40-100 queries, recall@50 of the re-scored candidates against exact search (mean /
+worst), CPU per query with one thread, on vectors drawn from a Gaussian fitted to the recordings' real dsp
+vectors (273-d; one dense blob, no genres: the hard case for both), on the shared 2-core machine:
 
-    lists  probed        recall@50 mean / worst
-    1264   1/8 (158)     0.992 / 0.92
-    1264   1/4 (316)     0.9996 / 0.98     <- shipped
-    1264   1/2 (632)     1.000 / 1.00
-     632   1/8 (79)      0.987 / 0.80
-     632   1/4 (158)     0.9988 / 0.96
+    rows   index                              build (CPU)   recall@50        CPU per query
+    100k   IVF-SQ8 1264 lists, 1/4 probed     ~20 s         0.9996 / 0.98    9.8 ms (k 100)
+    100k   exact numpy                        -             1 / 1            13.8 ms
+    100k   HNSW flat, efSearch 256            36 s          0.9994 / 0.98    1.8 ms (k 100)
+    200k   HNSW flat, efSearch 64             62 s          0.956 / 0.80     0.6 ms (k 420)
+    200k   HNSW flat, efSearch 128                          0.987 / 0.90     1.0 ms (k 420)
+    200k   HNSW flat, efSearch 256                          1.000 / 1.00     1.4 ms (k 420)
+    200k   HNSW flat, efSearch 512                          1.000 / 1.00     2.3 ms (k 420)
+    200k   HNSW-SQ8 (8-bit rows in the graph)  > 6 min, stopped: far slower to build here than flat rows
 
-and the same at 1264 lists on 100k vectors fitted to real MusiCNN vectors (753-d): 1/8 0.986 / 0.90,
-1/4 0.9994 / 0.98 (``python -m benchmarks.ann_scale --ann-sizes 100000 --model musicnn --probe-shares
-0.125,0.25``; figures taken on the shared machine with 25 k-means passes and 48 training rows per list).
-Asking the index for 2x, 4x or 8x the candidates changed nothing: the 8-bit lists cost no recall, every
-miss is a neighbour in a list not probed. Per query (CPU time, 100k dsp-like rows, top 100 candidates):
-IVF-SQ8 probing 1/4 of the lists 9.8 ms, exact numpy 13.8 ms: on this dense blob the inverted file saves
-little, and at 1M it scans 250k rows per query.
+An inverted file must probe a quarter of its lists on this blob to reach 0.98 worst-case recall, so at 1M
+it scans 250k rows per query (the plugin's ``similar_tracks`` at 1M: p50 124 ms with IVF, of which the
+search was most); HNSW's cost grows with log(rows). HNSW's price is its build (about 6 minutes of CPU per
+273-d field at 1M, paid once when the snapshot is written after a store scan, never at a restart) and its
+file (the rows again, float32, plus 256 bytes of links per row). usearch, hnswlib and voyager were not
+measured: faiss was already a dependency, maps HNSW from the file and measured well enough. The plugin
+path at each size (recall of ``similar_tracks`` against the same call searched exactly, latency, ready
+time, RSS) is printed by ``python -m benchmarks.recommend_latency --sizes 100000,1000000 --store-max 0``.
+The 200k HNSW rows above came from a one-off script asking for k = 420 candidates as the plugin does;
+``python -m benchmarks.ann_scale --ann-sizes 200000 --ann-kind hnsw --ef-searches 64,128,256,512`` measures
+the same at k = 50 (``--ann-kind ivf --probe-shares 0.125,0.25`` the inverted file).
 
-faiss HNSW (``INDEX_KIND = "hnsw"``, 32 links, flat rows) on the same vectors: efSearch 64 / 128 / 256 gave
-recall@50 0.972 / 0.995 / 0.9994 mean, 0.86 / 0.96 / 0.98 worst, at 0.8 / 1.1 / 1.8 ms of CPU per query,
-for a build of 36 s of CPU at 100k (4.5 s at 20k, where efSearch 256 gave 1.00 / 1.00); its file is read
-whole at start (faiss maps only inverted lists). It is the better search; it is not the default yet because
-its build at 1M (extrapolated: several minutes of CPU per 273-d field, more for 753-d) has not been measured
-on the plugin path here: ``python -m benchmarks.recommend_latency --ann-kind hnsw`` does.
-The recall at each size the API runs at is printed by ``python -m benchmarks.recommend_latency``.
-
-faiss is imported on first use (a library under ``IVF_MIN_ROWS`` tracks never needs it).
-The index is written with the field's snapshot (``snapshot.py``) and memory-mapped from it at a restart
-(``load``), so it is neither trained again nor read whole.
+faiss is imported on first use (a library under ``IVF_MIN_ROWS`` tracks is searched exactly and never
+needs it).
 """
 
 import hashlib
