@@ -130,7 +130,7 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
     warm_memory = memory_mb()
     seeds = [track_id(int(i)) for i in np.random.default_rng(11).integers(0, size, 2 * queries + 2)]
     began = time.perf_counter()
-    sonic.similar_tracks(seeds[-1], 100, eliminate_duplicates=True, within_radius=True)
+    sonic.similar_tracks(seeds[-1], 100, eliminate_duplicates=True, within_radius=True, details=False)
     first_ms = 1000 * (time.perf_counter() - began)
     began = time.perf_counter()
     artists = len(sonic.artists())
@@ -140,9 +140,10 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
     exact_sonic = SonicService(Recommender(StaticVectors(exact), TrackCatalog(library.get, library.db_path),
                                            default_models=models), library.tracks)
     artist_ids = list(sonic.artists().artists)
-    calls = {
-        "similar_tracks": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True),
-        "find_path": lambda q: sonic.path(seeds[q], seeds[q + queries], 25),
+    calls = {  # as the plugin's routes call them (navembed_api/routes/plugin.py: details=False)
+        "similar_tracks": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True,
+                                                         details=False),
+        "find_path": lambda q: sonic.path(seeds[q], seeds[q + queries], 25, details=False),
         "similar_artists": lambda q: sonic.similar_artists(artist_ids[q * 37 % len(artist_ids)], 10),
     }
     timings: dict = {}
