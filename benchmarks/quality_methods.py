@@ -63,7 +63,10 @@ class Methods:
         }
         if only is not None:
             self.revisions = {m: rev for m, rev in self.revisions.items() if m in only}
-        self._frames_rev = source_digest("navembed_pipeline.lib.models.dsp.features")
+        # The frames kept are those the model analyses: its excerpts of a long track (``DspModel.excerpts``).
+        self._frames_rev = source_digest("navembed_pipeline.lib.models.dsp.features") + (
+            "" if self.v2.excerpts is None else
+            f"-x{self.v2.excerpts.count}x{self.v2.excerpts.seconds:g}over{self.v2.excerpts.above_seconds:g}")
         self.cache_dir = cache_dir / "computed"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -116,9 +119,8 @@ class Methods:
             with np.load(frames_file) as stored:
                 frames = [stored[f"w{i}"].astype(np.float32) for i in range(len(stored.files))]
         else:
-            windows = [self.v2._pad(w) for w in self.v2._windows(np.asarray(wave(), np.float32))]
-            with self.v2.model_session() as model, torch.inference_mode():
-                frames = [model(torch.from_numpy(w)[None])[0].numpy() for w in windows]
+            with torch.inference_mode():
+                frames = self.v2.window_features([np.asarray(wave(), np.float32)])[0]
             frames_file.parent.mkdir(parents=True, exist_ok=True)
             partial = frames_file.with_suffix(".partial.npz")
             np.savez(partial, **{f"w{i}": f.astype(np.float16) for i, f in enumerate(frames)})

@@ -14,6 +14,10 @@ seconds of decoding are reported to ``on_time``.
 Several models (``feeds``): each track is still decoded once, at the highest rate among the models that
 want it (``wanted``), and each of those models gets its share (``Decoded.for_model``): the waves at its
 rate, or the vectors a worker process embedded for it.
+
+Excerpts (a model's ``ExcerptPlan``, dsp's: ``lib/library/excerpts.py``): a long track that no fingerprint
+and no other model needs whole is decoded as the excerpts its model analyses, each by a seek
+(``worker.decode_track``); otherwise it is decoded whole and the model cuts the same excerpts from it.
 """
 
 import dataclasses
@@ -28,7 +32,9 @@ import numpy as np
 from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from navembed_pipeline.lib.engine.pool import WorkerDied, WorkerPool
 from navembed_pipeline.lib.engine.worker import (DecodedTrack, ModelFeed, decode_and_embed, decode_for_models,
-                                                 decode_in_process, decode_track, discard, spool_folder, unspool)
+                                                 decode_in_process, decode_track, discard, run_worker, spool_folder,
+                                                 unspool)
+from navembed_pipeline.lib.library.excerpts import ExcerptPlan, ExcerptWave
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import TrackSegment
 
@@ -40,7 +46,7 @@ class Decoded:
 
     track: Track
     segments: tuple[TrackSegment, ...]
-    waves: tuple[np.ndarray, ...] | None
+    waves: tuple[np.ndarray | ExcerptWave, ...] | None
     error: str | None
     vectors: tuple | None = None
     model_error: str | None = None
@@ -66,9 +72,11 @@ class DecodeAhead:
     fingerprinter: TrackFingerprinter | None = None  # fingerprints tracks from the waves decoded here
     processes: bool = False
     embed_with: tuple[str, object] | None = None  # (model name, options): worker processes embed too
-    worker: Callable[[Track, int, bool], DecodedTrack] = decode_track  # a module-level function (processes pickle it)
+    worker: Callable[..., DecodedTrack] = decode_track  # module-level, for processes; (track, rate, print[, plan])
     feeds: tuple[ModelFeed, ...] = ()  # several models from one decode (``sample_rate`` and ``embed_with`` unused)
     wanted: Mapping[str, tuple[str, ...]] | None = None  # track id -> the feeds it is decoded for (None: all)
+    excerpts: ExcerptPlan | None = None  # the model's excerpt plan (with ``feeds``: that of each feed, see _plan)
+    feed_excerpts: Mapping[str, ExcerptPlan | None] | None = None  # with ``feeds``: each feed's plan
     _pool: ThreadPoolExecutor | WorkerPool | None = field(default=None, init=False, repr=False)
     _spool: str = field(default="", init=False, repr=False)  # where worker processes leave decoded waves
     _saver: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
@@ -136,14 +144,19 @@ class DecodeAhead:
             names = None if self.wanted is None else set(self.wanted[track.id])
             feeds = tuple(f for f in self.feeds if names is None or f.name in names)
             return self._pool.submit(decode_for_models, self.worker, track, wants_print, feeds,
-                                     self._spool if self.processes else None, os.getpid())
+                                     self._spool if self.processes else None, os.getpid(), self._plan(feeds))
         if not self.processes:
-            return self._pool.submit(self.worker, track, self.sample_rate, wants_print)
+            return self._pool.submit(run_worker, self.worker, track, self.sample_rate, wants_print, self.excerpts)
         if self.embed_with is not None:
             return self._pool.submit(decode_and_embed, self.worker, track, self.sample_rate, wants_print,
-                                     *self.embed_with)
+                                     *self.embed_with, self.excerpts)
         return self._pool.submit(decode_in_process, self.worker, track, self.sample_rate, wants_print,
-                                 self._spool, os.getpid())
+                                 self._spool, os.getpid(), self.excerpts)
+
+    def _plan(self, feeds: tuple[ModelFeed, ...]) -> ExcerptPlan | None:
+        """The excerpt plan a track decoded for ``feeds`` may be decoded by: the one they all share, if any."""
+        plans = {(self.feed_excerpts or {}).get(f.name) for f in feeds}
+        return plans.pop() if len(plans) == 1 else None
 
     def _wants_print(self, track: Track) -> bool:
         return self.fingerprinter is not None and self.fingerprinter.wants(track)

@@ -276,11 +276,13 @@ class EmbeddingRun:
             embed_with = (self.model.name, self.model.options) if processes and self._workers_can_embed(self.model) \
                 else None
             return DecodeAhead(self.model.sample_rate, workers, opts.batch_tracks, self._add_time,
-                               self.fingerprinter, processes=processes, embed_with=embed_with)
+                               self.fingerprinter, processes=processes, embed_with=embed_with,
+                               excerpts=self.model.excerpts)
         feeds = tuple(ModelFeed(m.name, m.sample_rate, m.options if processes and self._workers_can_embed(m) else None)
                       for m in self.models)
         return DecodeAhead(max(f.sample_rate for f in feeds), workers, opts.batch_tracks, self._add_time,
-                           self.fingerprinter, processes=processes, feeds=feeds, wanted=wanted)
+                           self.fingerprinter, processes=processes, feeds=feeds, wanted=wanted,
+                           feed_excerpts={m.name: m.excerpts for m in self.models})
 
     def _embed_share(self, lane: ModelLane, batch: list[tuple[str, Decoded]]) -> Iterator[BucketReport]:
         """One model's part of a decoded batch: embed it, count it, write when a write batch is full."""

@@ -24,7 +24,8 @@ import numpy as np
 
 from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
 from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
-from navembed_pipeline.lib.library.audio import load_audio, resample
+from navembed_pipeline.lib.library.audio import exact_length, load_audio, resample
+from navembed_pipeline.lib.library.excerpts import ExcerptPlan, ExcerptWave
 from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import TrackSegment, segments_for
 from navembed_pipeline.lib.pids import pid_alive
@@ -37,7 +38,7 @@ class DecodedTrack:
     """A track's segments at the model's rate (or why not), their fingerprints if asked, the work it took."""
 
     segments: tuple[TrackSegment, ...]
-    waves: tuple[np.ndarray, ...] | None  # (in transit from a worker process: SpooledWave too)
+    waves: tuple[np.ndarray | ExcerptWave, ...] | None  # (in transit from a worker process: SpooledWave too)
     prints: Prints | None
     error: str | None
     print_error: str | None
@@ -115,8 +116,11 @@ def spool(result: DecodedTrack, folder: str, owner: int) -> DecodedTrack:
     """``result`` with its waves in files under ``folder`` (what stays in memory if a file cannot be written)."""
     if result.waves is None:
         return result
-    spooled: list[np.ndarray | SpooledWave] = []
+    spooled: list[np.ndarray | SpooledWave | ExcerptWave] = []
     for wave in result.waves:
+        if isinstance(wave, ExcerptWave):  # a few seconds of audio: through the pipe
+            spooled.append(wave)
+            continue
         path = None
         try:
             handle, path = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{owner}-", suffix=".f32", dir=folder)
@@ -144,12 +148,13 @@ def unspool(result: DecodedTrack) -> DecodedTrack:
 _MODELS: dict[str, object] = {}  # in a worker process: the model its jobs embed with, built on the first one
 
 
-def decode_and_embed(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, sample_rate: int,
-                     fingerprint: bool, model_name: str, options: object) -> DecodedTrack:
+def decode_and_embed(worker: Callable[..., DecodedTrack], track: Track, sample_rate: int,
+                     fingerprint: bool, model_name: str, options: object,
+                     excerpts: ExcerptPlan | None = None) -> DecodedTrack:
     """Decode ``track`` and embed it with the model ``model_name`` right here (a CPU model, loaded once
     per worker process on one torch thread): only its vectors travel back, as bliss's one process per
     core does it. A model error comes back as ``model_error``, for the engine to handle like its own."""
-    result = worker(track, sample_rate, fingerprint)
+    result = run_worker(worker, track, sample_rate, fingerprint, excerpts)
     if result.waves is None:
         return result
     return _embed_here(result, model_name, options)
@@ -175,19 +180,21 @@ def _embed_here(result: DecodedTrack, model_name: str, options: object) -> Decod
     return dataclasses.replace(result, waves=None, vectors=vectors, model_error=error, model_seconds=timings)
 
 
-def decode_for_models(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, fingerprint: bool,
-                      feeds: tuple[ModelFeed, ...], folder: str | None, owner: int) -> DecodedTrack:
+def decode_for_models(worker: Callable[..., DecodedTrack], track: Track, fingerprint: bool,
+                      feeds: tuple[ModelFeed, ...], folder: str | None, owner: int,
+                      excerpts: ExcerptPlan | None = None) -> DecodedTrack:
     """Decode ``track`` once, at the highest rate ``feeds`` need, and give each model its share (``feeds``
     of the result): the waves resampled to its rate (under ``folder`` when in a worker process), or its
-    vectors when it embeds here. Resampling counts as decode time; fingerprints come from the one decode."""
+    vectors when it embeds here. Resampling counts as decode time; fingerprints come from the one decode.
+    ``excerpts``: the plan every one of ``feeds`` analyses by (then only those may be decoded)."""
     rate = max(feed.sample_rate for feed in feeds)
-    result = worker(track, rate, fingerprint)
+    result = run_worker(worker, track, rate, fingerprint, excerpts)
     if result.waves is None:
         return result
     shares: dict[str, DecodedTrack] = {}
     started, cpu = time.perf_counter(), time.thread_time()
     for feed in feeds:
-        waves = tuple(resample(wave, rate, feed.sample_rate) for wave in result.waves)
+        waves = tuple(_resampled(wave, rate, feed.sample_rate) for wave in result.waves)
         shares[feed.name] = dataclasses.replace(result, waves=waves, prints=None, seconds=0.0, cpu_seconds=0.0)
     result = dataclasses.replace(result, waves=None, feeds=shares, seconds=result.seconds + time.perf_counter() - started,
                                  cpu_seconds=result.cpu_seconds + time.thread_time() - cpu)
@@ -199,25 +206,46 @@ def decode_for_models(worker: Callable[[Track, int, bool], DecodedTrack], track:
     return result
 
 
-def decode_in_process(worker: Callable[[Track, int, bool], DecodedTrack], track: Track, sample_rate: int,
-                      fingerprint: bool, folder: str, owner: int) -> DecodedTrack:
+def decode_in_process(worker: Callable[..., DecodedTrack], track: Track, sample_rate: int,
+                      fingerprint: bool, folder: str, owner: int, excerpts: ExcerptPlan | None = None) -> DecodedTrack:
     """``worker`` (``decode_track``) in a worker process: the waves come back through files in ``folder``."""
-    return spool(worker(track, sample_rate, fingerprint), folder, owner)
+    return spool(run_worker(worker, track, sample_rate, fingerprint, excerpts), folder, owner)
 
 
-def decode_track(track: Track, sample_rate: int, fingerprint: bool) -> DecodedTrack:
+def run_worker(worker: Callable[..., DecodedTrack], track: Track, sample_rate: int, fingerprint: bool,
+               excerpts: ExcerptPlan | None) -> DecodedTrack:
+    """``worker(track, sample_rate, fingerprint)``, with the model's excerpt plan when it has one (a worker
+    that takes three arguments serves models that analyse whole tracks)."""
+    if excerpts is None:
+        return worker(track, sample_rate, fingerprint)
+    return worker(track, sample_rate, fingerprint, excerpts)
+
+
+def _resampled(wave: np.ndarray | ExcerptWave, from_rate: int, to_rate: int) -> np.ndarray | ExcerptWave:
+    if isinstance(wave, ExcerptWave):
+        return ExcerptWave(tuple(resample(p, from_rate, to_rate) for p in wave.parts), wave.duration_seconds)
+    return resample(wave, from_rate, to_rate)
+
+
+def decode_track(track: Track, sample_rate: int, fingerprint: bool,
+                 excerpts: ExcerptPlan | None = None) -> DecodedTrack:
     """Decode ``track``'s segments to mono float32 at ``sample_rate``; ``fingerprint``: their fingerprints too.
 
-    An unreadable file or CUE sheet comes back as ``error``; a fingerprint that fails leaves ``prints``
-    None and says why in ``print_error`` (the track is still embedded).
+    ``excerpts`` (the model's plan): a long track that nothing else needs whole (no fingerprint wanted, no
+    CUE sheet, a header that states its length exactly) is decoded as those excerpts only, each by a
+    seek (an ``ExcerptWave``); the model analyses the same excerpts of a whole wave, so the vector is the
+    same either way. An unreadable file or CUE sheet comes back as ``error``; a fingerprint that fails
+    leaves ``prints`` None and says why in ``print_error`` (the track is still embedded).
     """
     started, cpu = time.perf_counter(), time.thread_time()
     segments: tuple[TrackSegment, ...] = ()
     waves = prints = error = print_error = None
     try:
         segments = tuple(segments_for(track))
-        waves = tuple(load_audio(track.path, sample_rate, offset_seconds=s.offset_seconds,
-                                 duration_seconds=s.duration_seconds) for s in segments)
+        part = None if fingerprint or excerpts is None else _excerpts_alone(track, segments, sample_rate, excerpts)
+        waves = (part,) if part is not None else tuple(
+            load_audio(track.path, sample_rate, offset_seconds=s.offset_seconds, duration_seconds=s.duration_seconds)
+            for s in segments)
     except NavembedError as exc:
         segments, waves, error = (), None, str(exc)
     if waves is not None and fingerprint:
@@ -227,3 +255,31 @@ def decode_track(track: Track, sample_rate: int, fingerprint: bool) -> DecodedTr
             print_error = str(exc)
     return DecodedTrack(segments, waves, prints, error, print_error, time.perf_counter() - started,
                         time.thread_time() - cpu)
+
+
+def _excerpts_alone(track: Track, segments: tuple[TrackSegment, ...], sample_rate: int,
+                    plan: ExcerptPlan) -> ExcerptWave | None:
+    """The excerpts of a whole-file track, each decoded by a seek; None when it is to be decoded whole.
+
+    The length the excerpts are spread over is the one a whole decode would give (the header's exact
+    length, capped like the whole read at the segment's duration); the last excerpt is decoded to the
+    end of that read, so a file truncated before its declared end fails here as it does whole.
+    """
+    if len(segments) != 1 or segments[0].offset_seconds != 0.0:
+        return None
+    length = exact_length(track.path)
+    if length is None:
+        return None
+    end = segments[0].duration_seconds
+    if end > 0:
+        length = min(length, end)
+    spans = plan.spans(length)
+    if not spans:
+        return None
+    size = int(round(plan.seconds * sample_rate))
+    parts = []
+    for number, (start, seconds) in enumerate(spans, 1):
+        last = number == len(spans)
+        until = (end - start if end > start else None) if last else seconds
+        parts.append(load_audio(track.path, sample_rate, offset_seconds=start, duration_seconds=until)[:size])
+    return ExcerptWave(tuple(parts), length)

@@ -419,6 +419,19 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
+def exact_length(path: str | Path) -> float | None:
+    """The audio length that ``path``'s header states exactly (seconds), or None when it only estimates
+    it (an MP3 without a Xing/Info/VBRI frame count) or cannot be read: no decoding."""
+    try:
+        info = mutagen.File(Path(path)).info
+    except Exception:  # noqa: BLE001 - mutagen raises many types; an unreadable header means "unknown"
+        return None
+    kind = type(info).__module__.rsplit(".", 1)[-1]
+    if kind not in _EXACT_LENGTH_KINDS or getattr(info, "sketchy", False) or not info.length:
+        return None
+    return float(info.length)
+
+
 def _check_not_truncated(path: Path, reader: _SegmentReader) -> None:
     """Raise if decoding reached the end well before the duration the header states exactly."""
     if not reader.reached_end or reader.position is None:

@@ -24,6 +24,7 @@ import torch
 
 from navembed_pipeline.lib.errors import ConfigError, DeviceError, TextNotSupportedError
 from navembed_pipeline.lib.library.audio import sliding_windows
+from navembed_pipeline.lib.library.excerpts import ExcerptPlan, ExcerptWave, excerpt_parts
 from navembed_pipeline.lib.models.options import DEFAULT_IDLE_UNLOAD_SECONDS, DEVICES, ModelOptions  # noqa: F401 (re-exported)
 
 LOGGER = logging.getLogger("navembed.models")
@@ -76,6 +77,9 @@ class EmbeddingModel(ABC):
     licence: ClassVar[str]
     weights_repos: ClassVar[tuple[str, ...]] = ()
     min_window_samples: ClassVar[int] = 1
+    # A long track analysed from excerpts spread over it (``lib/library/excerpts.py``), not whole: the
+    # decoder then decodes only those seconds when nothing else needs the whole track.
+    excerpts: ClassVar[ExcerptPlan | None] = None
     # torch CPU threads while the engine runs it (None: torch's default, every core); see EmbeddingRun
     cpu_threads: ClassVar[int | None] = None
     # Cheap to build and CPU-bound (dsp): with worker processes, each worker embeds what it decoded.
@@ -128,8 +132,12 @@ class EmbeddingModel(ABC):
         return False
 
     # ----- public API ------------------------------------------------------------------------
-    def embed(self, waves: Sequence[np.ndarray], *, timings: dict[str, float] | None = None) -> list[TrackVectors]:
+    def embed(self, waves: Sequence[np.ndarray | ExcerptWave], *,
+              timings: dict[str, float] | None = None) -> list[TrackVectors]:
         """Embed mono float32 waveforms at ``sample_rate``; one ``TrackVectors`` per input.
+
+        A model with an ``excerpts`` plan analyses a long wave's excerpts only; an ``ExcerptWave`` (the
+        excerpts decoded on their own) gives the same vector as the whole wave it was taken from.
 
         ``timings``, when given, accumulates seconds under ``"model"`` (windowing, loading when
         needed, forward passes up to features on the CPU) and ``"enrich"`` (pooling windows into vectors).
@@ -143,13 +151,14 @@ class EmbeddingModel(ABC):
             timings["enrich"] = timings.get("enrich", 0.0) + time.perf_counter() - pooling
         return vectors
 
-    def window_features(self, waves: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    def window_features(self, waves: Sequence[np.ndarray | ExcerptWave]) -> list[list[np.ndarray]]:
         """Per input, the features of each of its windows (``_forward``'s output), in order; windows of
         all inputs are batched together."""
         windows: list[tuple[int, np.ndarray]] = []
         for index, wave in enumerate(waves):
-            for window in self._windows(np.asarray(wave, dtype=np.float32)):
-                windows.append((index, self._pad(window)))
+            for part in excerpt_parts(wave, self.excerpts, self.sample_rate):
+                for window in self._windows(part):
+                    windows.append((index, self._pad(window)))
         per_track: list[list[np.ndarray]] = [[] for _ in waves]
         with self.model_session() as model:
             for batch in self._batches(windows):
