@@ -44,6 +44,17 @@ def real_dsp_vectors(cache: Path = QUALITY_CACHE) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
+def describe(index) -> str:
+    """The faiss index type and its search setting (an inverted file's probes, HNSW's least efSearch)."""
+    if index is None:
+        return "exact"
+    import faiss
+
+    inner = faiss.downcast_index(index.index)
+    setting = f"efSearch {inner.hnsw.efSearch}" if index.kind == "hnsw" else f"nprobe {inner.nprobe}"
+    return f"faiss {type(inner).__name__} {setting}"
+
+
 def fitted_sampler(real: np.ndarray, seed: int = 0):
     """draw(n) -> n vectors from a Gaussian fitted to ``real`` (shrunk covariance)."""
     mean = real.mean(axis=0)
@@ -80,7 +91,8 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[float, ...] = ()) -> list[str]:
+def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[float, ...] = (),
+            ef_searches: tuple[int, ...] = ()) -> list[str]:
     rng = np.random.default_rng(size)
     rows = draw(size)
     ids = [f"t{i:07d}" for i in range(size)]
@@ -112,7 +124,7 @@ def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[floa
                           "exact_p95_ms": round(1000 * float(np.percentile(exact, 95)), 2),
                           "build_s": round(built, 1), "warm_s": round(warm, 1), "rss_mb": round(memory)}
     lines += [
-        f"    index: {'faiss IVF-SQ8, %d lists, %d probed' % (ann.index.nlist, ann.index.nprobe) if ann else 'none (exact)'}"
+        f"    index: {describe(ann)}"
         f"; first build {built:.1f} s; start from the snapshot {warm:.1f} s; RSS after it {memory:.0f} MB",
         f"    recall@{K} vs exact: mean {np.mean(recalls):.3f}, worst {np.min(recalls):.2f} ({QUERIES} queries)",
         f"    top-{K} latency p50/p95: index {1000 * np.median(approximate):.1f}/{1000 * np.percentile(approximate, 95):.1f}"
@@ -121,7 +133,28 @@ def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[floa
     ]
     if ann is None:
         return lines
-    lines.extend(_other_shares(field, ann, queries, truths, probe_shares))
+    lines.extend(_other_shares(field, ann, queries, truths, probe_shares) if ann.kind == "ivf"
+                 else _other_efs(field, ann, queries, truths, ef_searches))
+    return lines
+
+
+def _other_efs(field, ann, queries, truths, ef_searches) -> list[str]:
+    """Recall@K and CPU per query of the same queries at other HNSW efSearch values (restored after)."""
+    import faiss
+
+    inner = faiss.downcast_index(ann.index)
+    lines, shipped = [], inner.hnsw.efSearch
+    for ef in ef_searches:
+        inner.hnsw.efSearch = ef
+        found, began = [], time.process_time()
+        for query, best in zip(queries, truths):
+            candidates = field.candidates(query, K)
+            top = candidates[np.argsort(-(field.rows[candidates] @ query))[:K]]
+            found.append(len(best & set(top.tolist())) / K)
+        cpu = 1000 * (time.process_time() - began) / len(queries)
+        lines.append(f"    efSearch {ef}: recall@{K} mean {np.mean(found):.4f}, worst {np.min(found):.2f}; "
+                     f"{cpu:.2f} ms CPU per query")
+    inner.hnsw.efSearch = shipped
     return lines
 
 
@@ -150,12 +183,19 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="directory for the snapshot files")
     parser.add_argument("--json", type=Path, help="also write {size: {recall, latency, build, warm, rss}} here")
     parser.add_argument("--model", choices=("dsp", "musicnn"), default="dsp", help="whose real vectors to fit")
-    parser.add_argument("--probe-shares", default="", help="also report recall probing these shares of the lists")
+    parser.add_argument("--probe-shares", default="", help="also report recall probing these shares of the lists (IVF)")
+    parser.add_argument("--ef-searches", default="", help="also report recall at these HNSW efSearch values")
+    parser.add_argument("--ann-kind", choices=("ivf", "hnsw"), default=None, help="index built (default: ann.INDEX_KIND)")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
     from benchmarks.recommend_scale import real_musicnn_vectors
 
     real = np.zeros((0, 0)) if args.quick else real_dsp_vectors() if args.model == "dsp" else real_musicnn_vectors()
     shares = tuple(float(s) for s in args.probe_shares.split(",") if s)
+    efs = tuple(int(s) for s in args.ef_searches.split(",") if s)
+    if args.ann_kind:
+        from navembed_pipeline.lib.recommend import ann
+
+        ann.INDEX_KIND = args.ann_kind
     if len(real) >= 50:
         draw, source = fitted_sampler(real), f"a Gaussian fitted to {len(real)} real {args.model} vectors"
         sizes = [int(s) for s in args.ann_sizes.split(",")]
@@ -166,7 +206,7 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for size in sizes:
-            for line in measure(size, draw, Path(tmp), results, shares):
+            for line in measure(size, draw, Path(tmp), results, shares, efs):
                 print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps({"source": source, "sizes": results}, indent=2))

@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.recommend_latency import PLAYLIST, catalog_db, numpy_brute, synthetic, timed, track_id
 from navembed_pipeline.lib.library import NavidromeLibrary
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, StaticVectors, TrackCatalog
+from navembed_api.main import single_threaded_blas
 
 CHUNK = 100_000
 
@@ -59,7 +60,7 @@ def bulk_db(path: Path, count: int) -> NavidromeLibrary:
 
 
 def measure(count: int, work: Path, queries: int, profile: bool, table: bool = True, *, bulk: bool = False,
-            exact: bool = False, artists: bool = True) -> None:
+            exact: bool = False, artists: bool = True, profiled: str = "similar_tracks n=100") -> None:
     began = time.perf_counter()
     library = (bulk_db if bulk else catalog_db)(work / f"navidrome-{count}.db", count)
     built_db = time.perf_counter() - began
@@ -106,7 +107,7 @@ def measure(count: int, work: Path, queries: int, profile: bool, table: bool = T
         profiler = cProfile.Profile()
         profiler.enable()
         for q in range(queries):
-            calls["similar_tracks n=100"](q + 100)
+            calls[profiled](q + 100)
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
@@ -118,17 +119,20 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000", help="comma-separated track counts")
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of similar_tracks")
+    parser.add_argument("--profile-call", default="similar_tracks n=100",
+                        help="the call --profile profiles (e.g. 'find_path count=25')")
     parser.add_argument("--no-table", action="store_true", help="without the track table (the per-track path)")
     parser.add_argument("--bulk-db", action="store_true", help="write navidrome.db with one bulk insert (1M)")
     parser.add_argument("--exact", action="store_true", help="exact search (no faiss index to train)")
     parser.add_argument("--no-artists", action="store_true", help="no artist index (a million Track reads)")
     parser.add_argument("--work", default=None, help="directory for the temporary navidrome.db")
     args, _ = parser.parse_known_args()
+    single_threaded_blas()  # as the API process does (navembed_api.main.serve)
     print("the plugin's calls through SonicService over generated dsp vectors (327-d) and a real navidrome.db")
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for count in sorted(int(s) for s in args.sizes.split(",")):
             measure(count, Path(tmp), args.queries, args.profile, table=not args.no_table, bulk=args.bulk_db,
-                    exact=args.exact, artists=not args.no_artists)
+                    exact=args.exact, artists=not args.no_artists, profiled=args.profile_call)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ann_scale import clustered_sampler, fitted_sampler, real_dsp_vectors
+from benchmarks.ann_scale import clustered_sampler, describe, fitted_sampler, real_dsp_vectors
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, TrackCatalog
 from navembed_pipeline.lib.recommend.index import StaticVectors
 from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
@@ -130,7 +130,7 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
     warm_memory = memory_mb()
     seeds = [track_id(int(i)) for i in np.random.default_rng(11).integers(0, size, 2 * queries + 2)]
     began = time.perf_counter()
-    sonic.similar_tracks(seeds[-1], 100, eliminate_duplicates=True, within_radius=True)
+    sonic.similar_tracks(seeds[-1], 100, eliminate_duplicates=True, within_radius=True, details=False)
     first_ms = 1000 * (time.perf_counter() - began)
     began = time.perf_counter()
     artists = len(sonic.artists())
@@ -140,9 +140,10 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
     exact_sonic = SonicService(Recommender(StaticVectors(exact), TrackCatalog(library.get, library.db_path),
                                            default_models=models), library.tracks)
     artist_ids = list(sonic.artists().artists)
-    calls = {
-        "similar_tracks": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True),
-        "find_path": lambda q: sonic.path(seeds[q], seeds[q + queries], 25),
+    calls = {  # as the plugin's routes call them (navembed_api/routes/plugin.py: details=False)
+        "similar_tracks": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True,
+                                                         details=False),
+        "find_path": lambda q: sonic.path(seeds[q], seeds[q + queries], 25, details=False),
         "similar_artists": lambda q: sonic.similar_artists(artist_ids[q * 37 % len(artist_ids)], 10),
     }
     timings: dict = {}
@@ -166,8 +167,7 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
         truth = exact_sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True)
         want = {n.track.id for n in truth[:RECALL_AT]}
         recalls.append(len(want & set(got)) / max(len(want), 1))
-    index = {f.model: (f"faiss {type(f.ann.index).__name__} nprobe {getattr(f.ann.index, 'nprobe', '-')}"
-                       if f.ann else "exact") for f in fields}
+    index = {f.model: describe(f.ann) for f in fields}
     return {"size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
             "track_table_s": round(table_s, 1), "first_call_ms": round(first_ms, 1), "artists": artists, "artist_index_s": round(artists_s, 1),
             "rss_warm_mb": warm_memory, "rss_after_mb": after_memory, "timings": timings, "index": index,
@@ -213,6 +213,24 @@ def run(sizes: list[int], queries: int, work: Path, results: dict, models: tuple
                 print(line, flush=True)
         shutil.rmtree(folder, ignore_errors=True)  # a million tracks' snapshots are gigabytes
         print(f"  {size:>8} measured in {time.perf_counter() - began:.0f} s so far", flush=True)
+    for line in summary(results):
+        print(line, flush=True)
+
+
+def summary(results: dict) -> list[str]:
+    """One line per size and model set: the plugin's similar_tracks next to its recall, the ready time and RSS."""
+    lines = ["Summary (plugin similar_tracks n=100, duplicates eliminated, radius on; vectors generated straight "
+             "into the snapshot format):",
+             f"  {'tracks':>8} {'models':<12} {'p50 / p95 ms':>15} {'CPU p50 / p95':>15} {'recall@50 mean / worst':>23} "
+             f"{'ready s':>8} {'RSS warm / after MB':>20}"]
+    for size, sets in results.items():
+        for models, result in sets.items():
+            timing = result["timings"]["similar_tracks"]
+            lines.append(f"  {size:>8} {models:<12} {timing['p50_ms']:>7.1f} / {timing['p95_ms']:<5.1f} "
+                         f"{timing['cpu_p50_ms']:>7.1f} / {timing['cpu_p95_ms']:<5.1f} "
+                         f"{result['recall_mean']:>13.3f} / {result['recall_worst']:<7.2f} {result['ready_s']:>8.1f} "
+                         f"{result['rss_warm_mb'].get('VmRSS'):>10} / {result['rss_after_mb'].get('VmRSS')}")
+    return lines
 
 
 def main() -> None:

@@ -103,8 +103,8 @@ def _warm(state: RecommenderState) -> None:
             state.cache.field(model)
         if TAGS_MODEL in state.engine.default_models:  # shown in every answer's why
             state.cache.field(TAGS_MODEL, TAGS_FIELD)
-        state.sonic.artists()
         state.engine.catalog.table(wait=True)  # the track table (``TrackCatalog``): filters without reads
+        state.sonic.artists()  # after the table: similar_tracks needs it, similar_artists this (seconds at 1M)
     except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
         LOGGER.warning("could not preload the vectors", exc_info=True)
     finally:

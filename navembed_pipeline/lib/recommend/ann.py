@@ -1,40 +1,46 @@
 """Approximate nearest neighbours over one field's rows, with faiss (a well-kept ANN library).
 
-An inverted file (``IndexIVFScalarQuantizer``, inner product on unit vectors): k-means lists trained
-on a sample, each list holding its rows quantised to 8 bits per dimension (a quarter of the float
-rows' memory). The index only proposes candidates; ``FieldVectors`` scores them exactly on the float
-rows, so quantisation can cost recall but never misranks.
+The default (``INDEX_KIND = "hnsw"``): a faiss HNSW graph (``IndexHNSWFlat``, ``HNSW_LINKS`` links per
+node, inner product on unit vectors). The index only proposes candidates; ``FieldVectors`` scores them
+exactly on the float rows, so the graph can miss a track but never misranks one. A search explores at
+least as many nodes as it returns (``AnnIndex.search``: efSearch = max(``HNSW_EF_SEARCH``, k); faiss does
+not raise it by itself, and the plugin asks for ~400 candidates). The file is written with the field's
+snapshot (``snapshot.py``) and memory-mapped from it at a restart (``faiss.IO_FLAG_MMAP_IFC``: the graph
+and its rows are views of the file, paged in as searches touch them), so it is neither built again nor
+read whole. The inverted file (``INDEX_KIND = "ivf"``: ``IndexIVFScalarQuantizer``, 8-bit lists,
+``PROBE_SHARE`` of them probed, mapped with ``IO_FLAG_MMAP``) is kept as the measured alternative.
 
-``PROBE_SHARE`` and the list count were chosen by measuring recall@50 (index candidates re-scored
-exactly) against exact search, 100 queries, on 100k vectors drawn from a Gaussian fitted to the
-recordings' real dsp vectors (273-d; the hard case for an inverted file: one dense blob, no genres):
+How it was chosen: 40-100 queries, recall@50 of the re-scored candidates against exact search (mean /
+worst), CPU per query with one thread, on vectors drawn from a Gaussian fitted to the recordings' real dsp
+vectors (273-d; one dense blob, no genres: the hard case for both), on the shared 2-core machine:
 
-    lists  probed        recall@50 mean / worst
-    1264   1/8 (158)     0.992 / 0.92
-    1264   1/4 (316)     0.9996 / 0.98     <- shipped
-    1264   1/2 (632)     1.000 / 1.00
-     632   1/8 (79)      0.987 / 0.80
-     632   1/4 (158)     0.9988 / 0.96
+    rows   index                              build (CPU)   recall@50        CPU per query
+    100k   IVF-SQ8 1264 lists, 1/4 probed     ~20 s         0.9996 / 0.98    9.8 ms (k 100)
+    100k   exact numpy                        -             1 / 1            13.8 ms
+    100k   HNSW flat, efSearch 256            36 s          0.9994 / 0.98    1.8 ms (k 100)
+    200k   HNSW flat, efSearch 64             62 s          0.956 / 0.80     0.6 ms (k 420)
+    200k   HNSW flat, efSearch 128                          0.987 / 0.90     1.0 ms (k 420)
+    200k   HNSW flat, efSearch 256                          1.000 / 1.00     1.4 ms (k 420)
+    200k   HNSW flat, efSearch 512                          1.000 / 1.00     2.3 ms (k 420)
+    200k   HNSW-SQ8 (8-bit rows in the graph)  > 6 min, stopped: far slower to build here than flat rows
+    1M     HNSW flat, efSearch 256 (plugin)   1239 s wall   0.995 / 0.98     ready 1.3 s from the snapshot
 
-and the same at 1264 lists on 100k vectors fitted to real MusiCNN vectors (753-d): 1/8 0.986 / 0.90,
-1/4 0.9994 / 0.98 (``python -m benchmarks.ann_scale --ann-sizes 100000 --model musicnn --probe-shares
-0.125,0.25``; figures taken on the shared machine with 25 k-means passes and 48 training rows per list).
-Asking the index for 2x, 4x or 8x the candidates changed nothing: the 8-bit lists cost no recall, every
-miss is a neighbour in a list not probed. Per query (CPU time, 100k dsp-like rows, top 100 candidates):
-IVF-SQ8 probing 1/4 of the lists 9.8 ms, exact numpy 13.8 ms: on this dense blob the inverted file saves
-little, and at 1M it scans 250k rows per query.
+(The 1M row is the plugin's ``similar_tracks`` recall against the same call searched exactly, from
+``benchmarks.recommend_latency``; the build's wall time was taken at a load average of 6-10.)
+An inverted file must probe a quarter of its lists on this blob to reach 0.98 worst-case recall, so at 1M
+it scans 250k rows per query (the plugin's ``similar_tracks`` at 1M: p50 124 ms with IVF, of which the
+search was most); HNSW's cost grows with log(rows). HNSW's price is its build (about 6 minutes of CPU per
+273-d field at 1M, paid once when the snapshot is written after a store scan, never at a restart) and its
+file (the rows again, float32, plus 256 bytes of links per row). usearch, hnswlib and voyager were not
+measured: faiss was already a dependency, maps HNSW from the file and measured well enough. The plugin
+path at each size (recall of ``similar_tracks`` against the same call searched exactly, latency, ready
+time, RSS) is printed by ``python -m benchmarks.recommend_latency --sizes 100000,1000000 --store-max 0``.
+The 200k HNSW rows above came from a one-off script asking for k = 420 candidates as the plugin does;
+``python -m benchmarks.ann_scale --ann-sizes 200000 --ann-kind hnsw --ef-searches 64,128,256,512`` measures
+the same at k = 50 (``--ann-kind ivf --probe-shares 0.125,0.25`` the inverted file).
 
-faiss HNSW (``INDEX_KIND = "hnsw"``, 32 links, flat rows) on the same vectors: efSearch 64 / 128 / 256 gave
-recall@50 0.972 / 0.995 / 0.9994 mean, 0.86 / 0.96 / 0.98 worst, at 0.8 / 1.1 / 1.8 ms of CPU per query,
-for a build of 36 s of CPU at 100k (4.5 s at 20k, where efSearch 256 gave 1.00 / 1.00); its file is read
-whole at start (faiss maps only inverted lists). It is the better search; it is not the default yet because
-its build at 1M (extrapolated: several minutes of CPU per 273-d field, more for 753-d) has not been measured
-on the plugin path here: ``python -m benchmarks.recommend_latency --ann-kind hnsw`` does.
-The recall at each size the API runs at is printed by ``python -m benchmarks.recommend_latency``.
-
-faiss is imported on first use (a library under ``IVF_MIN_ROWS`` tracks never needs it).
-The index is written with the field's snapshot (``snapshot.py``) and memory-mapped from it at a restart
-(``load``), so it is neither trained again nor read whole.
+faiss is imported on first use (a library under ``IVF_MIN_ROWS`` tracks is searched exactly and never
+needs it).
 """
 
 import hashlib
@@ -52,9 +58,11 @@ MAX_TRAIN_ROWS = 100_000
 TRAIN_ITERATIONS = 10  # k-means passes (faiss's default 25 costs minutes of CPU at 1M)
 PROBE_SHARE = 1 / 4  # of the lists visited per query
 MIN_PROBES = 24
-INDEX_KIND = "ivf"  # "hnsw": see the module docstring; not yet measured on the plugin path at 1M
+INDEX_KIND = "hnsw"  # or "ivf": see the module docstring
 HNSW_LINKS = 32
-HNSW_EF_SEARCH = 256
+HNSW_EF_SEARCH = 256  # at least; a search for more candidates than this explores as many (``AnnIndex.search``)
+HNSW_STORAGE = "flat"  # the graph's own copy of the rows: "flat" (float32, mapped from the file) or "sq8" (8 bits)
+SQ_TRAIN_ROWS = 100_000  # rows the 8-bit quantiser's per-dimension ranges are taken from
 SEED = 0
 FINGERPRINT_ROWS = 1024
 
@@ -68,9 +76,24 @@ class AnnIndex:
     dimension: int
     fingerprint: str
 
+    @property
+    def kind(self) -> str:
+        """"hnsw" or "ivf"."""
+        return "hnsw" if type(self.index).__name__.startswith("IndexHNSW") else "ivf"
+
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Row positions of (about) the ``k`` rows nearest to each normalised query; -1 pads."""
-        _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        """Row positions of (about) the ``k`` rows nearest to each normalised query; -1 pads. An HNSW
+        search explores at least ``k`` nodes (faiss's efSearch does not grow with ``k`` by itself: asking
+        for 400 neighbours with efSearch 64 returns 400, of which the far ones are poor)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.kind == "hnsw":
+            import faiss
+
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(int(faiss.downcast_index(self.index).hnsw.efSearch), int(k))
+            _, found = self.index.search(queries, k, params=params)
+            return found
+        _, found = self.index.search(queries, k)
         return found
 
     def matches(self, rows: np.ndarray) -> bool:
@@ -85,13 +108,15 @@ class AnnIndex:
 
     @classmethod
     def load(cls, path: Path, *, rows: int, dimension: int, digest: str, probes: int | None = None) -> "AnnIndex":
-        """The index written at ``path``, memory-mapped (its lists are paged in from the file as searches
-        touch them: milliseconds at a million rows instead of reading the whole file). ``probes``: the
-        lists a query visits (None: ``PROBE_SHARE`` of them, as this code chooses, not as the writer did)."""
+        """The index written at ``path``, memory-mapped (an inverted file's lists, or an HNSW graph and its
+        quantised rows, are paged in from the file as searches touch them: well under a second at a million
+        rows instead of reading the whole file). ``probes``: the lists an inverted file's query visits, or an
+        HNSW search's least efSearch (None: as this code chooses, not as the writer did)."""
         import faiss
 
         kind = _kind_of_file(path)
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if kind == "ivf" else 0  # HNSW is read whole
+        # IVF: its lists mapped (IO_FLAG_MMAP); HNSW: every array mapped in place (IO_FLAG_MMAP_IFC)
+        flags = (faiss.IO_FLAG_MMAP if kind == "ivf" else faiss.IO_FLAG_MMAP_IFC) | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path), flags)
         if index.ntotal != rows or index.d != dimension:
             raise ValueError(f"the stored index holds {index.ntotal} x {index.d}, the rows are {rows} x {dimension}")
@@ -119,13 +144,19 @@ def probe_count(lists: int, share: float = PROBE_SHARE) -> int:
 
 def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str | None = None) -> AnnIndex:
     """Train and fill an index over unit ``rows`` (n, d); positions in results are row numbers. ``kind``:
-    "ivf" (IVF-SQ8, the default ``INDEX_KIND``) or "hnsw" (``HNSW_LINKS`` links per node, flat rows)."""
+    "hnsw" (the default ``INDEX_KIND``: ``HNSW_LINKS`` links per node, rows stored as ``HNSW_STORAGE``) or
+    "ivf" (IVF-SQ8)."""
     import faiss
 
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     count, dimension = rows.shape
     if (kind or INDEX_KIND) == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        if HNSW_STORAGE == "sq8":
+            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            step = max(1, count // SQ_TRAIN_ROWS)
+            index.train(rows[::step])
+        else:
+            index = faiss.IndexHNSWFlat(dimension, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
         index.add(rows)
         index.hnsw.efSearch = HNSW_EF_SEARCH
         return AnnIndex(index, count, dimension, fingerprint(rows))

@@ -19,6 +19,7 @@ from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 REPRESENTATIVES = 5  # songs per side of a component match
+CENTRE_BLOCK = 65_536  # member tracks summed at a time (``ArtistIndex._centres_of``)
 _EPS = 1e-12
 
 
@@ -48,10 +49,15 @@ class ArtistIndex:
         self.weights = {m: float(weights.get(m, 1.0)) for m in self.fields}
         members: dict[str, list[str]] = defaultdict(list)
         names: dict[str, str] = {}
-        for track in tracks:
-            if track.artist_id and any(f.vectors_of(track.id) is not None for f in self.fields.values()):
-                members[track.artist_id].append(track.id)
-                names.setdefault(track.artist_id, track.artist)
+        listed = [(t.id, t.artist_id, t.artist) for t in tracks if t.artist_id]
+        ids = [t[0] for t in listed]
+        analysed = np.zeros(len(ids), dtype=bool)  # with vectors in at least one model
+        for vectors in self.fields.values():
+            analysed |= vectors.local_indices(ids) >= 0
+        for (track_id, artist_id, name), keep in zip(listed, analysed.tolist(), strict=True):
+            if keep:
+                members[artist_id].append(track_id)
+                names.setdefault(artist_id, name)
         self.artists = {a: Artist(a, names[a], tuple(sorted(ids))) for a, ids in sorted(members.items())}
         self._order = list(self.artists)
         self._position = {a: i for i, a in enumerate(self._order)}
@@ -112,14 +118,34 @@ class ArtistIndex:
             return np.where(weight > 0, total / weight, -np.inf)
 
     def _centres_of(self, field: FieldVectors) -> np.ndarray:
-        """(artists, dim) normalised mean track vector per artist; a zero row where it has none here."""
+        """(artists, dim) normalised mean track vector per artist (each track's segments averaged first); a
+        zero row where it has none here. Array sums over blocks of ``CENTRE_BLOCK`` member tracks (a million
+        tracks: seconds, not a Python step per track, and never a copy of every row at once)."""
         centres = np.zeros((len(self._order), field.dimension), dtype=np.float32)
-        for i, artist_id in enumerate(self._order):
-            rows = [v.mean(axis=0) for t in self.artists[artist_id].track_ids
-                    if (v := field.vectors_of(t)) is not None]
-            if rows:
-                centre = np.mean(rows, axis=0)
-                centres[i] = centre / max(float(np.linalg.norm(centre)), _EPS)
+        counts = np.asarray([len(self.artists[a].track_ids) for a in self._order], dtype=np.int64)
+        ends = np.cumsum(counts)
+        members = [t for a in self._order for t in self.artists[a].track_ids]
+        local = field.local_indices(members)
+        first = 0
+        while first < len(self._order):  # artists first..last-1: whole artists, about CENTRE_BLOCK tracks
+            start = int(ends[first - 1]) if first else 0
+            last = max(first + 1, int(np.searchsorted(ends, start + CENTRE_BLOCK, side="right")))
+            stop = int(ends[last - 1])
+            block = field.block(local[start:stop])
+            means = np.zeros((stop - start, field.dimension), dtype=np.float64)
+            if len(block.present):
+                rows = block.rows.astype(np.float64)
+                if not block.single:
+                    sizes = np.diff(np.append(block.offsets, len(rows)))
+                    rows = np.add.reduceat(rows, block.offsets, axis=0) / sizes[:, None]
+                means[block.present] = rows
+            present = (local[start:stop] >= 0).astype(np.float64)
+            starts = (ends[first:last] - counts[first:last]) - start
+            sums = np.add.reduceat(means, starts, axis=0)
+            have = np.add.reduceat(present, starts) > 0
+            norms = np.maximum(np.linalg.norm(sums, axis=1), _EPS)
+            centres[first:last] = np.where(have[:, None], sums / norms[:, None], 0.0)
+            first = last
         return centres
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 NO_GROUP = -1  # as ``lib.duplicates.NO_GROUP``: no fingerprint that can decide
+TABLE_CODES = 1 << 40  # title numbers taken from a ``TrackTable`` start here (``title_keys``)
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,20 @@ def _normal(text: str) -> str:
 
 
 def title_keys(catalog: Callable[[Sequence[str]], Mapping[str, Any]]) -> GroupIds:
-    """Track ids → a number per normalised artist + title (``NO_GROUP`` for a track the catalog lacks)."""
+    """Track ids → a number per normalised artist + title (``NO_GROUP`` for a track the catalog lacks).
+
+    Where the catalog keeps a ``TrackTable`` (``TrackCatalog.table``) holding every id asked about, its
+    ``recording`` codes answer (the same folding, no track read), shifted past the numbers given out
+    here so the two never meet; otherwise the tracks are read and their titles folded."""
     numbers: dict[str, int] = {}
+    table_of = getattr(catalog, "table", None)
 
     def keys(track_ids: Sequence[str]) -> np.ndarray:
+        table = table_of() if callable(table_of) else None
+        if table is not None and len(track_ids):
+            rows = table.rows_of(list(track_ids))
+            if bool(np.all(rows >= 0)):
+                return table.recording[rows].astype(np.int64) + TABLE_CODES
         tracks = catalog(list(dict.fromkeys(track_ids)))
         out = np.full(len(track_ids), NO_GROUP, dtype=np.int64)
         for i, t in enumerate(track_ids):
@@ -167,17 +178,13 @@ class RecordingIdentity:
         for model, f in fields.items():
             if model not in self.thresholds or len(f) == 0:
                 continue
-            local = f.local_indices(ids)
-            present = np.flatnonzero(local >= 0)
+            block = f.block(f.local_indices(ids))
             cosines = np.full((n, n), np.nan)
-            if len(present):
-                rows = [f.vectors_of(ids[i]) for i in present]
-                flat = np.concatenate(rows)
-                owner = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
-                pair = flat @ flat.T  # best segment pair of each two tracks
-                best = np.full((len(rows), len(rows)), -np.inf)
-                np.maximum.at(best, (owner[:, None], owner[None, :]), pair)
-                cosines[np.ix_(present, present)] = best
+            if len(block.present):
+                pair = (block.rows @ block.rows.T).astype(np.float64)  # best segment pair of each two tracks
+                if not block.single:
+                    pair = np.maximum.reduceat(np.maximum.reduceat(pair, block.offsets, axis=0), block.offsets, axis=1)
+                cosines[np.ix_(block.present, block.present)] = pair
             compared[model] = (cosines, closeness(f, cosines))
         close = self.by_vectors(compared) if compared else np.zeros((n, n), dtype=bool)
         known = groups != NO_GROUP

@@ -16,7 +16,7 @@ from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD
 from navembed_pipeline.lib.recommend.identity import RecordingIdentity
 from navembed_pipeline.lib.recommend.rules import SameAs, SimilarityTo
 from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TagScores, tag_scores
-from navembed_pipeline.lib.recommend.vectors import Block, FieldVectors, as_queries, spread
+from navembed_pipeline.lib.recommend.vectors import ANN_OVERFETCH, Block, FieldVectors, as_queries, spread
 
 
 AUDIO_SOURCES = frozenset({"seed", "vector", "path", "negative_track"})  # track-like probes (calibrated)
@@ -71,9 +71,12 @@ class Search:
                 found.update((track, None) for track in self.tag_scores(probe.model).top(probe.vectors, k))
                 continue
             by_field[(probe.model, probe.field)].append(np.atleast_2d(probe.vectors))
+        # Several fields fused: each index's far end matters (``FieldVectors.candidates``' overfetch).
+        overfetch = ANN_OVERFETCH if len(by_field) + bool(found) > 1 else 1
         for (model, field), queries in by_field.items():
             vectors = self.field(model, field)
-            found.update((vectors.track_ids[i], None) for i in vectors.candidates(np.concatenate(queries), k))
+            found.update((vectors.track_ids[i], None)
+                         for i in vectors.candidates(np.concatenate(queries), k, overfetch=overfetch))
         return list(found)
 
     def terms(self, probes: Sequence[Probe], ids: Sequence[str], *, fusion: str, rrf_k: int) -> list[Term]:

@@ -15,7 +15,8 @@ import numpy as np
 from navembed_pipeline.lib.recommend.ann import AnnIndex, build_ann
 from navembed_pipeline.lib.recommend.calibration import CalibrationError, FieldCalibration
 
-IVF_MIN_ROWS = 20_000
+IVF_MIN_ROWS = 20_000  # from this many rows on, an approximate index (``ann.py``) proposes the candidates
+ANN_OVERFETCH = 2  # rows the index is asked for per row wanted when models are fused (``candidates``)
 STATS_SAMPLE = 2048  # rows whose similarities normalise a query's (z-scores)
 CALIBRATION_SAMPLE = 20_000  # rows the library statistics and the random-pair cosines are drawn from
 SEED = 0
@@ -128,10 +129,14 @@ class FieldVectors:
             return np.clip(cosines, 0.0, 1.0)
         return self.calibration.scores.similarity(cosines)
 
-    def candidates(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Local indices of (about) the ``k`` tracks nearest to each query, united over queries."""
+    def candidates(self, queries: np.ndarray, k: int, *, overfetch: int = 1) -> np.ndarray:
+        """Local indices of (about) the ``k`` tracks nearest to each query, united over queries. ``overfetch``:
+        an approximate index is asked for that many times the rows and its proposals re-scored exactly, so
+        the far end of the ``k`` is as an exact search's (``ANN_OVERFETCH``, for fused models: a track deep
+        in one model's list can top the fused ranking)."""
         queries = as_queries(queries, self.dimension)
-        want = min(len(self.rows), 2 * k)  # a CUE image's segments may crowd the nearest rows
+        # a CUE image's segments may crowd the nearest rows; one row per track: k rows are k tracks
+        want = min(len(self.rows), k if self._single else 2 * k)
         if want == 0 or len(queries) == 0:
             return np.zeros(0, dtype=np.int64)
         if want == len(self.rows):
@@ -139,8 +144,15 @@ class FieldVectors:
         if self.ann is None or want * 8 >= len(self.rows):
             nearest = np.argpartition(-(self.rows @ queries.T), want - 1, axis=0)[:want]
             return np.unique(self.row_track[nearest.ravel()])
-        found = self.ann.search(queries, want)
-        return np.unique(self.row_track[found[found >= 0]])
+        found = self.ann.search(queries, min(len(self.rows), max(1, overfetch) * want))
+        kept = []
+        for query, proposed in zip(queries, found, strict=True):
+            proposed = proposed[proposed >= 0]
+            if len(proposed) > want:
+                cosines = np.asarray(self.rows[np.sort(proposed)] @ query)
+                proposed = np.sort(proposed)[np.argpartition(-cosines, want - 1)[:want]]
+            kept.append(proposed)
+        return np.unique(self.row_track[np.concatenate(kept)])
 
     def baseline(self, queries: np.ndarray) -> tuple[float, float]:
         """Mean and standard deviation of ``similarity`` over a fixed sample of the library."""

@@ -63,3 +63,44 @@ def test_a_library_of_identical_tracks_has_unit_spread_instead_of_zero():
 def test_vectors_must_match_the_ids():
     with pytest.raises(ValueError, match="2 ids"):
         FieldVectors("dsp", "embedding", ["a", "b"], [1, 1], np.ones((3, 4)))
+
+
+def test_an_hnsw_search_for_more_candidates_than_its_ef_explores_as_many(monkeypatch):
+    """faiss does not raise efSearch to k by itself: asked for 400 with efSearch 16, the far end was poor."""
+    import navembed_pipeline.lib.recommend.ann as ann_module
+
+    monkeypatch.setattr(ann_module, "HNSW_EF_SEARCH", 16)
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((3000, 24)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = ann_module.build_ann(rows, kind="hnsw")
+    assert type(index.index).__name__.startswith("IndexHNSW") and index.kind == "hnsw"
+    recalls = []
+    for query in rows[:10]:
+        truth = set(np.argsort(-(rows @ query))[:400].tolist())
+        recalls.append(len(truth & set(index.search(query[None, :], 400)[0].tolist())) / 400)
+    assert np.mean(recalls) >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_over_fetched_candidates_are_the_exact_nearest_of_the_proposals(monkeypatch, kind):
+    """With ``overfetch`` the index proposes more rows and exact cosines keep ``k``: never more than ``k``
+    tracks per query, and here (a small library) the exact search's (HNSW) or nearly all of them (IVF, which
+    only looks into the lists it probes)."""
+    import navembed_pipeline.lib.recommend.ann as ann_module
+
+    monkeypatch.setattr(ann_module, "INDEX_KIND", kind)
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((3000, 16)).astype(np.float32)
+    ids = [f"t{i}" for i in range(len(rows))]
+    approximate = FieldVectors("dsp", "embedding", ids, [1] * len(ids), rows, ivf_min_rows=1000)
+    exact = FieldVectors("dsp", "embedding", ids, [1] * len(ids), rows, ivf_min_rows=10**9)
+    assert approximate.ann is not None and approximate.ann.kind == kind
+    for query in rows[:5]:
+        found = approximate.candidates(query, 100, overfetch=2)
+        truth = set(exact.candidates(query, 100).tolist())
+        assert len(found) == 100
+        if kind == "hnsw":
+            assert set(found.tolist()) == truth
+        else:
+            assert len(truth & set(found.tolist())) >= 80  # random 16-d rows: the hard case for lists
