@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("dsp", "musicnn"), default="dsp", help="whose real vectors to fit")
     parser.add_argument("--probe-shares", default="", help="also report recall probing these shares of the lists (IVF)")
     parser.add_argument("--ef-searches", default="", help="also report recall at these HNSW efSearch values")
-    parser.add_argument("--ann-kind", choices=("ivf", "hnsw"), default=None, help="index built (default: ann.INDEX_KIND)")
+    parser.add_argument("--ann-kind", choices=("ivf", "hnsw", "auto"), default=None, help="index built (default: ann.INDEX_KIND)")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each
     from benchmarks.recommend_scale import real_musicnn_vectors
 

@@ -262,7 +262,7 @@ def main() -> None:
                         help="sizes up to this also run the Milvus Lite path (inserts and scans: minutes per 100k)")
     parser.add_argument("--scale-models", default="dsp,musicnn",
                         help="models of the snapshot path: dsp alone, then dsp + musicnn when listed")
-    parser.add_argument("--ann-kind", choices=("ivf", "hnsw"), default=None,
+    parser.add_argument("--ann-kind", choices=("ivf", "hnsw", "auto"), default=None,
                         help="index built for the snapshot path (default: the shipped ann.INDEX_KIND)")
     parser.add_argument("--json", type=Path, help="also write {size: {what: {p50_ms, p95_ms}}} here")
     args, _ = parser.parse_known_args()  # `python -m benchmarks` passes every benchmark's flags to each

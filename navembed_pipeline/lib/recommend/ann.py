@@ -1,14 +1,16 @@
 """Approximate nearest neighbours over one field's rows, with faiss (a well-kept ANN library).
 
-The default (``INDEX_KIND = "hnsw"``): a faiss HNSW graph (``IndexHNSWFlat``, ``HNSW_LINKS`` links per
+The default (``INDEX_KIND = "auto"``): up to ``HNSW_MAX_ROWS`` rows a faiss HNSW graph (``IndexHNSWFlat``, ``HNSW_LINKS`` links per
 node, inner product on unit vectors). The index only proposes candidates; ``FieldVectors`` scores them
 exactly on the float rows, so the graph can miss a track but never misranks one. A search explores at
 least as many nodes as it returns (``AnnIndex.search``: efSearch = max(``HNSW_EF_SEARCH``, k); faiss does
 not raise it by itself, and the plugin asks for ~400 candidates). The file is written with the field's
 snapshot (``snapshot.py``) and memory-mapped from it at a restart (``faiss.IO_FLAG_MMAP_IFC``: the graph
 and its rows are views of the file, paged in as searches touch them), so it is neither built again nor
-read whole. The inverted file (``INDEX_KIND = "ivf"``: ``IndexIVFScalarQuantizer``, 8-bit lists,
-``PROBE_SHARE`` of them probed, mapped with ``IO_FLAG_MMAP``) is kept as the measured alternative.
+read whole. Above ``HNSW_MAX_ROWS`` the inverted file (``IndexIVFScalarQuantizer``, 8-bit lists,
+``PROBE_SHARE`` of them probed, mapped with ``IO_FLAG_MMAP``): the graph is rebuilt after every run that
+changes the store, and at 1M that build is 6-10 minutes of CPU per field on a 2-core NAS, against about a
+minute for the inverted file; ``INDEX_KIND = "hnsw"`` or ``"ivf"`` forces one kind at every size.
 
 How it was chosen: 40-100 queries, recall@50 of the re-scored candidates against exact search (mean /
 worst), CPU per query with one thread, on vectors drawn from a Gaussian fitted to the recordings' real dsp
@@ -29,8 +31,9 @@ vectors (273-d; one dense blob, no genres: the hard case for both), on the share
 ``benchmarks.recommend_latency``; the build's wall time was taken at a load average of 6-10.)
 An inverted file must probe a quarter of its lists on this blob to reach 0.98 worst-case recall, so at 1M
 it scans 250k rows per query (the plugin's ``similar_tracks`` at 1M: p50 124 ms with IVF, of which the
-search was most); HNSW's cost grows with log(rows). HNSW's price is its build (about 6 minutes of CPU per
-273-d field at 1M, paid once when the snapshot is written after a store scan, never at a restart) and its
+search was most); HNSW's cost grows with log(rows). HNSW's price is its build (about 6-10 minutes of CPU per
+273-d field at 1M, paid after every store scan, i.e. after each run that changed the store, never at a
+restart: hence ``HNSW_MAX_ROWS``) and its
 file (the rows again, float32, plus 256 bytes of links per row). usearch, hnswlib and voyager were not
 measured: faiss was already a dependency, maps HNSW from the file and measured well enough. The plugin
 path at each size (recall of ``similar_tracks`` against the same call searched exactly, latency, ready
@@ -58,7 +61,11 @@ MAX_TRAIN_ROWS = 100_000
 TRAIN_ITERATIONS = 10  # k-means passes (faiss's default 25 costs minutes of CPU at 1M)
 PROBE_SHARE = 1 / 4  # of the lists visited per query
 MIN_PROBES = 24
-INDEX_KIND = "hnsw"  # or "ivf": see the module docstring
+INDEX_KIND = "auto"  # "hnsw" up to HNSW_MAX_ROWS rows, "ivf" above; or either one always (module docstring)
+# Above this many rows the graph's build (rebuilt after every run that changes the store: about 62 s of CPU
+# at 200k, 6-10 min at 1M per 273-d field) costs more than its faster search saves; the inverted file
+# builds in about a minute at 1M.
+HNSW_MAX_ROWS = 250_000
 HNSW_LINKS = 32
 HNSW_EF_SEARCH = 256  # at least; a search for more candidates than this explores as many (``AnnIndex.search``)
 HNSW_STORAGE = "flat"  # the graph's own copy of the rows: "flat" (float32, mapped from the file) or "sq8" (8 bits)
@@ -142,15 +149,23 @@ def probe_count(lists: int, share: float = PROBE_SHARE) -> int:
     return min(lists, max(MIN_PROBES, int(np.ceil(lists * share))))
 
 
+def index_kind(rows: int, kind: str | None = None) -> str:
+    """The index built over ``rows`` rows: ``kind`` or ``INDEX_KIND``, "auto" deciding by ``HNSW_MAX_ROWS``."""
+    chosen = kind or INDEX_KIND
+    if chosen == "auto":
+        return "hnsw" if rows <= HNSW_MAX_ROWS else "ivf"
+    return chosen
+
+
 def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str | None = None) -> AnnIndex:
     """Train and fill an index over unit ``rows`` (n, d); positions in results are row numbers. ``kind``:
-    "hnsw" (the default ``INDEX_KIND``: ``HNSW_LINKS`` links per node, rows stored as ``HNSW_STORAGE``) or
-    "ivf" (IVF-SQ8)."""
+    "hnsw" (``HNSW_LINKS`` links per node, rows stored as ``HNSW_STORAGE``), "ivf" (IVF-SQ8) or "auto" (the
+    default ``INDEX_KIND``: by ``index_kind``)."""
     import faiss
 
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     count, dimension = rows.shape
-    if (kind or INDEX_KIND) == "hnsw":
+    if index_kind(count, kind) == "hnsw":
         if HNSW_STORAGE == "sq8":
             index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
             step = max(1, count // SQ_TRAIN_ROWS)

@@ -104,3 +104,19 @@ def test_over_fetched_candidates_are_the_exact_nearest_of_the_proposals(monkeypa
             assert set(found.tolist()) == truth
         else:
             assert len(truth & set(found.tolist())) >= 80  # random 16-d rows: the hard case for lists
+
+
+def test_the_graph_up_to_hnsw_max_rows_and_the_inverted_file_above(monkeypatch):
+    """The default picks the index by size: HNSW's rebuild after each run grows too costly past its limit."""
+    import navembed_pipeline.lib.recommend.ann as ann_module
+
+    monkeypatch.setattr(ann_module, "INDEX_KIND", "auto")
+    monkeypatch.setattr(ann_module, "HNSW_MAX_ROWS", 2000)
+    rng = np.random.default_rng(3)
+    kinds = {}
+    for count in (1500, 3000):
+        rows = rng.standard_normal((count, 16)).astype(np.float32)
+        ids = [f"t{i}" for i in range(count)]
+        kinds[count] = FieldVectors("dsp", "embedding", ids, [1] * count, rows, ivf_min_rows=1000).ann.kind
+    assert kinds == {1500: "hnsw", 3000: "ivf"}
+    assert ann_module.index_kind(10**6, "hnsw") == "hnsw" and ann_module.index_kind(10, "ivf") == "ivf"
