@@ -1,5 +1,6 @@
 """Helpers for the API tests: settings in a temporary directory and a running app."""
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from navembed_api.dagster_client import DagsterClient, SensorTick
 from navembed_api.main import create_app
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.stack import free_port
@@ -37,3 +39,15 @@ def running_app(settings: ApiSettings) -> Iterator[TestClient]:
     """The app with its lifespan running (clients, models, socket) for the duration."""
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+def latest_sensor_tick(dagster_url: str, sensor: str = "library_change_sensor") -> SensorTick | None:
+    """The latest tick of ``sensor`` (for ``reembed_job``) on a real stack's webserver, asked with the admin token."""
+    async def ask() -> SensorTick | None:
+        client = DagsterClient(dagster_url, headers=ADMIN)
+        try:
+            return await client.latest_sensor_tick(sensor, job_name="reembed_job")
+        finally:
+            await client.aclose()
+
+    return asyncio.run(ask())

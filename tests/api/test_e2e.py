@@ -4,7 +4,6 @@ workspace, and the API, as `navembed up` starts them, on the sample library with
 One stack serves the module; the tests run in order, as a user's session would.
 """
 
-import asyncio
 import shutil
 import time
 from collections.abc import Iterator
@@ -15,14 +14,14 @@ import httpx
 import numpy as np
 import pytest
 
-from navembed_api.dagster_client import DagsterClient, SensorTick
+from navembed_api.dagster_client import SensorTick
 from navembed_api.settings import ApiSettings
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary
 from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureTrack, add_tracks
 from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
 from navembed_pipeline.stack import Stack, free_port
-from tests.api.app_fixtures import ADMIN, TOKEN
+from tests.api.app_fixtures import ADMIN, TOKEN, latest_sensor_tick
 from tests.api.upload_fixtures import SETTINGS_ON, ask
 from tests.lib.models.tiny_muq import build_tiny_muq
 
@@ -115,14 +114,7 @@ def mid_run(answer: dict) -> bool:
 
 
 def sensor_tick(running: Running) -> SensorTick | None:
-    async def query() -> SensorTick | None:
-        client = DagsterClient(running.stack.urls.dagster, headers=ADMIN)
-        try:
-            return await client.latest_sensor_tick(SENSOR, job_name="reembed_job")
-        finally:
-            await client.aclose()
-
-    return asyncio.run(query())
+    return latest_sensor_tick(running.stack.urls.dagster, SENSOR)
 
 
 def test_the_stack_is_healthy(running: Running) -> None:

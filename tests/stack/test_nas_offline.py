@@ -27,7 +27,7 @@ from navembed_pipeline.lib.store import VectorStore
 from navembed_pipeline.sample_data.navidrome_fixture import mark_missing
 from navembed_pipeline.sample_data.sample_library import SampleLibrary, write_sample_library
 from navembed_pipeline.stack import Stack, free_port
-from tests.api.app_fixtures import ADMIN, TOKEN
+from tests.api.app_fixtures import ADMIN, TOKEN, latest_sensor_tick
 
 pytestmark = pytest.mark.slow
 
@@ -92,14 +92,7 @@ def graphql(running: Running, query: str, variables: dict) -> dict:
 
 
 def latest_tick(running: Running) -> SensorTick | None:
-    async def ask() -> SensorTick | None:
-        client = DagsterClient(running.stack.urls.dagster, headers=ADMIN)
-        try:
-            return await client.latest_sensor_tick(SENSOR, job_name="reembed_job")
-        finally:
-            await client.aclose()
-
-    return asyncio.run(ask())
+    return latest_sensor_tick(running.stack.urls.dagster, SENSOR)
 
 
 def progress(running: Running, run_id: str | None = None) -> dict:

@@ -16,18 +16,23 @@ from navembed_pipeline.lib.engine.run import PROCESSES_FROM_TRACKS, use_processe
 from tests.lib.engine.worker_functions import exit_now, niceness, parent_and_torch, refuse, square
 
 
+def _keeps_the_pools_contract(pool: WorkerPool) -> None:
+    """Results, exceptions and a worker's death each reach their own job; a fresh worker takes over."""
+    futures = [pool.submit(square, n) for n in range(6)]
+    refused = pool.submit(refuse, "not this one")
+    died = pool.submit(exit_now, 9)
+    after = [pool.submit(square, n) for n in range(6, 10)]
+    assert [f.result(timeout=60) for f in futures] == [n * n for n in range(6)]
+    with pytest.raises(ValueError, match="not this one"):
+        refused.result(timeout=60)
+    with pytest.raises(WorkerDied, match="exited with 9"):  # with a zygote, it reports its worker's status
+        died.result(timeout=60)
+    assert [f.result(timeout=60) for f in after] == [n * n for n in range(6, 10)]
+
+
 def test_results_exceptions_and_a_death_each_reach_their_own_job() -> None:
     with WorkerPool(2) as pool:
-        futures = [pool.submit(square, n) for n in range(6)]
-        refused = pool.submit(refuse, "not this one")
-        died = pool.submit(exit_now, 9)
-        after = [pool.submit(square, n) for n in range(6, 10)]
-        assert [f.result(timeout=60) for f in futures] == [n * n for n in range(6)]
-        with pytest.raises(ValueError, match="not this one"):
-            refused.result(timeout=60)
-        with pytest.raises(WorkerDied, match="exited with 9"):
-            died.result(timeout=60)
-        assert [f.result(timeout=60) for f in after] == [n * n for n in range(6, 10)]  # a fresh worker took over
+        _keeps_the_pools_contract(pool)
 
 
 def test_shutdown_cancels_what_has_not_started() -> None:
@@ -54,16 +59,7 @@ def test_warm_workers_are_forked_by_the_zygote_with_its_imports_and_keep_the_poo
     with WorkerPool(2) as pool:
         parent, had_torch = pool.submit(parent_and_torch).result(timeout=60)
         assert parent == zygote.pid and had_torch  # not a fresh interpreter: torch came with the fork
-        futures = [pool.submit(square, n) for n in range(6)]
-        refused = pool.submit(refuse, "not this one")
-        died = pool.submit(exit_now, 9)
-        after = [pool.submit(square, n) for n in range(6, 10)]
-        assert [f.result(timeout=60) for f in futures] == [n * n for n in range(6)]
-        with pytest.raises(ValueError, match="not this one"):
-            refused.result(timeout=60)
-        with pytest.raises(WorkerDied, match="exited with 9"):  # the zygote reports its worker's status
-            died.result(timeout=60)
-        assert [f.result(timeout=60) for f in after] == [n * n for n in range(6, 10)]
+        _keeps_the_pools_contract(pool)
 
 
 def test_small_runs_use_worker_processes_only_where_they_start_warm(zygote) -> None:
@@ -81,6 +77,14 @@ def test_a_dead_zygote_means_fresh_interpreters_not_a_broken_pool(zygote) -> Non
     assert parent == os.getpid()  # a fresh interpreter, started by this process as without a zygote
 
 
+def _last_two_numbers(script: str) -> tuple[int, int]:
+    """Run ``script`` in a fresh interpreter (this test tree importable); the two numbers it printed last."""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, check=True)
+    first, second = map(int, out.stdout.split()[-2:])
+    return first, second
+
+
 def test_the_zygote_and_its_workers_exit_with_the_process_that_started_them(tmp_path) -> None:
     script = (
         "import os, sys\n"
@@ -94,9 +98,7 @@ def test_the_zygote_and_its_workers_exit_with_the_process_that_started_them(tmp_
         "print(p._ZYGOTE.pid, pool.submit(os.getpid).result(timeout=60), flush=True)\n"
         "os._exit(0)  # gone without closing anything, as a killed run worker would be\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, check=True)
-    zygote_pid, worker_pid = map(int, out.stdout.split()[-2:])
+    zygote_pid, worker_pid = _last_two_numbers(script)
     assert worker_pid not in (zygote_pid, os.getpid())
     deadline = time.monotonic() + 30
     while (pid_alive(zygote_pid) or pid_alive(worker_pid)) and time.monotonic() < deadline:
@@ -115,7 +117,5 @@ def test_warm_workers_run_at_the_priority_the_process_has_when_it_starts_them(tm
         "with WorkerPool(1) as pool:\n"
         "    print(os.nice(0), pool.submit(niceness).result(timeout=60), flush=True)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, check=True)
-    own, worker = map(int, out.stdout.split()[-2:])
+    own, worker = _last_two_numbers(script)
     assert worker == own >= 5
