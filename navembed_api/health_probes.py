@@ -15,7 +15,7 @@ from typing import Any
 
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import NavidromeLibrary
-from navembed_pipeline.lib.store import SET_ASIDE_MARK, set_aside_files
+from navembed_pipeline.lib.store import SET_ASIDE_MARK, SET_ASIDE_TIME, set_aside_files
 
 PROBE_BUSY_TIMEOUT_S = 2.0  # a locked navidrome.db is reported, not waited for
 # The SQLite state files of a data dir: what each holds (named on /health when it is unreadable).
@@ -60,7 +60,7 @@ def navidrome_state(db_path: Path | None, path_map: dict[str, str] | None = None
 def state_files_state(data_dir: Path) -> dict[str, Any]:
     """Each SQLite state file of the data dir that exists: readable, or named with what is wrong; and the
     damaged files set aside (``<name>.corrupt-<time>``, rebuilt empty in their place)."""
-    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    started = datetime.now(UTC).strftime(SET_ASIDE_TIME)
     broken = {}
     for name, holds in STATE_FILES.items():
         path = Path(data_dir) / name

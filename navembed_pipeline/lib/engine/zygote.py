@@ -154,7 +154,7 @@ def current_zygote() -> "Zygote | None":
 
 def warm_workers() -> bool:
     """Whether pools started in this process get warm workers (a zygote this process started runs)."""
-    return _ZYGOTE is not None and _ZYGOTE.usable()
+    return current_zygote() is not None
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:

@@ -436,16 +436,12 @@ def _check_not_truncated(path: Path, reader: _SegmentReader) -> None:
     """Raise if decoding reached the end well before the duration the header states exactly."""
     if not reader.reached_end or reader.position is None:
         return
-    try:
-        info = mutagen.File(path).info
-    except Exception:  # noqa: BLE001 - mutagen raises many types; an unreadable header means "unknown"
-        return
-    kind = type(info).__module__.rsplit(".", 1)[-1]
-    if kind not in _EXACT_LENGTH_KINDS or getattr(info, "sketchy", False):
-        return  # an estimate from the bit rate (sketchy: an MP3 without a Xing/Info/VBRI frame count)
+    declared = exact_length(path)
+    if declared is None:
+        return  # unknown, or an estimate from the bit rate (an MP3 without a Xing/Info/VBRI frame count)
     decoded = reader.position / reader.src_rate
-    if decoded < info.length - (1.0 + 0.01 * info.length):
-        raise AudioDecodeError(f"{path}: truncated or corrupt: the header declares {info.length:.2f} s "
+    if decoded < declared - (1.0 + 0.01 * declared):
+        raise AudioDecodeError(f"{path}: truncated or corrupt: the header declares {declared:.2f} s "
                                f"but audio stops at {decoded:.2f} s ({reader.last_error or 'end of file'})")
 
 

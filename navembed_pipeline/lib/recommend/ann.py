@@ -68,8 +68,6 @@ INDEX_KIND = "auto"  # "hnsw" up to HNSW_MAX_ROWS rows, "ivf" above; or either o
 HNSW_MAX_ROWS = 250_000
 HNSW_LINKS = 32
 HNSW_EF_SEARCH = 256  # at least; a search for more candidates than this explores as many (``AnnIndex.search``)
-HNSW_STORAGE = "flat"  # the graph's own copy of the rows: "flat" (float32, mapped from the file) or "sq8" (8 bits)
-SQ_TRAIN_ROWS = 100_000  # rows the 8-bit quantiser's per-dimension ranges are taken from
 SEED = 0
 FINGERPRINT_ROWS = 1024
 
@@ -159,19 +157,14 @@ def index_kind(rows: int, kind: str | None = None) -> str:
 
 def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str | None = None) -> AnnIndex:
     """Train and fill an index over unit ``rows`` (n, d); positions in results are row numbers. ``kind``:
-    "hnsw" (``HNSW_LINKS`` links per node, rows stored as ``HNSW_STORAGE``), "ivf" (IVF-SQ8) or "auto" (the
+    "hnsw" (``HNSW_LINKS`` links per node, float rows), "ivf" (IVF-SQ8) or "auto" (the
     default ``INDEX_KIND``: by ``index_kind``)."""
     import faiss
 
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     count, dimension = rows.shape
     if index_kind(count, kind) == "hnsw":
-        if HNSW_STORAGE == "sq8":
-            index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-            step = max(1, count // SQ_TRAIN_ROWS)
-            index.train(rows[::step])
-        else:
-            index = faiss.IndexHNSWFlat(dimension, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWFlat(dimension, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)  # float rows (8-bit: table)
         index.add(rows)
         index.hnsw.efSearch = HNSW_EF_SEARCH
         return AnnIndex(index, count, dimension, fingerprint(rows))

@@ -147,10 +147,10 @@ class FieldVectors:
         found = self.ann.search(queries, min(len(self.rows), max(1, overfetch) * want))
         kept = []
         for query, proposed in zip(queries, found, strict=True):
-            proposed = proposed[proposed >= 0]
+            proposed = np.sort(proposed[proposed >= 0])  # rows in file order: a memory map reads forwards
             if len(proposed) > want:
-                cosines = np.asarray(self.rows[np.sort(proposed)] @ query)
-                proposed = np.sort(proposed)[np.argpartition(-cosines, want - 1)[:want]]
+                cosines = np.asarray(self.rows[proposed] @ query)
+                proposed = proposed[np.argpartition(-cosines, want - 1)[:want]]
             kept.append(proposed)
         return np.unique(self.row_track[np.concatenate(kept)])
 

@@ -20,7 +20,7 @@ _PUBLIC = {
     "DEFAULT_GRACE_HOURS": "missing_tracks", "DEFAULT_MAX_SHARE": "missing_tracks", "DeletionGuard": "missing_tracks",
     "DeletionPolicy": "missing_tracks", "DeletionVerdict": "missing_tracks", "MissingLog": "missing_tracks",
     "read_refusals": "missing_tracks",
-    "SET_ASIDE_MARK": "state_files", "set_aside_files": "state_files", "set_aside_if_damaged": "state_files",
+    "SET_ASIDE_MARK": "state_files", "SET_ASIDE_TIME": "state_files", "set_aside_files": "state_files", "set_aside_if_damaged": "state_files",
 }
 __getattr__ = lazy_names(__name__, _PUBLIC)
 __all__ = sorted(_PUBLIC)

@@ -24,6 +24,7 @@ from navembed_pipeline.lib.errors import StoreError
 
 LOGGER = logging.getLogger("navembed.state")
 SET_ASIDE_MARK = ".corrupt-"
+SET_ASIDE_TIME = "%Y%m%dT%H%M%S%fZ"  # UTC, after the mark: names sort, and compare, in time order
 # Damage, as SQLite reports it; anything else (busy, locked, read-only, cannot open) is not damage.
 _DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
 _lock = threading.Lock()
@@ -41,7 +42,7 @@ def set_aside_if_damaged(path: Path | str) -> Path | None:
     with _lock:
         if not path.is_file() or damage(path) is None:  # another thread set it aside first
             return None
-        target = path.with_name(f"{path.name}{SET_ASIDE_MARK}{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}")
+        target = path.with_name(f"{path.name}{SET_ASIDE_MARK}{datetime.now(UTC).strftime(SET_ASIDE_TIME)}")
         try:
             path.rename(target)
         except FileNotFoundError:  # another process did

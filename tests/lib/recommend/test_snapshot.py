@@ -53,8 +53,7 @@ def test_a_restart_maps_rows_and_index_and_reads_the_calibration_instead_of_fitt
     assert np.array_equal(again.calibration.scores.quantiles, first.calibration.scores.quantiles)
     query = first.rows[17]
     assert set(again.candidates(query, 10).tolist()) == set(first.candidates(query, 10).tolist())
-    hnsw = "IndexHNSWSQ" if ann_module.HNSW_STORAGE == "sq8" else "IndexHNSWFlat"
-    assert type(again.ann.index).__name__ == (hnsw if kind == "hnsw" else "IndexIVFScalarQuantizer")
+    assert type(again.ann.index).__name__ == ("IndexHNSWFlat" if kind == "hnsw" else "IndexIVFScalarQuantizer")
     (status,) = cache.status()
     assert status["source"] == "snapshot" and status["rows"] == TRACKS and status["last_error"] is None
     assert status["generation"] == filled.generations(["dsp"])["dsp"]
