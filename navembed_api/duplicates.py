@@ -105,9 +105,9 @@ class DuplicateFinder:
         return hits
 
     def _judge(self, hit: Hit, words: np.ndarray | None, *, model: str, threshold: float) -> DuplicateClaim | None:
-        stored = [p.words for p in self._stored_prints(hit.track_id)]
-        if words is not None and any(decidable(words, p) for p in stored):
-            best = max((match(words, p) for p in stored), key=lambda m: m.score)
+        stored = self._stored_prints(hit.track_id)
+        if words is not None and any(decidable(words, p.words) for p in stored):
+            best = max((match(words, p.words, b_seconds=p.seconds) for p in stored), key=lambda m: m.score)
             return _fingerprint_claim(hit.track_id, hit.name, best) if is_duplicate(best) else None
         calibrated = self._calibrated(model, float(hit.score))
         if calibrated is not None and hit.score >= threshold and self.identity.by_vectors(

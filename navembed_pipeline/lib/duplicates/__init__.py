@@ -10,6 +10,7 @@ from navembed_pipeline.lib.public import lazy_names
 _PUBLIC = {
     "DUPLICATE_SCORE": "chromaprint", "MIN_OVERLAP_FRACTION": "chromaprint", "FingerprintError": "chromaprint",
     "Match": "chromaprint", "decidable": "chromaprint", "fingerprint_pcm": "chromaprint",
+    "capped_print": "chromaprint", "PRINT_SECONDS": "chromaprint",
     "is_duplicate": "chromaprint", "match": "chromaprint",
     "Duplicate": "fingerprint_store", "FingerprintStore": "fingerprint_store",
     "FingerprintStoreError": "fingerprint_store", "Print": "fingerprint_store",

@@ -2,7 +2,9 @@
 
 ``fingerprint_pcm(wave, sample_rate)`` feeds PCM that is already decoded (the pipeline's own
 waves) to libchromaprint through ctypes and returns its *raw* fingerprint: one 32-bit word per
-~0.124 s. Two files are copies of one recording when, at the best alignment, few bits differ:
+~0.124 s. The pipeline prints only the first ``PRINT_SECONDS`` of each track (``capped_print``, as
+fpcalc/AcoustID do), so a long track is decoded for its print's first two minutes only, and stores
+beside the words the length of the audio they stand for; ``match`` takes those lengths. Two files are copies of one recording when, at the best alignment, few bits differ:
 ``match(a, b)`` searches every offset within ``MAX_SHIFT_SECONDS`` plus the offsets that exact
 word matches vote for (so a long intro on one copy is still found) and scores ``1 - bit error
 rate`` over the overlap. Unrelated audio scores about 0.5; the decision threshold
@@ -24,10 +26,11 @@ CHROMAPRINT_RATE = 11025  # the rate Chromaprint analyses at (it resamples anyth
 ITEM_SECONDS = 4096 / 3 / CHROMAPRINT_RATE  # Chromaprint's hop: one word per 1365.33 samples at 11025 Hz
 MAX_SHIFT_SECONDS = 30.0  # every alignment within this is tried (the goal is at least ±10 s of trim)
 MIN_OVERLAP_SECONDS = 10.0  # shorter overlaps say too little
-MIN_OVERLAP_FRACTION = 0.5  # of the longer copy: an excerpt is not a copy of the whole recording
+MIN_OVERLAP_FRACTION = 0.5  # of the longer copy: an excerpt is not a copy of the whole recording (see ``match``)
 DUPLICATE_SCORE = 0.88  # 1 - bit error rate; real copies scored >= 0.94, other songs <= 0.83 (README)
 VOTE_OFFSETS = 4  # besides the near offsets, the offsets most voted for by exact word matches
 MAX_SECONDS = 900.0  # fingerprint at most this much of a track (enough for any alignment we search)
+PRINT_SECONDS = 120.0  # the pipeline's prints: the first this much of the sounding audio (fpcalc's default)
 _INT16_MAX = 32767
 
 
@@ -46,7 +49,7 @@ class Match:
     score: float
     offset_seconds: float
     overlap_seconds: float
-    overlap_fraction: float  # overlap over the longer of the two
+    overlap_fraction: float  # overlap over the longer copy (see ``match`` for capped prints)
 
     @property
     def is_duplicate(self) -> bool:
@@ -67,9 +70,31 @@ def decidable(a: np.ndarray, b: np.ndarray) -> bool:
     return min(seconds_of(a), seconds_of(b)) >= MIN_OVERLAP_SECONDS
 
 
-def fingerprint_pcm(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The raw Chromaprint fingerprint (uint32 words) of mono float audio in [-1, 1]."""
-    samples = trim_silence(np.asarray(wave, dtype=np.float32).reshape(-1))[: int(MAX_SECONDS * sample_rate)]
+def capped_print(wave: np.ndarray, sample_rate: int, *, total_seconds: float | None = None) -> tuple[np.ndarray, float]:
+    """The pipeline's print of a track: the fingerprint of its first ``PRINT_SECONDS`` of sound, and the
+    length of the sounding audio it stands for (what ``match`` compares copies' lengths by).
+
+    ``wave``: the whole track, or (``total_seconds``: the track's length) only its head, at least
+    ``PRINT_SECONDS`` plus its leading silence long; then the length is the track's, less the head's
+    leading silence (trailing silence, never decoded, counts: a few seconds against a 0.5 length ratio).
+    A track within the cap gets exactly the print it got whole.
+    """
+    samples = np.asarray(wave, dtype=np.float32).reshape(-1)
+    loud = np.flatnonzero(np.abs(samples) >= SILENCE_LEVEL)
+    if not len(loud):
+        return np.zeros(0, np.uint32), 0.0
+    words = fingerprint_pcm(samples, sample_rate, max_seconds=PRINT_SECONDS)
+    heard = (loud[-1] + 1 - loud[0]) / sample_rate
+    sound = heard if total_seconds is None else total_seconds - loud[0] / sample_rate
+    # In the print's own units (a print is ~2.6 s shorter than its audio): a track within the cap gets
+    # its print's length, exactly what a whole print says; a longer one the audio past the print added.
+    return words, seconds_of(words) + max(0.0, sound - min(heard, PRINT_SECONDS))
+
+
+def fingerprint_pcm(wave: np.ndarray, sample_rate: int, *, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """The raw Chromaprint fingerprint (uint32 words) of mono float audio in [-1, 1]: its first
+    ``max_seconds`` after leading silence."""
+    samples = trim_silence(np.asarray(wave, dtype=np.float32).reshape(-1))[: int(max_seconds * sample_rate)]
     samples, sample_rate = to_fingerprint_rate(samples, sample_rate)
     pcm = (np.clip(samples, -1.0, 1.0) * _INT16_MAX).astype("<i2")
     lib = _library()
@@ -121,17 +146,28 @@ def seconds_of(words: np.ndarray) -> float:
     return len(words) * ITEM_SECONDS
 
 
-def match(a: np.ndarray, b: np.ndarray, *, max_shift_seconds: float = MAX_SHIFT_SECONDS) -> Match:
-    """The best alignment of two raw fingerprints (see ``Match``)."""
+def match(a: np.ndarray, b: np.ndarray, *, max_shift_seconds: float = MAX_SHIFT_SECONDS,
+          a_seconds: float | None = None, b_seconds: float | None = None) -> Match:
+    """The best alignment of two raw fingerprints (see ``Match``).
+
+    ``a_seconds``, ``b_seconds``: the length of the audio each print stands for (``capped_print``); by
+    default the print's own length (a print of the whole track). ``overlap_fraction`` is the overlap
+    over the shorter print, times the shorter copy's length over the longer's: for whole prints that is
+    the overlap over the longer copy; for capped prints of two full copies it stays near 1, while a 30 s
+    clip of a 5-minute song still scores 0.1 whatever the prints cover.
+    """
     a = np.asarray(a, dtype=np.uint32)
     b = np.asarray(b, dtype=np.uint32)
     if len(a) == 0 or len(b) == 0:
         return NO_MATCH
+    length_a = max(a_seconds or 0.0, seconds_of(a))
+    length_b = max(b_seconds or 0.0, seconds_of(b))
+    ratio = min(length_a, length_b) / max(length_a, length_b)
+    shorter = min(len(a), len(b))
     min_items = int(MIN_OVERLAP_SECONDS / ITEM_SECONDS)
     near = int(round(max_shift_seconds / ITEM_SECONDS))
     offsets = set(range(-near, near + 1)) | set(voted_offsets(a, b))
     best = NO_MATCH
-    longer = max(len(a), len(b))
     for offset in sorted(offsets):
         # offset = index in a - index in b of the same moment
         start_a, start_b = max(offset, 0), max(-offset, 0)
@@ -142,7 +178,7 @@ def match(a: np.ndarray, b: np.ndarray, *, max_shift_seconds: float = MAX_SHIFT_
         score = 1.0 - float(differing) / (32.0 * length)
         if score > best.score:
             best = Match(round(score, 4), round(offset * ITEM_SECONDS, 2), round(length * ITEM_SECONDS, 2),
-                         round(length / longer, 3))
+                         round(length / shorter * ratio, 3))
     return best
 
 

@@ -2,7 +2,10 @@
 
 Every fingerprint belongs to an *owner* (a Navidrome track id, or an upload's ``upload:<hash>`` id)
 and a segment (1 for a whole file, the CUE track number otherwise), and records the file version
-it was computed from (``track_fingerprint``: path, size, mtime), so a track is fingerprinted once
+it was computed from (``track_fingerprint``: path, size, mtime), and the length of the audio it stands
+for (column ``seconds``: the pipeline prints only a track's first two minutes, ``capped_print``; a print
+stored before that cap covers its whole track, so its own length, which that column already held, is
+the right one: older files are read as they are), so a track is fingerprinted once
 per file version whatever the number of models. Candidates come from an inverted index over a
 sample of each fingerprint's words (AcoustID-style); every candidate is verified by the alignment
 search of ``fingerprints.match``. Verified duplicate pairs are kept as edges, and the *recording
@@ -67,6 +70,7 @@ class Print:
     version: str
     name: str
     words: np.ndarray
+    seconds: float  # the length of the audio it stands for (``match``'s ``a_seconds``/``b_seconds``)
 
     @property
     def is_upload(self) -> bool:
@@ -92,19 +96,23 @@ class FingerprintStore:
         self._lock = threading.Lock()
 
     # ----- writes (the pipeline; the API for uploads) --------------------------------------------
-    def put(self, owner: str, version: str, segments: Sequence[tuple[int, str, np.ndarray]]) -> list[Duplicate]:
+    def put(self, owner: str, version: str, segments: Sequence[tuple]) -> list[Duplicate]:
         """Store ``owner``'s fingerprints (replacing older ones) and the duplicate edges they form.
 
-        ``segments``: (segment, name, words). Returns the stored fingerprints they duplicate.
+        ``segments``: (segment, name, words) for prints of whole tracks, or (segment, name, words,
+        seconds) with the length of the audio a capped print stands for (``capped_print``). Returns the
+        stored fingerprints they duplicate.
         """
-        matched = [(segment, name, words, [d for d in self.duplicates_of(words) if d.owner != owner])
-                   for segment, name, words in segments]
+        given = [(segment, name, words, _seconds(words, rest)) for segment, name, words, *rest in segments]
+        matched = [(segment, name, words, seconds,
+                    [d for d in self.duplicates_of(words, seconds=seconds) if d.owner != owner])
+                   for segment, name, words, seconds in given]
         now = time.time()
         with self.connection() as db:
             touched = self._forget(db, owner)
-            for segment, name, words, duplicates in matched:
+            for segment, name, words, seconds, duplicates in matched:
                 db.execute("INSERT INTO prints VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (owner, segment, version, name, len(words) * ITEM_SECONDS, to_blob(words), now))
+                           (owner, segment, version, name, seconds, to_blob(words), now))
                 db.executemany("INSERT INTO words VALUES (?, ?, ?)",
                                [(int(w), owner, segment) for w in _indexed_words(words)])
                 db.executemany("INSERT OR REPLACE INTO pairs VALUES (?, ?, ?, ?, ?, ?)",
@@ -135,13 +143,15 @@ class FingerprintStore:
 
     def prints(self, owner: str) -> list[Print]:
         with self.connection() as db:
-            rows = db.execute("SELECT owner, segment, version, name, words FROM prints WHERE owner = ? "
+            rows = db.execute("SELECT owner, segment, version, name, words, seconds FROM prints WHERE owner = ? "
                               "ORDER BY segment", (owner,)).fetchall()
-        return [Print(o, s, v, n, from_blob(w)) for o, s, v, n, w in rows]
+        return [Print(o, s, v, n, from_blob(w), float(sec)) for o, s, v, n, w, sec in rows]
 
-    def duplicates_of(self, words: np.ndarray, *, uploads: bool | None = None) -> list[Duplicate]:
+    def duplicates_of(self, words: np.ndarray, *, seconds: float | None = None,
+                      uploads: bool | None = None) -> list[Duplicate]:
         """Stored fingerprints that are copies of the recording ``words`` was computed from, best first.
 
+        ``seconds``: the length of the audio ``words`` stands for (a capped print's); None: the print's own.
         ``uploads``: True = only uploads, False = only library tracks, None = both.
         """
         if len(words) == 0:
@@ -157,13 +167,13 @@ class FingerprintStore:
                     counts[(owner, segment)] = counts.get((owner, segment), 0) + hits
             ranked = sorted((k for k, n in counts.items() if n >= MIN_HITS and _kind_ok(k[0], uploads)),
                             key=lambda k: -counts[k])[:CANDIDATES]
-            stored = [db.execute("SELECT name, words FROM prints WHERE owner = ? AND segment = ?", key).fetchone()
-                      for key in ranked]
+            stored = [db.execute("SELECT name, words, seconds FROM prints WHERE owner = ? AND segment = ?",
+                                 key).fetchone() for key in ranked]
         found = []
         for (owner, segment), row in zip(ranked, stored, strict=True):
             if row is None:
                 continue
-            found_match = match(words, from_blob(row[1]))
+            found_match = match(words, from_blob(row[1]), a_seconds=seconds, b_seconds=float(row[2]))
             if is_duplicate(found_match):
                 found.append(Duplicate(owner, segment, row[0], found_match))
         return sorted(found, key=lambda d: -d.match.score)
@@ -297,6 +307,11 @@ def _backfill_groups(db: sqlite3.Connection) -> None:
     edges = db.execute("SELECT a, b FROM pairs WHERE a_segment = 1 AND b_segment = 1").fetchall()
     db.executemany("INSERT OR REPLACE INTO groups VALUES (?, ?)", _components(owners, edges).items())
     db.execute("INSERT OR IGNORE INTO group_state VALUES (1, 1)")
+
+
+def _seconds(words: np.ndarray, given: list) -> float:
+    """The audio length a print stands for: the one given with it, else (a whole track's print) its own."""
+    return float(given[0]) if given and given[0] is not None else len(words) * ITEM_SECONDS
 
 
 def _indexed_words(words: np.ndarray) -> np.ndarray:

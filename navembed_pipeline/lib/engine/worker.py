@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navembed_pipeline.lib.duplicates.chromaprint import fingerprint_pcm
+from navembed_pipeline.lib.duplicates.chromaprint import PRINT_SECONDS, capped_print
 from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
 from navembed_pipeline.lib.library.audio import exact_length, load_audio, resample
 from navembed_pipeline.lib.library.excerpts import ExcerptPlan, ExcerptWave
@@ -30,7 +30,9 @@ from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.library.segments import TrackSegment, segments_for
 from navembed_pipeline.lib.pids import pid_alive
 
-Prints = list[tuple[int, str, np.ndarray]]  # (segment index, segment title, raw Chromaprint fingerprint)
+# (segment index, segment title, raw Chromaprint fingerprint of its first PRINT_SECONDS, seconds it stands for)
+Prints = list[tuple[int, str, np.ndarray, float]]
+HEAD_SECONDS = PRINT_SECONDS + 10.0  # decoded for a long track's print: its first two minutes, leading silence too
 
 
 @dataclass(frozen=True)
@@ -231,18 +233,23 @@ def decode_track(track: Track, sample_rate: int, fingerprint: bool,
                  excerpts: ExcerptPlan | None = None) -> DecodedTrack:
     """Decode ``track``'s segments to mono float32 at ``sample_rate``; ``fingerprint``: their fingerprints too.
 
-    ``excerpts`` (the model's plan): a long track that nothing else needs whole (no fingerprint wanted, no
-    CUE sheet, a header that states its length exactly) is decoded as those excerpts only, each by a
-    seek (an ``ExcerptWave``); the model analyses the same excerpts of a whole wave, so the vector is the
-    same either way. An unreadable file or CUE sheet comes back as ``error``; a fingerprint that fails
-    leaves ``prints`` None and says why in ``print_error`` (the track is still embedded).
+    ``excerpts`` (the model's plan): a long whole-file track (no CUE sheet, a header that states its
+    length exactly) is decoded as those excerpts only, each by a seek (an ``ExcerptWave``); the model
+    analyses the same excerpts of a whole wave, so the vector is the same either way. Its fingerprint
+    (``capped_print``: the first ``PRINT_SECONDS``) then needs only its first ``HEAD_SECONDS``: those
+    are decoded whole, the excerpts inside them cut from there and the others sought. An unreadable
+    file or CUE sheet comes back as ``error``; a fingerprint that fails leaves ``prints`` None and says
+    why in ``print_error`` (the track is still embedded).
     """
     started, cpu = time.perf_counter(), time.thread_time()
     segments: tuple[TrackSegment, ...] = ()
     waves = prints = error = print_error = None
+    heads: tuple[np.ndarray, float] | None = None  # a long track's head and length, for its print
     try:
         segments = tuple(segments_for(track))
-        part = None if fingerprint or excerpts is None else _excerpts_alone(track, segments, sample_rate, excerpts)
+        part = None
+        if excerpts is not None:
+            part, heads = _excerpts_alone(track, segments, sample_rate, excerpts, head=fingerprint)
         waves = (part,) if part is not None else tuple(
             load_audio(track.path, sample_rate, offset_seconds=s.offset_seconds, duration_seconds=s.duration_seconds)
             for s in segments)
@@ -250,36 +257,47 @@ def decode_track(track: Track, sample_rate: int, fingerprint: bool,
         segments, waves, error = (), None, str(exc)
     if waves is not None and fingerprint:
         try:
-            prints = [(s.index, s.title, fingerprint_pcm(w, sample_rate)) for s, w in zip(segments, waves, strict=True)]
+            if heads is not None:
+                prints = [(segments[0].index, segments[0].title,
+                           *capped_print(heads[0], sample_rate, total_seconds=heads[1]))]
+            else:
+                prints = [(s.index, s.title, *capped_print(w, sample_rate))
+                          for s, w in zip(segments, waves, strict=True)]
         except NavembedError as exc:
             print_error = str(exc)
     return DecodedTrack(segments, waves, prints, error, print_error, time.perf_counter() - started,
                         time.thread_time() - cpu)
 
 
-def _excerpts_alone(track: Track, segments: tuple[TrackSegment, ...], sample_rate: int,
-                    plan: ExcerptPlan) -> ExcerptWave | None:
-    """The excerpts of a whole-file track, each decoded by a seek; None when it is to be decoded whole.
+def _excerpts_alone(track: Track, segments: tuple[TrackSegment, ...], sample_rate: int, plan: ExcerptPlan, *,
+                    head: bool = False) -> tuple[ExcerptWave | None, tuple[np.ndarray, float] | None]:
+    """The excerpts of a whole-file track, each decoded by a seek (None when it is to be decoded whole),
+    and with ``head``: the track's first ``HEAD_SECONDS`` and its length, for its print (the excerpts
+    inside that head are cut from it, as ``ExcerptPlan.cut`` cuts them from a whole decode).
 
     The length the excerpts are spread over is the one a whole decode would give (the header's exact
     length, capped like the whole read at the segment's duration); the last excerpt is decoded to the
     end of that read, so a file truncated before its declared end fails here as it does whole.
     """
     if len(segments) != 1 or segments[0].offset_seconds != 0.0:
-        return None
+        return None, None
     length = exact_length(track.path)
     if length is None:
-        return None
+        return None, None
     end = segments[0].duration_seconds
     if end > 0:
         length = min(length, end)
     spans = plan.spans(length)
     if not spans:
-        return None
+        return None, None
+    first = load_audio(track.path, sample_rate, duration_seconds=min(HEAD_SECONDS, length)) if head else None
     size = int(round(plan.seconds * sample_rate))
     parts = []
     for number, (start, seconds) in enumerate(spans, 1):
         last = number == len(spans)
+        if first is not None and not last and (start + seconds) * sample_rate <= len(first):
+            parts.append(first[round(start * sample_rate):][:size])
+            continue
         until = (end - start if end > start else None) if last else seconds
         parts.append(load_audio(track.path, sample_rate, offset_seconds=start, duration_seconds=until)[:size])
-    return ExcerptWave(tuple(parts), length)
+    return ExcerptWave(tuple(parts), length), (None if first is None else (first, length))

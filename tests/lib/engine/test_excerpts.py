@@ -1,5 +1,5 @@
-"""Excerpts in the engine: a long track nothing else needs whole is decoded as dsp's excerpts only, each
-by a seek, and gets the same vector as when it is decoded whole (a fingerprint wanted it) and cut."""
+"""Excerpts in the engine: a long track is decoded as dsp's excerpts only, each by a seek (with its first
+two minutes when its fingerprint is wanted), and gets the same vector as when it is decoded whole and cut."""
 
 import dataclasses
 from pathlib import Path
@@ -11,7 +11,8 @@ from navembed_pipeline.lib.duplicates.fingerprint_store import FingerprintStore
 from navembed_pipeline.lib.engine.fingerprinter import TrackFingerprinter
 from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
 from navembed_pipeline.lib.engine.decode import DecodeAhead
-from navembed_pipeline.lib.engine.worker import ModelFeed, decode_track
+from navembed_pipeline.lib.duplicates.chromaprint import PRINT_SECONDS, capped_print, match, seconds_of
+from navembed_pipeline.lib.engine.worker import HEAD_SECONDS, ModelFeed, decode_track
 from navembed_pipeline.lib.library.audio import exact_length, load_audio
 from navembed_pipeline.lib.library.encode import write_audio
 from navembed_pipeline.lib.library.excerpts import ExcerptWave
@@ -67,14 +68,31 @@ def test_a_long_track_is_decoded_as_its_excerpts_and_they_are_the_slices_of_a_wh
         assert np.max(np.abs(seeked - sliced)) < 1e-3  # the same samples, to the resampler's float rounding
 
 
-def test_a_fingerprint_or_a_short_track_or_no_plan_decodes_the_whole_track(library) -> None:
+def test_a_fingerprint_decodes_a_long_track_s_head_and_the_excerpts_past_it(library) -> None:
+    track = library[0]
+    with_print = decode_track(track, RATE, True, EXCERPTS)
+    excerpts = with_print.waves[0]
+    assert isinstance(excerpts, ExcerptWave) and len(excerpts.parts) == EXCERPTS.count
+    whole = load_audio(track.path, RATE)
+    inside = [start + seconds <= HEAD_SECONDS for start, seconds in EXCERPTS.spans(LONG_SECONDS)]
+    assert 0 < sum(inside) < EXCERPTS.count  # some cut from the head, some sought past it
+    for part, sliced in zip(excerpts.parts, EXCERPTS.cut(whole, RATE).parts, strict=True):
+        assert len(part) == len(sliced) and np.max(np.abs(part - sliced)) < 1e-3
+    [(index, _, words, seconds)] = with_print.prints
+    reference, whole_seconds = capped_print(whole, RATE)
+    assert index == 1 and seconds == pytest.approx(whole_seconds, abs=0.5)  # the whole track's length
+    assert len(words) == len(reference) and seconds_of(words) == pytest.approx(PRINT_SECONDS, abs=3.0)  # 2 min
+    found = match(words, reference, a_seconds=seconds, b_seconds=whole_seconds)
+    assert found.score > 0.99 and found.offset_seconds == 0.0 and found.overlap_fraction > 0.99
+
+
+def test_a_short_track_or_no_plan_decodes_the_whole_track(library) -> None:
     long_track, short_track = library
-    with_print = decode_track(long_track, RATE, True, EXCERPTS)
-    assert isinstance(with_print.waves[0], np.ndarray)
-    assert len(with_print.waves[0]) == pytest.approx(LONG_SECONDS * RATE, abs=2)
-    assert with_print.prints is not None and len(with_print.prints[0][2]) > 0
     assert isinstance(decode_track(long_track, RATE, False).waves[0], np.ndarray)
-    assert isinstance(decode_track(short_track, RATE, False, EXCERPTS).waves[0], np.ndarray)
+    short = decode_track(short_track, RATE, True, EXCERPTS)
+    assert isinstance(short.waves[0], np.ndarray) and len(short.waves[0]) == pytest.approx(30.0 * RATE, abs=2)
+    [(_, _, words, seconds)] = short.prints
+    assert seconds == seconds_of(words) and 25.0 < seconds <= 30.0  # within the cap: the whole print, as before
 
 
 def test_dsp_gives_the_same_vector_for_the_excerpts_alone_and_for_the_whole_wave(library, dsp) -> None:
@@ -103,7 +121,7 @@ def test_a_run_stores_the_same_vectors_whether_it_decodes_whole_or_excerpts(tmp_
                                                                            processes: bool) -> None:
     prints = FingerprintStore(tmp_path / "prints.sqlite")
     vectors = []
-    for _ in range(2):  # first run: fingerprints wanted, whole decodes; second (forced): excerpts alone
+    for _ in range(2):  # first run: fingerprints wanted, heads and excerpts; second (forced): excerpts alone
         run = EmbeddingRun(model=dsp, store=vector_store, fingerprinter=TrackFingerprinter(prints),
                            options=RunOptions(force=True, decode_workers=2, decode_processes=processes))
         reports = list(run.run(group_by_bucket(library)))
@@ -119,16 +137,20 @@ def test_a_run_stores_the_same_vectors_whether_it_decodes_whole_or_excerpts(tmp_
 
 
 @pytest.mark.parametrize("processes", [False, True])
-def test_decode_ahead_decodes_excerpts_only_for_tracks_that_have_their_fingerprint(tmp_path, library,
+def test_decode_ahead_decodes_a_long_track_as_excerpts_whether_or_not_it_prints_it(tmp_path, library,
                                                                                   processes: bool) -> None:
     prints = FingerprintStore(tmp_path / "prints.sqlite")
     fingerprinter = TrackFingerprinter(prints)
-    kinds = []
-    for _ in range(2):  # first: no fingerprint yet (decoded whole, fingerprinted); then: excerpts alone
+    kinds, printed = [], []
+    for _ in range(2):  # first: no fingerprint yet (head + excerpts, printed); then: excerpts alone
         decoder = DecodeAhead(RATE, 1, 2, lambda *_: None, fingerprinter, processes=processes, excerpts=EXCERPTS)
         decoded = [d for batch in decoder.batches([("b", t) for t in library]) for _, d in batch]
         kinds.append([type(d.waves[0]).__name__ for d in decoded])
-    assert kinds == [["ndarray", "ndarray"], ["ExcerptWave", "ndarray"]]  # the 30 s track is always whole
+        printed.append(sorted(prints.versions([t.id for t in library])))
+    assert kinds == [["ExcerptWave", "ndarray"]] * 2  # the 30 s track is always whole
+    assert printed == [sorted(t.id for t in library)] * 2  # both printed by the first pass
+    [long_print] = prints.prints(library[0].id)
+    assert long_print.seconds > LONG_SECONDS - 5.0 > PRINT_SECONDS  # the whole track's length beside a 2-min print
 
 
 def test_a_shared_decode_uses_excerpts_only_when_every_model_it_feeds_reads_them() -> None:

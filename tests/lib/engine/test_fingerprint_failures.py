@@ -18,7 +18,7 @@ def garbled_prints(track: Track, sample_rate: int, fingerprint: bool) -> Decoded
     decoded = decode_track(track, sample_rate, fingerprint)
     if decoded.prints is None:
         return decoded
-    bad = [(index, title, np.array([["not", "words"]])) for index, title, _ in decoded.prints]
+    bad = [(index, title, np.array([["not", "words"]]), seconds) for index, title, _, seconds in decoded.prints]
     return DecodedTrack(decoded.segments, decoded.waves, bad, decoded.error, decoded.print_error,
                         decoded.seconds, decoded.cpu_seconds)
 
