@@ -18,7 +18,9 @@ done), and ``invalidate()`` lets a writer in this process force a reload at the 
 ``background=True`` checks and reloads run on a thread while requests keep reading the previous
 copy; only the very first load of a field makes its caller wait. Each load refits the field's
 calibration (``lib/recommend/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
-a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead.
+a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead. A reload keeps
+the approximate index of the copy it replaces when few rows changed (``AnnIndex.carried``): a run that
+added or re-embedded a few hundred tracks of a million does not pay the index's build again.
 """
 
 import dataclasses
@@ -295,7 +297,10 @@ class VectorCache:
         source = "snapshot" if vectors is not None else "store"
         if vectors is None:
             ids, segments, rows = self._scan(key, signature[1])
-            vectors = FieldVectors(model, field, ids, segments, rows, ivf_min_rows=self.ivf_min_rows, copy=False)
+            with self._lock:
+                served = self._entries.get(key)
+            vectors = FieldVectors(model, field, ids, segments, rows, ivf_min_rows=self.ivf_min_rows, copy=False,
+                                   previous=None if served is None else served.vectors)
             del rows
             if self.snapshot_dir is not None and len(vectors):
                 if write_snapshot(self.snapshot_dir, signature, vectors):
