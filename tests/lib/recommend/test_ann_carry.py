@@ -133,3 +133,48 @@ def test_the_cache_keeps_its_index_when_a_run_changed_a_few_rows(filled: VectorS
     assert sorted(second.track_ids[second.row_track[r]] for r in second.ann.extra) == ["t005", "zz-new"]
     for track, vector in new.items():
         assert second.track_ids[second.candidates(vector, 1)[0]] == track
+
+
+def test_a_first_scan_serves_exact_search_at_once_and_its_index_when_built(filled: VectorStore, tmp_path,  # noqa: F811
+                                                                           monkeypatch, hnsw):
+    """A large first load from the store does not wait minutes for its graph: exact search answers meanwhile,
+    ``status()`` says the index is being built, then the indexed copy serves and is the snapshot."""
+    import threading
+
+    from navembed_pipeline.lib.recommend import VectorCache
+    from navembed_pipeline.lib.recommend.snapshot import read_snapshot as read
+
+    release = threading.Event()
+    real_build = ann_module.build_ann
+
+    def slow_build(rows):
+        assert release.wait(60)
+        return real_build(rows)
+
+    import navembed_pipeline.lib.recommend.index as index_module
+
+    monkeypatch.setattr(index_module, "build_ann", slow_build)
+    cache = VectorCache(filled, background=True, snapshot_dir=tmp_path / "snap", ivf_min_rows=100,
+                        deferred_index_rows=100)
+    first = cache.field("dsp")
+    assert first.ann is None  # answered by exact search while the graph is built
+    (status,) = cache.status()
+    assert status["index"] == "exact" and status["index_building"]["rows"] == len(first.rows)
+    query = first.rows[3]
+    exact_answer = set(first.candidates(query, 10).tolist())
+    release.set()
+    for _ in range(600):
+        if cache.field("dsp").ann is not None:
+            break
+        threading.Event().wait(0.05)
+    indexed = cache.field("dsp")
+    assert indexed.ann is not None and set(indexed.candidates(query, 10).tolist()) == exact_answer
+    for _ in range(200):  # the snapshot is written after the swap
+        if "index_building" not in cache.status()[0]:
+            break
+        threading.Event().wait(0.05)
+    assert "index_building" not in cache.status()[0]
+    signature = cache.status()[0]
+    mapped = read(tmp_path / "snap", "dsp", "embedding", (signature["collection"], len(indexed.rows),
+                                                          signature["generation"]))
+    assert mapped is not None and mapped.ann is not None  # the snapshot holds the index
