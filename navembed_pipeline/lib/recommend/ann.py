@@ -77,6 +77,7 @@ CARRY_MAX_EXTRA = 0.02
 CARRY_MAX_GONE = 0.2
 SEED = 0
 FINGERPRINT_ROWS = 1024
+PREFAULT_ROWS = 65_536  # rows copied out at a time by ``AnnIndex.prefault``
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,20 @@ class AnnIndex:
             return int(k)
         live = max(1, self.entries - self.gone)
         return int(min(self.entries, np.ceil(k * self.entries / live)))
+
+    def prefault(self) -> None:
+        """Touch every page of a memory-mapped HNSW graph (its rows and links) once, in file order. A search
+        of a freshly mapped graph faults its pages in one by one: at 1M rows about 30 ms a query at first
+        against 3 ms once they are mapped, and touching them all in order takes about a second."""
+        if self.kind != "hnsw":
+            return
+        import faiss
+
+        index = faiss.downcast_index(self.index)
+        for low in range(0, self.entries, PREFAULT_ROWS):
+            index.reconstruct_n(low, min(PREFAULT_ROWS, self.entries - low))
+        for name in ("offsets", "levels", "neighbors"):
+            faiss.vector_to_array(getattr(index.hnsw, name))
 
     def matches(self, rows: np.ndarray) -> bool:
         """True when this index was built over exactly these rows (shape and a sample of values)."""

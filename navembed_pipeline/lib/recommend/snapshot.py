@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ SAMPLED_BLOCKS = 256
 BLOCK_BYTES = 64 << 10
 SET_ASIDE_MARK = ".corrupt-"  # as lib/store/state_files.py names set-aside files
 ARRAYS = ("rows", "norms", "row_track", "track_ids")
+PREFAULT_ROWS = 65_536  # rows touched at a time by ``prefault``
 
 
 class SnapshotDamaged(NavembedError):
@@ -154,13 +156,29 @@ def read_snapshot(directory: Path, model: str, field: str, signature: Signature)
             ann = AnnIndex.load(folder / "ann.faiss", rows=len(rows), dimension=rows.shape[1],
                                 digest=str(body["ann"]["fingerprint"]), labels=labels,
                                 extra=extra if extra is not None and len(extra) else None)
-        return FieldVectors.restore(model, field, track_ids, row_track, rows, norms, ann=ann, calibration=calibration)
+        restored = FieldVectors.restore(model, field, track_ids, row_track, rows, norms, ann=ann,
+                                        calibration=calibration)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, CalibrationError) as exc:
         # faiss reports a damaged index as RuntimeError
         moved = set_aside(directory, model, field)
         LOGGER.error("the vector snapshot of %s.%s is damaged (%s): set aside as %s; loading from the store",
                      model, field, exc, ", ".join(moved) or "(nothing left to move)")
         raise SnapshotDamaged(f"the vector snapshot {manifest} is damaged: {exc}", moved) from exc
+    threading.Thread(target=prefault, args=(restored,), daemon=True, name=f"navembed-prefault-{model}-{field}").start()
+    return restored
+
+
+def prefault(vectors: FieldVectors) -> None:
+    """Map in a restored field's pages once, in order, on a background thread: its rows (read by every
+    re-scoring) and its HNSW graph (``AnnIndex.prefault``). Searches are served meanwhile; until a page is
+    touched, the first search to need it pays the fault (at 1M rows ~30 ms a query instead of ~3 ms)."""
+    try:
+        for low in range(0, len(vectors.rows), PREFAULT_ROWS):
+            np.asarray(vectors.rows[low:low + PREFAULT_ROWS]).max(initial=0.0)
+        if vectors.ann is not None:
+            vectors.ann.prefault()
+    except Exception:  # noqa: BLE001 - an optimisation only: searches fault the pages in themselves
+        LOGGER.warning("could not prefault the snapshot of %s.%s", vectors.model, vectors.field, exc_info=True)
 
 
 def snapshot_info(directory: Path, model: str, field: str) -> SnapshotInfo | None:
