@@ -178,3 +178,21 @@ def test_a_first_scan_serves_exact_search_at_once_and_its_index_when_built(fille
     mapped = read(tmp_path / "snap", "dsp", "embedding", (signature["collection"], len(indexed.rows),
                                                           signature["generation"]))
     assert mapped is not None and mapped.ann is not None  # the snapshot holds the index
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_prefaulting_a_mapped_index_leaves_its_answers_as_they_were(monkeypatch, tmp_path, kind, caplog):
+    """``prefault`` (run on a thread after every snapshot read) touches a mapped graph's rows and links through
+    faiss's own arrays; the answers do not change, and nothing is logged as failed."""
+    from navembed_pipeline.lib.recommend.snapshot import prefault
+
+    monkeypatch.setattr(ann_module, "INDEX_KIND", kind)
+    built = build(library())
+    write_snapshot(tmp_path, ("c", len(built.rows), "g"), built)
+    mapped = read_snapshot(tmp_path, "dsp", "embedding", ("c", len(built.rows), "g"))
+    queries = np.asarray(mapped.rows[:5])
+    before = mapped.ann.search(queries, 20)
+    with caplog.at_level("WARNING", logger="navembed.recommend"):
+        prefault(mapped)
+    assert np.array_equal(mapped.ann.search(queries, 20), before)
+    assert not [r for r in caplog.records if "prefault" in r.getMessage()]
