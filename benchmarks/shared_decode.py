@@ -3,7 +3,7 @@
 The engine (``EmbeddingRun``, no Dagster) on real 2–6-minute recordings as their packages ship them
 (``real_corpus.library_corpus``), each variant re-embedding every file (``force``) with the models
 already loaded, worker processes for decoding as a library-sized run uses them (dsp embeds inside
-them; musicnn embeds in the run's own process from the 16 kHz share of each decode). No fingerprints.
+them, and so does musicnn, from the 16 kHz share of each decode). No fingerprints.
 
 Reported: wall seconds, CPU seconds (this process and its finished worker processes), audio-minutes/s,
 decode CPU seconds, and the shared run's CPU against the two single-model runs added up (what two

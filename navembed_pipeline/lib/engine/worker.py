@@ -1,5 +1,5 @@
 """What a decode worker process does for one track: decode its segments, fingerprint them, and for a
-CPU model that asks for it (dsp) embed them too, so that only vectors travel back. With several models
+CPU model that asks for it (dsp, musicnn) embed them too, so that only vectors travel back. With several models
 (``decode_for_models``) the track is decoded once, at the highest rate they need, and each model gets
 its share: the waves resampled to its rate, or its vectors when it embeds in the worker.
 
@@ -56,7 +56,7 @@ class DecodedTrack:
 @dataclass(frozen=True)
 class ModelFeed:
     """One model fed from a shared decode: its name, its rate, and its options when worker processes
-    embed with it (a CPU model that asks for it, as dsp does); None: its waves travel back."""
+    embed with it (a CPU model that asks for it, as dsp and musicnn do); None: its waves travel back."""
 
     name: str
     sample_rate: int

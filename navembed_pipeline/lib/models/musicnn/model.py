@@ -37,9 +37,9 @@ SIMILARITY_DIMENSION = LAYER_SIZES[SIMILARITY_LAYER]
 # 30-s windows of the other models; a 3-s patch is a tenth of one).
 PATCHES_PER_BATCH_UNIT = 8
 # Patches per forward pass on the CPU, whatever ``batch_size`` says: a patch's activations (the timbral
-# convolutions' outputs are ~9 MB) outgrow the caches as batches grow, and per patch one torch thread
-# took 44 ms at 1-2 patches a pass, 61 ms at 4, 110 ms at 32 (the old default) on the 2-core
-# development machine (benchmarks/musicnn_speed.py).
+# convolutions' outputs are ~9 MB) outgrow the caches as batches grow: the network on one torch thread
+# took 44 ms per patch at 1-2 patches a pass, 61 ms at 4 and 110 ms at 32 (the old default), on the
+# shared 2-core development machine (issue 25; README, *MusiCNN's CPU cost*).
 CPU_PATCHES_PER_PASS = 2
 
 
