@@ -16,7 +16,10 @@ Each model set (dsp alone; dsp + musicnn) is measured in a fresh process, as a r
 - the plugin's three calls (``similar_tracks`` n=100 with duplicates eliminated and the radius on,
   ``find_path`` count=25, ``similar_artists`` n=10): p50/p95 wall time and per-call CPU time;
 - recall@50 of ``similar_tracks``: the first 50 tracks it answers with the index, against the same call
-  over the same rows searched exactly (mean and worst over the queries).
+  over the same rows searched exactly (mean and worst over the queries);
+- the reload after a run that re-embedded 1 % of the tracks: the new copy with the index carried over (its
+  build time next to the snapshot's full build), and ``similar_tracks`` latency and recall on it (half the
+  queries from the re-embedded tracks, whose rows are searched exactly beside the index).
 """
 
 import argparse
@@ -39,6 +42,7 @@ from navembed_api.main import single_threaded_blas
 MUSICNN_CACHE = Path.home() / ".cache" / "navembed" / "quality" / "musicnn"
 MODEL_SETS = (("dsp",), ("dsp", "musicnn"))
 RECALL_AT = 50
+CARRY_SHARE = 0.01  # of the tracks re-embedded by the run whose reload is measured (``reload_after_a_run``)
 
 
 def signature(size: int) -> tuple[str, int, str]:
@@ -168,9 +172,50 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
         want = {n.track.id for n in truth[:RECALL_AT]}
         recalls.append(len(want & set(got)) / max(len(want), 1))
     index = {f.model: describe(f.ann) for f in fields}
-    return {"size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
+    carry = reload_after_a_run(fields, library, seeds, queries) if fields[0].ann is not None else None
+    return {"carry": carry, "size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
             "track_table_s": round(table_s, 1), "first_call_ms": round(first_ms, 1), "artists": artists, "artist_index_s": round(artists_s, 1),
             "rss_warm_mb": warm_memory, "rss_after_mb": after_memory, "timings": timings, "index": index,
+            "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
+
+
+def reload_after_a_run(fields: list, library, seeds: list[str], queries: int) -> dict:
+    """The reload after a run that re-embedded ``CARRY_SHARE`` of the tracks (new vectors for them in the first
+    model): how long the new copy takes with the index carried over (``ann.AnnIndex.carried``; a full build
+    is the ``built`` time of ``write_library``), and the plugin's ``similar_tracks`` on it with its recall."""
+
+    first = fields[0]
+    size = len(first.track_ids)
+    rows = np.array(first.rows)  # the store's scan of the same field after the run
+    altered = np.random.default_rng(5).choice(size, int(CARRY_SHARE * size), replace=False)
+    rows[altered] = samplers()[first.model][0](len(altered))
+    began, cpu = time.perf_counter(), time.process_time()
+    new = FieldVectors(first.model, first.field, list(first.track_ids), np.ones(size, dtype=np.int64), rows,
+                       copy=False, previous=first)
+    reload_s, reload_cpu = time.perf_counter() - began, time.process_time() - cpu
+    served = [new, *fields[1:]]
+    catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
+    catalog.table(wait=True)
+    sonic = SonicService(Recommender(StaticVectors(served), catalog, default_models=tuple(f.model for f in served)),
+                         library.tracks)
+    exact = [FieldVectors.restore(f.model, f.field, f.track_ids, f.row_track, f.rows, f.norms, ann=None,
+                                  calibration=f.calibration) for f in served]
+    exact_sonic = SonicService(Recommender(StaticVectors(exact), TrackCatalog(library.get, library.db_path),
+                                           default_models=tuple(f.model for f in served)), library.tracks)
+    # queries from the re-embedded tracks (their rows are outside the index) and from the rest
+    asked = [first.track_ids[int(i)] for i in altered[:queries // 2]] + seeds[:queries - queries // 2]
+    wall, recalls = [], []
+    sonic.similar_tracks(asked[0], 100, eliminate_duplicates=True, within_radius=True, details=False)
+    for seed in asked:
+        began = time.perf_counter()
+        answer = sonic.similar_tracks(seed, 100, eliminate_duplicates=True, within_radius=True, details=False)
+        wall.append(1000 * (time.perf_counter() - began))
+        truth = exact_sonic.similar_tracks(seed, 100, eliminate_duplicates=True, within_radius=True)
+        want = {n.track.id for n in truth[:RECALL_AT]}
+        recalls.append(len(want & {n.track.id for n in answer[:RECALL_AT]}) / max(len(want), 1))
+    return {"share": CARRY_SHARE, "carried": new.ann is not None and new.ann.labels is not None,
+            "reload_s": round(reload_s, 1), "reload_cpu_s": round(reload_cpu, 1),
+            "p50_ms": round(float(np.median(wall)), 1), "p95_ms": round(float(np.percentile(wall, 95)), 1),
             "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
 
 
@@ -185,6 +230,13 @@ def report(result: dict) -> list[str]:
              f"  {result['size']:>8} {models:<12} RSS after warm-up {warm.get('VmRSS')} MB (anon {warm.get('RssAnon')}, "
              f"mapped files {warm.get('RssFile')}); after the queries {after.get('VmRSS')} MB "
              f"(anon {after.get('RssAnon')}, mapped files {after.get('RssFile')})"]
+    carry = result.get("carry")
+    if carry:
+        lines.append(f"  {result['size']:>8} {models:<12} after a run that re-embedded {carry['share']:.0%} of the "
+                     f"tracks: reload {'carrying the index over' if carry['carried'] else 'rebuilding the index'} "
+                     f"in {carry['reload_s']:.1f} s (CPU {carry['reload_cpu_s']:.1f} s); similar_tracks p50/p95 "
+                     f"{carry['p50_ms']:.1f} / {carry['p95_ms']:.1f} ms, recall@{RECALL_AT} mean "
+                     f"{carry['recall_mean']:.3f}, worst {carry['recall_worst']:.2f}")
     for name, timing in result["timings"].items():
         recall = (f"   recall@{RECALL_AT} vs exact: mean {result['recall_mean']:.3f}, worst {result['recall_worst']:.2f}"
                   if name == "similar_tracks" else "")

@@ -1,16 +1,20 @@
 """Approximate nearest neighbours over one field's rows, with faiss (a well-kept ANN library).
 
-The default (``INDEX_KIND = "auto"``): up to ``HNSW_MAX_ROWS`` rows a faiss HNSW graph (``IndexHNSWFlat``, ``HNSW_LINKS`` links per
+The default (``INDEX_KIND = "hnsw"``): a faiss HNSW graph (``IndexHNSWFlat``, ``HNSW_LINKS`` links per
 node, inner product on unit vectors). The index only proposes candidates; ``FieldVectors`` scores them
 exactly on the float rows, so the graph can miss a track but never misranks one. A search explores at
 least as many nodes as it returns (``AnnIndex.search``: efSearch = max(``HNSW_EF_SEARCH``, k); faiss does
 not raise it by itself, and the plugin asks for ~400 candidates). The file is written with the field's
 snapshot (``snapshot.py``) and memory-mapped from it at a restart (``faiss.IO_FLAG_MMAP_IFC``: the graph
 and its rows are views of the file, paged in as searches touch them), so it is neither built again nor
-read whole. Above ``HNSW_MAX_ROWS`` the inverted file (``IndexIVFScalarQuantizer``, 8-bit lists,
-``PROBE_SHARE`` of them probed, mapped with ``IO_FLAG_MMAP``): the graph is rebuilt after every run that
-changes the store, and at 1M that build is 6-10 minutes of CPU per field on a 2-core NAS, against about a
-minute for the inverted file; ``INDEX_KIND = "hnsw"`` or ``"ivf"`` forces one kind at every size.
+read whole. The graph's price is its build: about 6-10 minutes of CPU per 273-d field at 1M rows on a
+2-core NAS. A reload after a run therefore keeps the index it had (``AnnIndex.carried``): entries whose row
+is gone or changed are dropped from the answers, and rows added or changed since the build (under
+``CARRY_MAX_EXTRA`` of the rows) are searched exactly beside it; only past that, or when over
+``CARRY_MAX_GONE`` of the entries are dead, is the graph built again. ``INDEX_KIND = "ivf"`` (the inverted
+file, ``IndexIVFScalarQuantizer``, 8-bit lists, ``PROBE_SHARE`` of them probed, mapped with
+``IO_FLAG_MMAP``: about a minute to build at 1M, but a quarter of the rows scanned per query) or
+``"auto"`` (the graph up to ``HNSW_MAX_ROWS`` rows, the inverted file above) choose otherwise.
 
 How it was chosen: 40-100 queries, recall@50 of the re-scored candidates against exact search (mean /
 worst), CPU per query with one thread, on vectors drawn from a Gaussian fitted to the recordings' real dsp
@@ -32,9 +36,8 @@ vectors (273-d; one dense blob, no genres: the hard case for both), on the share
 An inverted file must probe a quarter of its lists on this blob to reach 0.98 worst-case recall, so at 1M
 it scans 250k rows per query (the plugin's ``similar_tracks`` at 1M: p50 124 ms with IVF, of which the
 search was most); HNSW's cost grows with log(rows). HNSW's price is its build (about 6-10 minutes of CPU per
-273-d field at 1M, paid after every store scan, i.e. after each run that changed the store, never at a
-restart: hence ``HNSW_MAX_ROWS``) and its
-file (the rows again, float32, plus 256 bytes of links per row). usearch, hnswlib and voyager were not
+273-d field at 1M: paid at the first scan and when a reload cannot carry the index over, never at a
+restart) and its file (the rows again, float32, plus 256 bytes of links per row). usearch, hnswlib and voyager were not
 measured: faiss was already a dependency, maps HNSW from the file and measured well enough. The plugin
 path at each size (recall of ``similar_tracks`` against the same call searched exactly, latency, ready
 time, RSS) is printed by ``python -m benchmarks.recommend_latency --sizes 100000,1000000 --store-max 0``.
@@ -61,25 +64,66 @@ MAX_TRAIN_ROWS = 100_000
 TRAIN_ITERATIONS = 10  # k-means passes (faiss's default 25 costs minutes of CPU at 1M)
 PROBE_SHARE = 1 / 4  # of the lists visited per query
 MIN_PROBES = 24
-INDEX_KIND = "auto"  # "hnsw" up to HNSW_MAX_ROWS rows, "ivf" above; or either one always (module docstring)
-# Above this many rows the graph's build (rebuilt after every run that changes the store: about 62 s of CPU
-# at 200k, 6-10 min at 1M per 273-d field) costs more than its faster search saves; the inverted file
-# builds in about a minute at 1M.
+INDEX_KIND = "hnsw"  # or "ivf" always, or "auto": "hnsw" up to HNSW_MAX_ROWS rows, "ivf" above (module docstring)
+# With "auto": above this many rows the inverted file (about a minute to build at 1M, against 6-10 min of CPU
+# for the graph per 273-d field) is chosen.
 HNSW_MAX_ROWS = 250_000
 HNSW_LINKS = 32
 HNSW_EF_SEARCH = 256  # at least; a search for more candidates than this explores as many (``AnnIndex.search``)
+# A reload keeps the index it had (``AnnIndex.carried``) while the rows outside it, searched exactly on every
+# query, stay under this share of the rows (at 1M: 20k rows, ~1 ms), and the entries whose row is gone under
+# CARRY_MAX_GONE of the entries (each wastes a little of every search); past either, the index is rebuilt.
+CARRY_MAX_EXTRA = 0.02
+CARRY_MAX_GONE = 0.2
 SEED = 0
 FINGERPRINT_ROWS = 1024
+PREFAULT_ROWS = 65_536  # rows copied out at a time by ``AnnIndex.prefault``
 
 
 @dataclass(frozen=True)
 class AnnIndex:
-    """A trained, filled faiss index over ``rows`` unit vectors, in the order they were added."""
+    """A trained, filled faiss index serving ``rows`` unit vectors.
+
+    Built over them, its entries are the rows in order. *Carried over* (``carried``) from the rows a field
+    held before a reload, it serves the new rows without a rebuild: ``labels`` maps each entry to the row it
+    is now (-1: that row is gone or changed), and ``extra`` lists the rows it does not hold (added or
+    changed since), which the caller searches exactly (``FieldVectors.candidates``)."""
 
     index: Any  # faiss.Index
     rows: int
     dimension: int
     fingerprint: str
+    labels: np.ndarray | None = None  # entry -> row served now (-1: none); None: entry i is row i
+    extra: np.ndarray | None = None  # rows the index does not hold (ascending); None: none
+    gone: int = 0  # entries whose row is gone (-1 in ``labels``)
+
+    @property
+    def entries(self) -> int:
+        """Vectors in the faiss index (held rows plus entries whose row is gone)."""
+        return int(self.index.ntotal)
+
+    @property
+    def stale(self) -> int:
+        """Entries whose row is gone plus rows the index does not hold: what a rebuild would tidy."""
+        return self.gone + (0 if self.extra is None else len(self.extra))
+
+    def carried(self, moved: np.ndarray, rows: np.ndarray) -> "AnnIndex | None":
+        """This index serving new ``rows`` without a rebuild; ``moved[r]``: where the r-th row it served
+        now is in ``rows``, -1 where that row is gone or its vector changed. None when too much changed
+        (over ``CARRY_MAX_EXTRA`` of the rows outside the index, searched exactly on every query, or over
+        ``CARRY_MAX_GONE`` of the entries wasted): then the caller builds a new index."""
+        if len(moved) != self.rows or len(rows) == 0:
+            return None
+        base = self.labels if self.labels is not None else np.arange(self.entries, dtype=np.int64)
+        labels = np.where(base >= 0, moved[np.maximum(base, 0)], -1).astype(np.int64)
+        held = np.zeros(len(rows), dtype=bool)
+        held[labels[labels >= 0]] = True
+        extra = np.flatnonzero(~held).astype(np.int64)
+        gone = int(np.count_nonzero(labels < 0))
+        if len(extra) > CARRY_MAX_EXTRA * len(rows) or gone > CARRY_MAX_GONE * len(labels):
+            return None
+        return AnnIndex(self.index, len(rows), int(rows.shape[1]), fingerprint(rows), labels,
+                        extra if len(extra) else None, gone)
 
     @property
     def kind(self) -> str:
@@ -95,24 +139,49 @@ class AnnIndex:
             import faiss
 
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(int(faiss.downcast_index(self.index).hnsw.efSearch), int(k))
-            _, found = self.index.search(queries, k, params=params)
+            params.efSearch = max(int(faiss.downcast_index(self.index).hnsw.efSearch), self._asked(k))
+            _, found = self.index.search(queries, self._asked(k), params=params)
+        else:
+            _, found = self.index.search(queries, self._asked(k))
+        if self.labels is None:
             return found
-        _, found = self.index.search(queries, k)
-        return found
+        return np.where(found >= 0, self.labels[np.maximum(found, 0)], -1)
+
+    def _asked(self, k: int) -> int:
+        """Entries to ask faiss for so that about ``k`` of them are rows still served."""
+        if self.labels is None:
+            return int(k)
+        live = max(1, self.entries - self.gone)
+        return int(min(self.entries, np.ceil(k * self.entries / live)))
+
+    def prefault(self) -> None:
+        """Touch every page of a memory-mapped HNSW graph (its rows and links) once, in file order. A search
+        of a freshly mapped graph faults its pages in one by one: at 1M rows about 30 ms a query at first
+        against 3 ms once they are mapped, and touching them all in order takes about a second."""
+        if self.kind != "hnsw":
+            return
+        import faiss
+
+        index = faiss.downcast_index(self.index)
+        for low in range(0, self.entries, PREFAULT_ROWS):
+            index.reconstruct_n(low, min(PREFAULT_ROWS, self.entries - low))
+        for name in ("offsets", "levels", "neighbors"):
+            faiss.vector_to_array(getattr(index.hnsw, name))
 
     def matches(self, rows: np.ndarray) -> bool:
         """True when this index was built over exactly these rows (shape and a sample of values)."""
         return rows.shape == (self.rows, self.dimension) and fingerprint(rows) == self.fingerprint
 
     def save(self, path: Path) -> None:
-        """Write the index to ``path`` (faiss's own format; ``load`` maps it back from disk)."""
+        """Write the index to ``path`` (faiss's own format; ``load`` maps it back from disk). A carried-over
+        index's ``labels`` and ``extra`` are the caller's to keep (the snapshot writes them beside it)."""
         import faiss
 
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: Path, *, rows: int, dimension: int, digest: str, probes: int | None = None) -> "AnnIndex":
+    def load(cls, path: Path, *, rows: int, dimension: int, digest: str, probes: int | None = None,
+             labels: np.ndarray | None = None, extra: np.ndarray | None = None) -> "AnnIndex":
         """The index written at ``path``, memory-mapped (an inverted file's lists, or an HNSW graph and its
         quantised rows, are paged in from the file as searches touch them: well under a second at a million
         rows instead of reading the whole file). ``probes``: the lists an inverted file's query visits, or an
@@ -123,14 +192,18 @@ class AnnIndex:
         # IVF: its lists mapped (IO_FLAG_MMAP); HNSW: every array mapped in place (IO_FLAG_MMAP_IFC)
         flags = (faiss.IO_FLAG_MMAP if kind == "ivf" else faiss.IO_FLAG_MMAP_IFC) | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path), flags)
-        if index.ntotal != rows or index.d != dimension:
-            raise ValueError(f"the stored index holds {index.ntotal} x {index.d}, the rows are {rows} x {dimension}")
+        entries = rows if labels is None else len(labels)
+        if index.ntotal != entries or index.d != dimension:
+            raise ValueError(f"the stored index holds {index.ntotal} x {index.d}, expected {entries} x {dimension}")
+        if labels is not None and (labels.max(initial=-1) >= rows or (extra is not None and extra.max(initial=-1) >= rows)):
+            raise ValueError(f"the index's labels point past the {rows} rows")
         if kind == "ivf":
             ivf = faiss.extract_index_ivf(index)
             ivf.nprobe = probes if probes is not None else probe_count(ivf.nlist)
         else:
             faiss.downcast_index(index).hnsw.efSearch = probes if probes is not None else HNSW_EF_SEARCH
-        return cls(index, rows, dimension, digest)
+        gone = 0 if labels is None else int(np.count_nonzero(labels < 0))
+        return cls(index, rows, dimension, digest, labels, extra, gone)
 
 
 def _kind_of_file(path: Path) -> str:

@@ -18,7 +18,9 @@ done), and ``invalidate()`` lets a writer in this process force a reload at the 
 ``background=True`` checks and reloads run on a thread while requests keep reading the previous
 copy; only the very first load of a field makes its caller wait. Each load refits the field's
 calibration (``lib/recommend/calibration.py``, written to ``calibration_dir``) and, from a store scan, writes
-a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead.
+a file copy to ``snapshot_dir`` that the first load of a restarted process reads instead. A reload keeps
+the approximate index of the copy it replaces when few rows changed (``AnnIndex.carried``): a run that
+added or re-embedded a few hundred tracks of a million does not pay the index's build again.
 """
 
 import dataclasses
@@ -33,6 +35,7 @@ import numpy as np
 
 from navembed_pipeline.lib.recommend.calibration import calibration_path, load_calibration, save_calibration
 from navembed_pipeline.lib.recommend.snapshot import SET_ASIDE_MARK, SnapshotDamaged, read_snapshot, write_snapshot
+from navembed_pipeline.lib.recommend.ann import build_ann
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name
 
@@ -44,7 +47,11 @@ MIN_RELOAD_INTERVAL_S = 30.0
 RELOAD_COST_FACTOR = 10.0
 STALE_AFTER_S = 600.0
 SCAN_BATCH = 10_000  # rows per store round trip while scanning a field
+# A first load from the store of at least this many rows serves exact search at once and builds its index on
+# a thread (at 1M rows the HNSW graph is minutes of CPU; an exact search there costs ~0.1 s a query).
+DEFERRED_INDEX_ROWS = 200_000
 
+NO_INDEX = 1 << 62  # ``ivf_min_rows`` that no field reaches: exact search
 Signature = tuple[str | None, int, str | None]  # collection, rows, generation
 Key = tuple[str, str]
 
@@ -80,17 +87,22 @@ class VectorCache:
                  min_reload_interval_s: float = MIN_RELOAD_INTERVAL_S, ivf_min_rows: int = IVF_MIN_ROWS,
                  background: bool = True, calibration_dir: Path | None = None,
                  snapshot_dir: Path | None = None, stale_after_s: float = STALE_AFTER_S,
+                 deferred_index_rows: int = DEFERRED_INDEX_ROWS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``store`` may be a callable returning the store (connected on first use, e.g. the API's
         ``StoreHandle``); ``calibration_dir``: where each loaded field's calibration is written as JSON;
         ``snapshot_dir``: where scanned fields are copied for a fast first load after a restart
         (``snapshot.py``); ``stale_after_s``: a field whose checks have failed for longer is reported stale
-        by ``status()`` (it keeps serving its last copy)."""
+        by ``status()`` (it keeps serving its last copy); ``deferred_index_rows``: with ``background``, a first
+        load from the store of at least this many rows is served by exact search while its approximate index
+        is built on a thread (``status()`` says so), then the indexed copy replaces it and is snapshotted."""
         self._store = store
         self.stale_after_s = stale_after_s
         self._trouble: dict[Key, _Trouble] = {}
         self._progress: dict[Key, dict] = {}
         self._set_aside: dict[Key, dict] = {}
+        self._indexing: dict[Key, dict] = {}
+        self.deferred_index_rows = deferred_index_rows
         self.calibration_dir = calibration_dir
         self.snapshot_dir = snapshot_dir
         self.check_interval_s = check_interval_s
@@ -211,6 +223,8 @@ class VectorCache:
                     item["scan"] = dict(self._progress[key])
                 if key in self._set_aside:
                     item["set_aside"] = dict(self._set_aside[key])
+                if key in self._indexing:  # served by exact search until its index is built
+                    item["index_building"] = dict(self._indexing[key])
                 out.append(item)
         return out
 
@@ -293,23 +307,60 @@ class VectorCache:
         first = key not in self._entries
         vectors = self._from_snapshot(key, signature) if first and self.snapshot_dir else None
         source = "snapshot" if vectors is not None else "store"
+        defer = False
         if vectors is None:
             ids, segments, rows = self._scan(key, signature[1])
-            vectors = FieldVectors(model, field, ids, segments, rows, ivf_min_rows=self.ivf_min_rows, copy=False)
+            with self._lock:
+                served = self._entries.get(key)
+            defer = served is None and self.background and len(ids) >= max(self.deferred_index_rows, self.ivf_min_rows)
+            vectors = FieldVectors(model, field, ids, segments, rows, copy=False,
+                                   ivf_min_rows=NO_INDEX if defer else self.ivf_min_rows,
+                                   previous=None if served is None else served.vectors)
             del rows
-            if self.snapshot_dir is not None and len(vectors):
-                if write_snapshot(self.snapshot_dir, signature, vectors):
-                    with self._lock:
-                        if key in self._set_aside:
-                            self._set_aside[key]["rebuilding"] = False
+            if not defer:
+                self._write_snapshot(key, signature, vectors)
         entry = _Entry(vectors, signature, loaded_at=started, checked_at=self._clock(),
                        load_seconds=self._clock() - started, source=source, loaded_wall=wall)
         with self._lock:
             self._entries[key] = entry
+            if defer:
+                self._indexing[key] = {"rows": len(vectors.rows), "started_at": time.time()}
+                threading.Thread(target=self._index_later, args=(key, entry), daemon=True,
+                                 name=f"navembed-index-{model}-{field}").start()
         LOGGER.info("loaded %d %s.%s rows from the %s in %.1f s", len(vectors.rows), model, field, source,
                     self._clock() - started)
         self._save_calibration(entry.vectors, signature)
         return entry
+
+    def _write_snapshot(self, key: Key, signature: Signature, vectors: FieldVectors) -> None:
+        if self.snapshot_dir is not None and len(vectors):
+            if write_snapshot(self.snapshot_dir, signature, vectors):
+                with self._lock:
+                    if key in self._set_aside:
+                        self._set_aside[key]["rebuilding"] = False
+
+    def _index_later(self, key: Key, entry: "_Entry") -> None:
+        """Build the index of a copy first served by exact search, put the indexed copy in its place (unless
+        a reload replaced it meanwhile), then snapshot it. A failure is recorded; exact search goes on."""
+        try:
+            exact = entry.vectors
+            ann = build_ann(exact.rows)
+            indexed = FieldVectors.restore(exact.model, exact.field, exact.track_ids, exact.row_track, exact.rows,
+                                           exact.norms, ann=ann, calibration=exact.calibration)
+            with self._loading[key]:
+                with self._lock:
+                    current = self._entries.get(key) is entry
+                    if current:
+                        entry.vectors = indexed
+                if current:
+                    LOGGER.info("%s.%s: the index of %d rows is built; searches use it now", *key, len(indexed.rows))
+                    self._write_snapshot(key, entry.signature, indexed)
+        except Exception as exc:  # noqa: BLE001 - exact search keeps serving; /health shows the error
+            LOGGER.warning("building the index of %s.%s failed", *key, exc_info=True)
+            self._failed(key, exc)
+        finally:
+            with self._lock:
+                self._indexing.pop(key, None)
 
     def _from_snapshot(self, key: Key, signature: Signature) -> FieldVectors | None:
         try:

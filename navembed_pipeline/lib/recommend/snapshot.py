@@ -9,7 +9,8 @@ the alias, its row count and its store generation) still matches. Later reloads 
 Layout under the snapshot directory, per field:
 - ``<model>.<field>.<token>/``: ``rows.npy`` (float32, unit rows in track order), ``norms.npy``,
   ``row_track.npy``, ``track_ids.npy``, ``calibration.json`` and ``ann.faiss`` (the approximate index,
-  when the field has one). The rows and the index are memory-mapped on load (``np.load(mmap_mode="r")``,
+  when the field has one; with ``ann_labels.npy`` and ``ann_extra.npy`` when it was carried over from
+  earlier rows, ``ann.AnnIndex.carried``). The rows and the index are memory-mapped on load (``np.load(mmap_mode="r")``,
   ``faiss.IO_FLAG_MMAP``): pages are read as searches touch them, not all at start.
 - ``<model>.<field>.json``: the manifest (format, signature, shape, the data folder, and each file's
   size and checksum), written last and atomically (``os.replace``): it is the commit. A crash while
@@ -28,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +50,7 @@ SAMPLED_BLOCKS = 256
 BLOCK_BYTES = 64 << 10
 SET_ASIDE_MARK = ".corrupt-"  # as lib/store/state_files.py names set-aside files
 ARRAYS = ("rows", "norms", "row_track", "track_ids")
+PREFAULT_ROWS = 65_536  # rows touched at a time by ``prefault``
 
 
 class SnapshotDamaged(NavembedError):
@@ -89,7 +92,12 @@ def write_snapshot(directory: Path, signature: Signature, vectors: FieldVectors)
         ann = None
         if vectors.ann is not None:
             vectors.ann.save(folder / "ann.faiss")
-            ann = {"fingerprint": vectors.ann.fingerprint, "probes": _probes(vectors.ann)}
+            ann = {"fingerprint": vectors.ann.fingerprint, "probes": _probes(vectors.ann),
+                   "carried": vectors.ann.labels is not None}
+            if vectors.ann.labels is not None:  # an index carried over from earlier rows (ann.AnnIndex.carried)
+                np.save(folder / "ann_labels.npy", np.asarray(vectors.ann.labels, dtype=np.int64))
+                extra = vectors.ann.extra if vectors.ann.extra is not None else np.zeros(0, dtype=np.int64)
+                np.save(folder / "ann_extra.npy", np.asarray(extra, dtype=np.int64))
         files = {p.name: _checksum(p) for p in sorted(folder.iterdir())}
         for path in folder.iterdir():
             _fsync(path)
@@ -125,7 +133,9 @@ def read_snapshot(directory: Path, model: str, field: str, signature: Signature)
             return None
         folder = Path(directory) / str(body["folder"])
         expected = dict(body["files"])
-        for name in (*[f"{a}.npy" for a in ARRAYS], "calibration.json", *(["ann.faiss"] if body["ann"] else [])):
+        carried = bool(body["ann"] and body["ann"].get("carried"))
+        for name in (*[f"{a}.npy" for a in ARRAYS], "calibration.json", *(["ann.faiss"] if body["ann"] else []),
+                     *(["ann_labels.npy", "ann_extra.npy"] if carried else [])):
             if name not in expected:
                 raise ValueError(f"the manifest lists no {name}")
             if _checksum(folder / name) != expected[name]:
@@ -141,15 +151,34 @@ def read_snapshot(directory: Path, model: str, field: str, signature: Signature)
         calibration = None if stored is None else FieldCalibration.from_json(stored)
         ann = None
         if body["ann"]:
+            labels = np.load(folder / "ann_labels.npy", allow_pickle=False) if carried else None
+            extra = np.load(folder / "ann_extra.npy", allow_pickle=False) if carried else None
             ann = AnnIndex.load(folder / "ann.faiss", rows=len(rows), dimension=rows.shape[1],
-                                digest=str(body["ann"]["fingerprint"]))
-        return FieldVectors.restore(model, field, track_ids, row_track, rows, norms, ann=ann, calibration=calibration)
+                                digest=str(body["ann"]["fingerprint"]), labels=labels,
+                                extra=extra if extra is not None and len(extra) else None)
+        restored = FieldVectors.restore(model, field, track_ids, row_track, rows, norms, ann=ann,
+                                        calibration=calibration)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, CalibrationError) as exc:
         # faiss reports a damaged index as RuntimeError
         moved = set_aside(directory, model, field)
         LOGGER.error("the vector snapshot of %s.%s is damaged (%s): set aside as %s; loading from the store",
                      model, field, exc, ", ".join(moved) or "(nothing left to move)")
         raise SnapshotDamaged(f"the vector snapshot {manifest} is damaged: {exc}", moved) from exc
+    threading.Thread(target=prefault, args=(restored,), daemon=True, name=f"navembed-prefault-{model}-{field}").start()
+    return restored
+
+
+def prefault(vectors: FieldVectors) -> None:
+    """Map in a restored field's pages once, in order, on a background thread: its rows (read by every
+    re-scoring) and its HNSW graph (``AnnIndex.prefault``). Searches are served meanwhile; until a page is
+    touched, the first search to need it pays the fault (at 1M rows ~30 ms a query instead of ~3 ms)."""
+    try:
+        for low in range(0, len(vectors.rows), PREFAULT_ROWS):
+            np.asarray(vectors.rows[low:low + PREFAULT_ROWS]).max(initial=0.0)
+        if vectors.ann is not None:
+            vectors.ann.prefault()
+    except Exception:  # noqa: BLE001 - an optimisation only: searches fault the pages in themselves
+        LOGGER.warning("could not prefault the snapshot of %s.%s", vectors.model, vectors.field, exc_info=True)
 
 
 def snapshot_info(directory: Path, model: str, field: str) -> SnapshotInfo | None:
