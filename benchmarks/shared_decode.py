@@ -3,12 +3,12 @@
 The engine (``EmbeddingRun``, no Dagster) on real 2–6-minute recordings as their packages ship them
 (``real_corpus.library_corpus``), each variant re-embedding every file (``force``) with the models
 already loaded, worker processes for decoding as a library-sized run uses them (dsp embeds inside
-them; musicnn embeds in the run's own process from the 16 kHz share of each decode). No fingerprints.
+them, and so does musicnn, from the 16 kHz share of each decode). No fingerprints.
 
 Reported: wall seconds, CPU seconds (this process and its finished worker processes), audio-minutes/s,
 decode CPU seconds, and the shared run's CPU against the two single-model runs added up (what two
 steps, two decodes per file, cost). The machine may be shared: only ratios of this one run mean anything.
-usage: python -m benchmarks.shared_decode [--tracks 8] [--models-dir DIR] [--threads]
+usage: python -m benchmarks.shared_decode [--tracks 8] [--models-dir DIR] [--threads] [--variants dsp+musicnn]
 """
 
 import argparse
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracks", type=int, default=8)
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--threads", action="store_true", help="decode threads instead of worker processes")
+    parser.add_argument("--variants", default="dsp,musicnn,dsp+musicnn",
+                        help="which runs, comma-separated (the comparison line needs all three)")
     args = parser.parse_args(argv)
     corpus = library_corpus(DEFAULT_CACHE, tracks=args.tracks, min_seconds=120.0, max_seconds=360.0)
     minutes = sum(f.duration_seconds for f in corpus) / 60
@@ -63,9 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         for model in (dsp, musicnn):
             model.load()  # weights are not charged to a variant
         processes = not args.threads
-        results = {"dsp": _variant([dsp], grouped, store, processes),
-                   "musicnn": _variant([musicnn], grouped, store, processes),
-                   "dsp+musicnn": _variant([dsp, musicnn], grouped, store, processes)}
+        variants = {"dsp": [dsp], "musicnn": [musicnn], "dsp+musicnn": [dsp, musicnn]}
+        results = {name: _variant(variants[name], grouped, store, processes) for name in args.variants.split(",")}
         for model in (dsp, musicnn):
             model.shutdown()
     print(f"{len(corpus)} real recordings, {minutes:.1f} audio-minutes; decode "
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, r in results.items():
         print(f"{name:<14}{r['seconds']:>8.1f}{r['cpu_seconds']:>8.1f}{r['decode_cpu']:>14.1f}"
               f"{minutes / r['seconds']:>13.2f}  {r['embedded']}")
+    if set(results) != set(variants):
+        return
     apart = results["dsp"]["cpu_seconds"] + results["musicnn"]["cpu_seconds"]
     shared = results["dsp+musicnn"]
     print(f"dsp+musicnn in one run: CPU {shared['cpu_seconds'] / results['dsp']['cpu_seconds']:.2f}x dsp alone, "

@@ -51,6 +51,7 @@ class Decoded:
     vectors: tuple | None = None
     model_error: str | None = None
     feeds: dict[str, "Decoded"] | None = None  # decoded once for several models: each one's share
+    model_unloadable: bool = False  # ``model_error`` is the model failing to load in the worker
 
     @property
     def readable(self) -> bool:
@@ -186,4 +187,5 @@ class DecodeAhead:
 
 
 def _decoded(track: Track, result: DecodedTrack) -> Decoded:
-    return Decoded(track, result.segments, result.waves, result.error, result.vectors, result.model_error)
+    return Decoded(track, result.segments, result.waves, result.error, result.vectors, result.model_error,
+                   model_unloadable=result.model_unloadable)

@@ -390,6 +390,9 @@ class EmbeddingRun:
 
     def _rows(self, model: EmbeddingModel, ready: list[tuple[str, Decoded]]) -> list[VectorRow]:
         if all(d.waves is None for _, d in ready):  # embedded by the worker processes
+            unloadable = [d.model_error for _, d in ready if d.model_unloadable]
+            if unloadable:  # the weights: every track of the batch is recorded and the run stops, as in-process
+                raise ModelLoadError(unloadable[0])
             failed = [d.model_error for _, d in ready if d.model_error is not None]
             if failed:
                 raise WorkerModelError(failed[0])

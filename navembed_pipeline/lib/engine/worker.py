@@ -1,5 +1,5 @@
 """What a decode worker process does for one track: decode its segments, fingerprint them, and for a
-CPU model that asks for it (dsp) embed them too, so that only vectors travel back. With several models
+CPU model that asks for it (dsp, musicnn) embed them too, so that only vectors travel back. With several models
 (``decode_for_models``) the track is decoded once, at the highest rate they need, and each model gets
 its share: the waves resampled to its rate, or its vectors when it embeds in the worker.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from navembed_pipeline.lib.duplicates.chromaprint import PRINT_SECONDS, capped_print
-from navembed_pipeline.lib.errors import MODEL_ERRORS, NavembedError
+from navembed_pipeline.lib.errors import MODEL_ERRORS, ModelLoadError, NavembedError
 from navembed_pipeline.lib.library.audio import exact_length, load_audio, resample
 from navembed_pipeline.lib.library.excerpts import ExcerptPlan, ExcerptWave
 from navembed_pipeline.lib.library.navidrome import Track
@@ -49,6 +49,7 @@ class DecodedTrack:
     # Embedded right in the worker (``decode_and_embed``): one TrackVectors per segment, or the model's error.
     vectors: tuple | None = None
     model_error: str | None = None
+    model_unloadable: bool = False  # ``model_error`` is the model's weights failing to load (``ModelLoadError``)
     model_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # "model", "enrich", "model_cpu"
     # Decoded once for several models (``decode_for_models``): each model's share, by model name.
     feeds: dict[str, "DecodedTrack"] | None = None
@@ -57,7 +58,7 @@ class DecodedTrack:
 @dataclass(frozen=True)
 class ModelFeed:
     """One model fed from a shared decode: its name, its rate, and its options when worker processes
-    embed with it (a CPU model that asks for it, as dsp does); None: its waves travel back."""
+    embed with it (a CPU model that asks for it, as dsp and musicnn do); None: its waves travel back."""
 
     name: str
     sample_rate: int
@@ -174,12 +175,16 @@ def _embed_here(result: DecodedTrack, model_name: str, options: object) -> Decod
     model = _MODELS[model_name]
     timings: dict[str, float] = {}
     cpu = time.thread_time()
+    unloadable = False
     try:
         vectors, error = tuple(model.embed(result.waves, timings=timings)), None
+    except ModelLoadError as exc:  # its weights (e.g. a damaged download): the engine stops the run
+        vectors, error, unloadable = None, str(exc), True
     except MODEL_ERRORS as exc:
         vectors, error = None, f"{type(exc).__name__}: {exc}"
     timings["model_cpu"] = time.thread_time() - cpu
-    return dataclasses.replace(result, waves=None, vectors=vectors, model_error=error, model_seconds=timings)
+    return dataclasses.replace(result, waves=None, vectors=vectors, model_error=error, model_unloadable=unloadable,
+                               model_seconds=timings)
 
 
 def decode_for_models(worker: Callable[..., DecodedTrack], track: Track, fingerprint: bool,

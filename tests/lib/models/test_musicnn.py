@@ -30,7 +30,8 @@ import torch
 from navembed_pipeline.lib.errors import ConfigError
 from navembed_pipeline.lib.models import ModelOptions, create_model
 from navembed_pipeline.lib.models.musicnn import TAGS_FIELD, MusicnnModel, similarity_vector, tag_scores
-from navembed_pipeline.lib.models.musicnn.mel import LogMel, mel_filterbank, patch_windows
+from navembed_pipeline.lib.models.musicnn.mel import WINDOW_SAMPLES, LogMel, fill_patch, mel_filterbank, patch_windows
+from navembed_pipeline.lib.models.musicnn.model import CPU_PATCHES_PER_PASS
 from navembed_pipeline.lib.models.musicnn.tags import tag_names
 from tests.lib.models.musicnn_fixtures import FIXTURES
 from tests.lib.models.musicnn_goldens import EXCERPT_FILE, VARIANTS, int16_sha256, synth_clips
@@ -98,6 +99,38 @@ def test_network_matches_tensorflow_from_the_same_mel_input(model, goldens) -> N
         assert np.abs(ours["taggram"][0] - goldens[f"{name}/{variant}/taggram"][0]).max() <= TAGGRAM_FROM_MEL
         for layer in ("penultimate", "max_pool", "mean_pool"):
             assert layer_error(ours[layer][0], goldens[f"{name}/{variant}/{layer}"][0]) <= LAYER_RELATIVE, layer
+
+
+def test_the_reordered_front_end_gives_exactly_the_literal_orders_layers(model, clips, monkeypatch) -> None:
+    network = model.load().network
+    # both orders of the batch norm's sign are exercised (negated kernels for negative scales)
+    for name in ("timbral0", "timbral1", "temporal0"):
+        scale = network.bn[name].weight
+        assert (scale < 0).any() and (scale > 0).any(), name
+    windows = [w for wave in clips.values() for w in patch_windows(wave) if len(w) == WINDOW_SAMPLES]
+    assert len(windows) >= 4
+    with torch.inference_mode():
+        mel = fill_patch(LogMel()(torch.from_numpy(np.stack(windows))))
+        fast = network(mel)
+        monkeypatch.setattr(network, "_frontend_branch", network.literal_frontend_branch)
+        literal = network(mel)
+    for layer, values in literal.items():
+        np.testing.assert_allclose(fast[layer].numpy(), values.numpy(), rtol=0, atol=1e-6, err_msg=layer)
+
+
+def test_the_cpu_runs_a_couple_of_patches_per_pass_whatever_the_batch_size(musicnn_models_dir, clips) -> None:
+    small, large = (create_model("musicnn", ModelOptions(device="cpu", models_dir=musicnn_models_dir, batch_size=size))
+                    for size in (1, 16))
+    try:
+        assert small.batch_size == large.batch_size == CPU_PATCHES_PER_PASS
+        long_wave = np.concatenate([clips["real_excerpt"]] * 3)  # 6 patches: three passes
+        [ours] = small.embed([long_wave])
+        layers = small.mel_layers(fill_patch(LogMel()(torch.from_numpy(np.stack(patch_windows(long_wave))))).numpy())
+        assert ours.window_count == 6
+        np.testing.assert_allclose(ours.embedding, similarity_vector(layers), rtol=0, atol=1e-6)
+    finally:
+        small.shutdown()
+        large.shutdown()
 
 
 def test_port_matches_tensorflow_from_the_same_waveform(model, layers, goldens) -> None:

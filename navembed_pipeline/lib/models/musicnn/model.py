@@ -33,9 +33,14 @@ PORT_VERSION = "1"  # the port itself (front end, network); bump if its outputs 
 SIMILARITY_LAYER = "max_pool"
 SIMILARITY_VERSION = "1"
 SIMILARITY_DIMENSION = LAYER_SIZES[SIMILARITY_LAYER]
-# Patches per forward pass for each unit of ``ModelOptions.batch_size`` (a unit is sized for 30-s
-# windows of the other models; a 3-s patch is a tenth of one).
+# Patches per forward pass for each unit of ``ModelOptions.batch_size`` on a GPU (a unit is sized for
+# 30-s windows of the other models; a 3-s patch is a tenth of one).
 PATCHES_PER_BATCH_UNIT = 8
+# Patches per forward pass on the CPU, whatever ``batch_size`` says: a patch's activations (the timbral
+# convolutions' outputs are ~9 MB) outgrow the caches as batches grow: the network on one torch thread
+# took 44 ms per patch at 1-2 patches a pass, 61 ms at 4 and 110 ms at 32 (the old default), on the
+# shared 2-core development machine (issue 25; README, *MusiCNN's CPU cost*).
+CPU_PATCHES_PER_PASS = 2
 
 
 def split_layers(features: np.ndarray) -> dict[str, np.ndarray]:
@@ -78,6 +83,9 @@ class MusicnnModel(EmbeddingModel):
     # machine (benchmarks/musicnn_speed.py, other work running): 2 threads cost 4x the CPU per audio
     # minute of 1 (OpenMP threads spin while a core is taken); an idle machine was not available.
     cpu_threads = 1
+    # With worker processes each one embeds what it decoded on its own torch thread (one per core, as
+    # dsp does), instead of every patch of the run queueing for the run's single model thread.
+    embeds_in_workers = True
 
     def __init__(self, options: ModelOptions | None = None, **kwargs: Any) -> None:
         extra = (options or ModelOptions()).extra
@@ -98,6 +106,8 @@ class MusicnnModel(EmbeddingModel):
 
     @property
     def batch_size(self) -> int:
+        if self.device.type == "cpu":
+            return CPU_PATCHES_PER_PASS
         return self._gpu_batch or self.options.batch_size * PATCHES_PER_BATCH_UNIT
 
     def patch_layers(self, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:

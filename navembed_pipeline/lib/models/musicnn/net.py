@@ -81,6 +81,20 @@ class MusicnnNet(nn.Module):
         return {"taggram": taggram, "penultimate": penultimate, "max_pool": max_pool, "mean_pool": mean_pool}
 
     def _frontend_branch(self, name: str, padded: torch.Tensor) -> torch.Tensor:
+        """conv → ReLU → batch norm → max over the mel axis, computed in the cheaper order with the same
+        result: ReLU and a channel's batch norm are monotonic, so the max over the bands can be taken
+        first, of the raw convolution, and only the reduced ``(B, filters, T)`` is rectified and normed.
+        Where a channel's batch-norm scale is negative the norm reverses the order and the original's
+        max is the norm of the *minimum*: that channel's kernel and bias are negated (exact in floating
+        point), its max taken and negated back. Bit-identical to the literal order (tested)."""
+        norm, conv = self.bn[name], self.conv[name]
+        sign = torch.where(norm.weight < 0, -1.0, 1.0).to(padded.dtype)
+        raw = F.conv2d(padded, conv.weight * sign[:, None, None, None], conv.bias * sign)  # (B, filters, T, bands)
+        return norm(F.relu(raw.amax(dim=3) * sign[:, None]))
+
+    def literal_frontend_branch(self, name: str, padded: torch.Tensor) -> torch.Tensor:
+        """The original's order (conv → ReLU → batch norm over every band → max over the bands): the
+        reference ``_frontend_branch`` is tested against."""
         conv = F.relu(self.conv[name](padded))  # (B, filters, T, bands left)
         batch, filters, frames, bands = conv.shape
         normed = self.bn[name](conv.reshape(batch, filters, frames * bands)).reshape(conv.shape)
