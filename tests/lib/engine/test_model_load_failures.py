@@ -25,17 +25,22 @@ def damaged_musicnn_weights(models_dir: Path) -> None:
     (folder / f"{variant}.safetensors").write_bytes(b"half a download")
 
 
-def test_weights_that_cannot_be_read_record_every_track_of_the_batch_with_the_reason(tmp_path, vector_store) -> None:
+@pytest.mark.parametrize("processes", [False, True], ids=["in-process", "in-workers"])
+def test_weights_that_cannot_be_read_record_every_track_of_the_batch_with_the_reason(tmp_path, vector_store,
+                                                                                     processes) -> None:
+    """In the step's process, and in the decode workers that embed MusiCNN themselves: the run stops and every
+    track of the batch is recorded with the reason (never a run that ends with nothing recorded)."""
     damaged_musicnn_weights(tmp_path / "models")
     tracks = write_library(tmp_path / "library", [GOOD_SECONDS] * 3)
     model = MusicnnModel(ModelOptions(device="cpu", models_dir=tmp_path / "models"))
     engine = EmbeddingRun(models=[model], store=vector_store,
-                          options=RunOptions(decode_workers=1, decode_processes=False))
+                          options=RunOptions(decode_workers=1, decode_processes=processes))
     try:
         with pytest.raises(ModelLoadError, match="unreadable or corrupt"):
             list(engine.run(group_by_bucket(tracks)))
     finally:
         model.shutdown()
+    assert not model.is_loaded
 
     failed = vector_store.failed_tracks("musicnn")
     assert failed, "no track was recorded as failed"

@@ -1,7 +1,7 @@
 """MusiCNN embeds inside the decode worker processes (one per core, one torch thread each), as dsp does:
 the vectors and tags a dsp + musicnn run stores with worker processes are those of a run whose musicnn
-embeds in the run's own process (decode threads), the run's own musicnn model is never loaded, and
-damaged weights still stop the run with every track of the batch recorded, with the reason.
+embeds in the run's own process (decode threads), and the run's own musicnn model is never loaded (damaged
+weights in the workers: ``test_model_load_failures.py``).
 
 Real weights (converted from the real ``musicnn`` wheel) and a real recording (the MIT-licensed
 excerpt beside MusiCNN's golden fixtures) plus generated songs, in a real Navidrome-schema library."""
@@ -10,16 +10,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from navembed_pipeline.lib.engine.run import EmbeddingRun, RunOptions, group_by_bucket
-from navembed_pipeline.lib.errors import ModelLoadError
 from navembed_pipeline.lib.library.navidrome import NavidromeLibrary, Track
 from navembed_pipeline.lib.models.dsp import DspModel
 from navembed_pipeline.lib.models.musicnn.model import TAGS_FIELD, MusicnnModel
 from navembed_pipeline.lib.models.options import ModelOptions
 from navembed_pipeline.sample_data.navidrome_fixture import FixtureLibrary, FixtureTrack, create_navidrome_db
-from tests.lib.engine.test_model_load_failures import damaged_musicnn_weights
 from tests.lib.engine.test_run import write_library
 from tests.lib.models.musicnn_fixtures import FIXTURES, musicnn_models_dir, musicnn_wheel  # noqa: F401 - fixtures
 from tests.lib.models.musicnn_goldens import EXCERPT_FILE
@@ -70,23 +67,3 @@ def test_musicnn_embeds_in_the_worker_processes_with_the_vectors_it_gets_in_proc
             np.testing.assert_allclose(results[True][tid][field], vector, rtol=0, atol=1e-5, err_msg=field)
     copies = [results[True][t.id]["embedding"] for t in tracks[:3]]  # the same recording thrice: one vector
     np.testing.assert_allclose(copies[1], copies[0], rtol=0, atol=1e-6)
-
-
-def test_damaged_weights_in_the_workers_stop_the_run_and_record_every_track_of_the_batch(
-        tmp_path, vector_store) -> None:
-    damaged_musicnn_weights(tmp_path / "models")
-    tracks = write_library(tmp_path / "library", [3.0] * 3)
-    model = MusicnnModel(ModelOptions(device="cpu", models_dir=tmp_path / "models"))
-    engine = EmbeddingRun(models=[model], store=vector_store,
-                          options=RunOptions(decode_workers=1, decode_processes=True))
-    try:
-        with pytest.raises(ModelLoadError, match="unreadable or corrupt"):
-            list(engine.run(group_by_bucket(tracks)))
-    finally:
-        model.shutdown()
-    assert not model.is_loaded
-    failed = vector_store.failed_tracks("musicnn")
-    assert failed, "no track was recorded as failed"
-    assert set(failed) <= {t.id for t in tracks}
-    for reason in failed.values():
-        assert reason.startswith("model could not load:") and "re-download them with" in reason
