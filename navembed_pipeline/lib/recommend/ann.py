@@ -77,7 +77,7 @@ CARRY_MAX_EXTRA = 0.02
 CARRY_MAX_GONE = 0.2
 SEED = 0
 FINGERPRINT_ROWS = 1024
-PREFAULT_ROWS = 65_536  # rows copied out at a time by ``AnnIndex.prefault``
+PREFAULT_ROWS = 65_536  # rows touched at a time by ``AnnIndex.prefault`` and ``snapshot.prefault``
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,6 @@ class AnnIndex:
     def entries(self) -> int:
         """Vectors in the faiss index (held rows plus entries whose row is gone)."""
         return int(self.index.ntotal)
-
-    @property
-    def stale(self) -> int:
-        """Entries whose row is gone plus rows the index does not hold: what a rebuild would tidy."""
-        return self.gone + (0 if self.extra is None else len(self.extra))
 
     def carried(self, moved: np.ndarray, rows: np.ndarray) -> "AnnIndex | None":
         """This index serving new ``rows`` without a rebuild; ``moved[r]``: where the r-th row it served
@@ -135,14 +130,15 @@ class AnnIndex:
         search explores at least ``k`` nodes (faiss's efSearch does not grow with ``k`` by itself: asking
         for 400 neighbours with efSearch 64 returns 400, of which the far ones are poor)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        asked = self._asked(k)
         if self.kind == "hnsw":
             import faiss
 
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(int(faiss.downcast_index(self.index).hnsw.efSearch), self._asked(k))
-            _, found = self.index.search(queries, self._asked(k), params=params)
+            params.efSearch = max(int(faiss.downcast_index(self.index).hnsw.efSearch), asked)
+            _, found = self.index.search(queries, asked, params=params)
         else:
-            _, found = self.index.search(queries, self._asked(k))
+            _, found = self.index.search(queries, asked)
         if self.labels is None:
             return found
         return np.where(found >= 0, self.labels[np.maximum(found, 0)], -1)

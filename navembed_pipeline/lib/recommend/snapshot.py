@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from navembed_pipeline.lib.errors import NavembedError
-from navembed_pipeline.lib.recommend.ann import AnnIndex
+from navembed_pipeline.lib.recommend.ann import PREFAULT_ROWS, AnnIndex
 from navembed_pipeline.lib.recommend.calibration import CalibrationError, FieldCalibration
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
@@ -50,7 +50,6 @@ SAMPLED_BLOCKS = 256
 BLOCK_BYTES = 64 << 10
 SET_ASIDE_MARK = ".corrupt-"  # as lib/store/state_files.py names set-aside files
 ARRAYS = ("rows", "norms", "row_track", "track_ids")
-PREFAULT_ROWS = 65_536  # rows touched at a time by ``prefault``
 
 
 class SnapshotDamaged(NavembedError):
