@@ -20,6 +20,7 @@ from navembed_pipeline.catalog import NIGHTLY_FRESHNESS, definition_metadata, mo
 from navembed_pipeline.checks import (DELETIONS_CHECK, TRACKS_CHECK, EmbeddingChecks, deletions_result,
                                       embedding_check_specs, run_checks_alone)
 from navembed_pipeline.partitions import bucket_partitions
+from navembed_pipeline.quiet_buckets import left_out_line, recorded_empty, untouched
 from navembed_pipeline.run_explain import explain_run
 from navembed_pipeline.tag_metadata import bucket_tag_metadata, library_tag_observation, tag_names_of
 from navembed_pipeline.resources import ModelsResource, NavidromeResource, VectorStoreResource
@@ -219,6 +220,11 @@ def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: E
               for model in chosen}
     for model_checks in checks.values():
         model_checks.prefetch()
+    # Buckets empty before the run whose latest materialization already says so (quiet_buckets.py).
+    quiet = {model.name: recorded_empty(context.instance, dg.AssetKey(asset_name(model.name)),
+                                        checks[model.name].empty_buckets(), model_version=model.version)
+             for model in chosen}
+    left_out: dict[str, list[str]] = {model.name: [] for model in chosen}
     by_name = {model.name: model for model in chosen}
     tag_names = {model.name: names for model in chosen if (names := tag_names_of(model))}
     # The engine runs ahead on its own thread: Dagster records a finished bucket (materialization,
@@ -231,14 +237,20 @@ def _embed_into(store: VectorStore, context: dg.AssetExecutionContext, config: E
         for name in dict.fromkeys(r.model for r in reports):
             mine = [r for r in reports if r.model == name]
             counts = checks[name].after_buckets(mine)
-            tags = bucket_tag_metadata(store, name, tag_names[name], [r.bucket for r in mine],
-                                       collection=staging[name]) if name in tag_names else {}
-            for report in mine:
+            skip = {r.bucket for r in mine if r.bucket in quiet[name] and untouched(r)}
+            left_out[name] += skip
+            shown = [r for r in mine if r.bucket not in skip]
+            tags = bucket_tag_metadata(store, name, tag_names[name], [r.bucket for r in shown],
+                                       collection=staging[name]) if name in tag_names and shown else {}
+            for report in shown:
                 yield dg.AssetMaterialization(asset_key=dg.AssetKey(asset_name(name)), partition=report.bucket,
                                               metadata={**bucket_metadata(report), **counts[report.bucket],
                                                         **tags.get(report.bucket, {}),
                                                         **model_metadata(by_name[name], store)})
-            yield from checks[name].evaluate_done(mine)  # after their materializations: the results point at them
+            yield from checks[name].evaluate_done(shown)  # after their materializations: the results point at them
+    for name, buckets in left_out.items():
+        if buckets:
+            context.log.info(left_out_line(name, buckets, len(grouped)))
     context.log.info(format_stages("+".join(model_names), run.stage_seconds, utilisation=run.utilisation))
     if fingerprinter is not None and not config.only_failed:  # tracks this run skipped, fingerprinted once
         done = fingerprinter.backfill([t for tracks in grouped.values() for t in tracks])

@@ -99,8 +99,8 @@ class EmbeddingChecks:
         self._total_rows = self._store.count(self._model, collection=self._collection)
 
     def after_buckets(self, reports: Sequence[BucketReport]) -> dict[str, dict[str, object]]:
-        """Re-read the buckets the run changed (one query for all of them); the row counts for each
-        report's materialization metadata, by bucket."""
+        """Re-read the buckets the run changed (one query for all of them); the track and row counts for
+        each report's materialization metadata, by bucket."""
         changed = [r.bucket for r in reports if r.embedded or r.deleted]
         if changed:
             before = sum(len(self._rows.get(bucket, ())) for bucket in changed)
@@ -109,8 +109,13 @@ class EmbeddingChecks:
             self._rows.update(fresh)
         if any(r.failed for r in reports):
             self._failures = self._store.failed_tracks(self._model)
-        return {r.bucket: {"dagster/row_count": len(self._rows.get(r.bucket, ())), "collection_rows": self._total_rows}
+        return {r.bucket: {"tracks": len(self._tracks.get(r.bucket, ())),
+                           "dagster/row_count": len(self._rows.get(r.bucket, ())), "collection_rows": self._total_rows}
                 for r in reports}
+
+    def empty_buckets(self) -> list[str]:
+        """Buckets in scope with no Navidrome track and no stored row (as last read)."""
+        return [bucket for bucket, tracks in self._tracks.items() if not tracks and not self._rows.get(bucket)]
 
     def evaluate_done(self, reports: Sequence[BucketReport]) -> Iterator[dg.AssetCheckEvaluation]:
         """Check results for materialized buckets: at once (all together) when the run worked on one of
