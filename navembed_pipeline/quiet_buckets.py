@@ -31,7 +31,9 @@ def recorded_empty(instance: dg.DagsterInstance, key: dg.AssetKey, buckets: Iter
                    model_version: str) -> frozenset[str]:
     """Those of ``buckets`` whose latest materialization of ``key`` recorded no tracks and no rows, by
     ``model_version``, and that Dagster does not show as failed: a few event-log queries for all of them."""
-    wanted = set(buckets) - failed_buckets(instance, key)
+    wanted = set(buckets)
+    if wanted:  # a library in every bucket: nothing to look up
+        wanted -= failed_buckets(instance, key)
     if not wanted:
         return frozenset()
     ids = instance.event_log_storage.get_latest_storage_id_by_partition(
