@@ -9,7 +9,8 @@
 - ``model_version_current`` (per run): stored vectors come from the running model's version. WARN with
   the count of stale tracks.
 
-They run with every materialization (evaluated bucket by bucket as the run goes) and on their own
+They run with every materialization (evaluated bucket by bucket as the run goes; an empty bucket a run
+leaves out of its events, ``quiet_buckets.py``, keeps its last result) and on their own
 (the asset is subsettable: "Execute" on a check re-reads the store without embedding anything). The
 store is read in batches: the scalar fields of the run's buckets once up front, a bucket again only
 when the run changed it; a run on its own reads every vector of its buckets.
