@@ -34,25 +34,25 @@ BLOCK = 100_000
 
 def real_dsp_vectors(cache: Path = QUALITY_CACHE) -> np.ndarray:
     """The stored form of every real recording's dsp vector found in the quality benchmark's cache."""
+    rows = list(real_dsp_by_recording(cache).values())
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def real_dsp_by_recording(cache: Path = QUALITY_CACHE) -> dict[str, np.ndarray]:
+    """{recording key: its dsp vector in the stored form} from the quality benchmark's cache."""
     from navembed_pipeline.lib.models.dsp import weighted_vector
 
-    rows = []
+    out = {}
     for path in sorted(cache.glob("*.json")):
         value = json.loads(path.read_text()).get("dsp_v2_raw", {}).get("value")
         if value is not None:
-            rows.append(weighted_vector(np.asarray(value, dtype=np.float32)))
-    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+            out[path.stem] = weighted_vector(np.asarray(value, dtype=np.float32))
+    return out
 
 
 def describe(index) -> str:
     """The faiss index type and its search setting (an inverted file's probes, HNSW's least efSearch)."""
-    if index is None:
-        return "exact"
-    import faiss
-
-    inner = faiss.downcast_index(index.index)
-    setting = f"efSearch {inner.hnsw.efSearch}" if index.kind == "hnsw" else f"nprobe {inner.nprobe}"
-    return f"faiss {type(inner).__name__} {setting}"
+    return "exact" if index is None else index.summary
 
 
 def fitted_sampler(real: np.ndarray, seed: int = 0):
@@ -70,6 +70,39 @@ def fitted_sampler(real: np.ndarray, seed: int = 0):
         return out
 
     return draw
+
+
+def joint_samplers(real: dict[str, np.ndarray], seed: int = 0) -> dict:
+    """{model: draw(n)}: one Gaussian fitted to the recordings' vectors of every model side by side (``real``:
+    rows aligned, one per recording), so a track's vectors in different models agree as the real ones do
+    (both models hear the same audio). Each model's ``draw`` makes its block of the joint vectors from the
+    same standard normals (one generator per block, seeded by the block's number), so the k-th calls of
+    different models' draws give the same tracks' vectors, whichever model is drawn first."""
+    names = list(real)
+    joined = np.concatenate([real[m] for m in names], axis=1).astype(np.float64)
+    mean = joined.mean(axis=0)
+    covariance = np.cov(joined, rowvar=False)
+    covariance = (1 - SHRINK) * covariance + SHRINK * np.diag(np.diag(covariance))
+    factor = np.linalg.cholesky(covariance + 1e-6 * np.eye(len(mean)))
+    edges = np.cumsum([0] + [real[m].shape[1] for m in names])
+    calls = {m: 0 for m in names}
+
+    def drawer(model: str):
+        low, high = edges[names.index(model)], edges[names.index(model) + 1]
+        part = factor[low:high].T  # (joint, model dim): the model's rows of the joint factor
+
+        def draw(n: int) -> np.ndarray:
+            call = calls[model]
+            calls[model] += 1
+            out = np.empty((n, high - low), dtype=np.float32)
+            for number, i in enumerate(range(0, n, BLOCK)):
+                rng = np.random.default_rng((seed, call, number))
+                out[i:i + BLOCK] = mean[low:high] + rng.standard_normal((min(BLOCK, n - i), len(mean))) @ part
+            return out
+
+        return draw
+
+    return {m: drawer(m) for m in names}
 
 
 def clustered_sampler(dim: int = 64, seed: int = 0):
@@ -91,8 +124,17 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def kept_energy(ann, rows: np.ndarray) -> float:
+    """Mean squared length of unit ``rows`` after a projected graph's projection (1.0: nothing lost)."""
+    import faiss
+
+    unit = np.asarray(rows, dtype=np.float32) / np.linalg.norm(rows, axis=1, keepdims=True)
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(ann.index).chain.at(0))
+    return float(np.mean(np.sum(transform.apply(np.ascontiguousarray(unit)) ** 2, axis=1)))
+
+
 def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[float, ...] = (),
-            ef_searches: tuple[int, ...] = ()) -> list[str]:
+            ef_searches: tuple[int, ...] = (), real: np.ndarray | None = None) -> list[str]:
     rng = np.random.default_rng(size)
     rows = draw(size)
     ids = [f"t{i:07d}" for i in range(size)]
@@ -133,6 +175,10 @@ def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[floa
     ]
     if ann is None:
         return lines
+    if ann.projected:
+        lines.append(f"    graph projection: {kept_energy(ann, field.rows[:20_000]):.4f} of the rows' energy kept"
+                     + (f", {kept_energy(ann, real):.4f} of the real recordings' vectors'" if real is not None and
+                        real.shape[1] == ann.dimension else ""))
     lines.extend(_other_shares(field, ann, queries, truths, probe_shares) if ann.kind == "ivf"
                  else _other_efs(field, ann, queries, truths, ef_searches))
     return lines
@@ -140,9 +186,9 @@ def measure(size: int, draw, work: Path, results: dict, probe_shares: tuple[floa
 
 def _other_efs(field, ann, queries, truths, ef_searches) -> list[str]:
     """Recall@K and CPU per query of the same queries at other HNSW efSearch values (restored after)."""
-    import faiss
+    from navembed_pipeline.lib.recommend.ann import hnsw_graph
 
-    inner = faiss.downcast_index(ann.index)
+    inner = hnsw_graph(ann.index)
     lines, shipped = [], inner.hnsw.efSearch
     for ef in ef_searches:
         inner.hnsw.efSearch = ef
@@ -206,7 +252,7 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         for size in sizes:
-            for line in measure(size, draw, Path(tmp), results, shares, efs):
+            for line in measure(size, draw, Path(tmp), results, shares, efs, real if len(real) else None):
                 print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps({"source": source, "sizes": results}, indent=2))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ann_scale import clustered_sampler, describe, fitted_sampler, real_dsp_vectors
+from benchmarks.ann_scale import clustered_sampler, describe, fitted_sampler, joint_samplers, real_dsp_by_recording
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, TrackCatalog
 from navembed_pipeline.lib.recommend.index import StaticVectors
 from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
@@ -51,22 +51,41 @@ def signature(size: int) -> tuple[str, int, str]:
 
 def real_musicnn_vectors(cache: Path = MUSICNN_CACHE) -> np.ndarray:
     """MusiCNN similarity vectors (mean ``max_pool`` over the cached patches, unit length) of the recordings."""
+    rows = list(real_musicnn_by_recording(cache).values())
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def real_musicnn_by_recording(cache: Path = MUSICNN_CACHE) -> dict[str, np.ndarray]:
+    """{recording key: its MusiCNN similarity vector (the mean over its patches, as the model stores it)}, from
+    the per-patch cache holding the most recordings (``benchmarks/musicnn_budget.py``'s every-patch cache, or
+    ``benchmarks/musicnn_patches.py``'s)."""
     from navembed_pipeline.lib.models.musicnn.model import SIMILARITY_LAYER
 
-    folders = sorted(cache.glob("MSD_musicnn-p*"), key=lambda f: len(list(f.glob("*.npz"))))
-    rows = []
+    folders = sorted(cache.glob("MSD_musicnn-*"), key=lambda f: len(list(f.glob("*.npz"))))
+    out = {}
     for path in sorted(glob.glob(str(folders[-1] / "*.npz"))) if folders else []:
         with np.load(path) as stored:
             vector = stored[SIMILARITY_LAYER].mean(axis=0)
-        rows.append(vector / np.linalg.norm(vector))
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+        out[Path(path).stem] = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return out
 
 
 def samplers() -> dict[str, tuple]:
-    """{model: (draw, where its vectors come from)}."""
+    """{model: (draw, where its vectors come from)}. With both models' real vectors cached for the same
+    recordings, one joint Gaussian is fitted to them side by side, so a generated track's dsp and MusiCNN
+    vectors agree as a real track's do (``ann_scale.joint_samplers``); otherwise one Gaussian per model."""
+    dsp, musicnn = real_dsp_by_recording(), real_musicnn_by_recording()
+    both = sorted(set(dsp) & set(musicnn))
+    if len(both) >= 50:
+        draws = joint_samplers({"dsp": np.stack([dsp[k] for k in both]),
+                                "musicnn": np.stack([musicnn[k] for k in both])}, seed=1)
+        return {m: (draw, f"one Gaussian fitted to {len(both)} recordings' real dsp and MusiCNN vectors side by "
+                    f"side ({m}'s part)")
+                for m, draw in draws.items()}
     out = {}
-    for model, real, dim in (("dsp", real_dsp_vectors(), 273), ("musicnn", real_musicnn_vectors(), 753)):
-        if len(real) >= 50:
+    for model, found, dim in (("dsp", dsp, 273), ("musicnn", musicnn, 753)):
+        if len(found) >= 50:
+            real = np.stack(list(found.values()))
             out[model] = (fitted_sampler(real, seed=len(model)), f"a Gaussian fitted to {len(real)} real {model} vectors")
         else:
             out[model] = (clustered_sampler(dim, seed=len(model)), f"clustered random {dim}-d (no real {model} cached)")

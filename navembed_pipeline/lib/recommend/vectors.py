@@ -17,6 +17,7 @@ from navembed_pipeline.lib.recommend.calibration import CalibrationError, FieldC
 
 IVF_MIN_ROWS = 20_000  # from this many rows on, an approximate index (``ann.py``) proposes the candidates
 ANN_OVERFETCH = 2  # rows the index is asked for per row wanted when models are fused (``candidates``)
+PROJECTED_OVERFETCH = 2  # at least, from a graph over projected rows (``ann.graph_projection``)
 STATS_SAMPLE = 2048  # rows whose similarities normalise a query's (z-scores)
 CALIBRATION_SAMPLE = 20_000  # rows the library statistics and the random-pair cosines are drawn from
 SEED = 0
@@ -146,7 +147,8 @@ class FieldVectors:
         if self.ann is None or want * 8 >= len(self.rows):
             nearest = np.argpartition(-(self.rows @ queries.T), want - 1, axis=0)[:want]
             return np.unique(self.row_track[nearest.ravel()])
-        asked = min(len(self.rows), max(1, overfetch) * want)
+        # a projected graph (``ann.graph_projection``) ranks by nearly the cosine: its far end is re-scored too
+        asked = min(len(self.rows), max(overfetch, PROJECTED_OVERFETCH if self.ann.projected else 1, 1) * want)
         found = self.ann.search(queries, asked)
         extra = self.ann.extra
         if extra is not None:  # rows added or changed since the index was built: searched exactly
