@@ -8,7 +8,7 @@ seconds (``time.thread_time``, so other load on the machine moves them little), 
 - ``first run (whole)``: decode whole and fingerprint (a file with no fingerprint yet; before the
   print was capped), dsp over its excerpts;
 - ``first run``: as shipped, ``worker.decode_track`` with dsp's plan and a fingerprint wanted: a long
-  track's first two minutes decoded for its capped print (``capped_print``), the excerpts past them
+  track's first ``HEAD_SECONDS`` decoded for its capped print (``capped_print``), the excerpts past them
   sought, dsp over the excerpts;
 - ``re-embed``: a file that has its fingerprint (a model change, a forced run): only the excerpts are
   decoded (``worker.decode_track`` with dsp's plan), dsp over them.

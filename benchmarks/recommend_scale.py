@@ -3,10 +3,13 @@
 Used by ``benchmarks/recommend_latency.py`` for sizes above ``--store-max``: inserting a million rows into
 Milvus Lite and scanning them back would take hours, so the library's vectors are generated and written
 *straight to the snapshot format* the API maps at start (``lib/recommend/snapshot.py``), together with a
-Navidrome-schema catalog of the same tracks. Vectors: drawn from Gaussians fitted to the real dsp vectors
-(``~/.cache/navembed/quality/computed``) and to real MusiCNN ``max_pool`` vectors (753-d, the model's
-``SIMILARITY_LAYER``; the per-patch cache of ``benchmarks/musicnn_patches.py``) of the recordings;
-clustered random vectors where no real vectors are cached (said in the output).
+Navidrome-schema catalog of the same tracks. Vectors: drawn from one Gaussian fitted to the recordings' real
+dsp vectors (``~/.cache/navembed/quality/computed``) and real MusiCNN ``max_pool`` vectors (753-d, the model's
+``SIMILARITY_LAYER``, mean over every patch: ``benchmarks/musicnn_budget.py``'s cache) side by side, so a
+generated track's two vectors agree as a real track's do (over pairs of the 210 recordings, the correlation of
+the dsp cosine with the MusiCNN cosine is 0.52; over generated pairs 0.48; drawn independently, 0); one
+Gaussian per model when only one model's vectors are cached; clustered random vectors where none are (said
+in the output).
 
 Each model set (dsp alone; dsp + musicnn) is measured in a fresh process, as a restarted API would be:
 - warm-up: every field mapped from its snapshot (rows, faiss index, calibration) until ``similar_tracks``
@@ -16,7 +19,9 @@ Each model set (dsp alone; dsp + musicnn) is measured in a fresh process, as a r
 - the plugin's three calls (``similar_tracks`` n=100 with duplicates eliminated and the radius on,
   ``find_path`` count=25, ``similar_artists`` n=10): p50/p95 wall time and per-call CPU time;
 - recall@50 of ``similar_tracks``: the first 50 tracks it answers with the index, against the same call
-  over the same rows searched exactly (mean and worst over the queries);
+  over the same rows searched exactly (mean and worst over the queries); with fused models also against
+  the call that scores every track (``every_track_recall``): each model's shortlist of nearest tracks
+  (``engine.MIN_CANDIDATES``) is where fusing loses neighbours, index or not;
 - the reload after a run that re-embedded 1 % of the tracks: the new copy with the index carried over (its
   build time next to the snapshot's full build), and ``similar_tracks`` latency and recall on it (half the
   queries from the re-embedded tracks, whose rows are searched exactly beside the index).
@@ -42,6 +47,7 @@ from navembed_api.main import single_threaded_blas
 MUSICNN_CACHE = Path.home() / ".cache" / "navembed" / "quality" / "musicnn"
 MODEL_SETS = (("dsp",), ("dsp", "musicnn"))
 RECALL_AT = 50
+EVERY_TRACK_QUERIES = 10  # queries whose answers are checked against scoring every track (seconds each at 1M)
 CARRY_SHARE = 0.01  # of the tracks re-embedded by the run whose reload is measured (``reload_after_a_run``)
 
 
@@ -190,12 +196,37 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
         truth = exact_sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True)
         want = {n.track.id for n in truth[:RECALL_AT]}
         recalls.append(len(want & set(got)) / max(len(want), 1))
+    every = every_track_recall(exact, library, seeds, answers, models, size) if len(models) > 1 else None
     index = {f.model: describe(f.ann) for f in fields}
     carry = reload_after_a_run(fields, library, seeds, queries) if fields[0].ann is not None else None
     return {"carry": carry, "size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
             "track_table_s": round(table_s, 1), "first_call_ms": round(first_ms, 1), "artists": artists, "artist_index_s": round(artists_s, 1),
             "rss_warm_mb": warm_memory, "rss_after_mb": after_memory, "timings": timings, "index": index,
-            "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
+            "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3),
+            "every_track": every}
+
+
+def every_track_recall(exact: list, library, seeds: list[str], answers: dict, models: tuple[str, ...],
+                       size: int) -> dict:
+    """Fused models: recall@50 of the answers (index) and of the same call searched exactly, both against
+    the call that scores *every* track (``min_candidates`` = the library: no per-model shortlist). The
+    shortlist of each model's nearest tracks is where fusing loses neighbours even without an index."""
+    catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
+    catalog.table(wait=True)
+    shortlist = SonicService(Recommender(StaticVectors(exact), catalog, default_models=models), library.tracks)
+    everything = SonicService(Recommender(StaticVectors(exact), catalog, default_models=models, min_candidates=size),
+                              library.tracks)
+    indexed, exact_shortlist = [], []
+    for q in list(answers)[:EVERY_TRACK_QUERIES]:
+        want = {n.track.id for n in everything.similar_tracks(seeds[q], 100, eliminate_duplicates=True,
+                                                              within_radius=True, details=False)[:RECALL_AT]}
+        short = {n.track.id for n in shortlist.similar_tracks(seeds[q], 100, eliminate_duplicates=True,
+                                                              within_radius=True, details=False)[:RECALL_AT]}
+        indexed.append(len(want & set(answers[q])) / max(len(want), 1))
+        exact_shortlist.append(len(want & short) / max(len(want), 1))
+    return {"queries": len(indexed), "index_mean": round(float(np.mean(indexed)), 4),
+            "index_worst": round(float(np.min(indexed)), 3), "exact_mean": round(float(np.mean(exact_shortlist)), 4),
+            "exact_worst": round(float(np.min(exact_shortlist)), 3)}
 
 
 def reload_after_a_run(fields: list, library, seeds: list[str], queries: int) -> dict:
@@ -256,6 +287,12 @@ def report(result: dict) -> list[str]:
                      f"in {carry['reload_s']:.1f} s (CPU {carry['reload_cpu_s']:.1f} s); similar_tracks p50/p95 "
                      f"{carry['p50_ms']:.1f} / {carry['p95_ms']:.1f} ms, recall@{RECALL_AT} mean "
                      f"{carry['recall_mean']:.3f}, worst {carry['recall_worst']:.2f}")
+    every = result.get("every_track")
+    if every:
+        lines.append(f"  {result['size']:>8} {models:<12} against scoring every track ({every['queries']} queries): "
+                     f"recall@{RECALL_AT} of the answers mean {every['index_mean']:.3f}, worst "
+                     f"{every['index_worst']:.2f}; of the same call searched exactly (each model's shortlist, no "
+                     f"index) mean {every['exact_mean']:.3f}, worst {every['exact_worst']:.2f}")
     for name, timing in result["timings"].items():
         recall = (f"   recall@{RECALL_AT} vs exact: mean {result['recall_mean']:.3f}, worst {result['recall_worst']:.2f}"
                   if name == "similar_tracks" else "")

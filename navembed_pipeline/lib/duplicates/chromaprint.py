@@ -3,8 +3,8 @@
 ``fingerprint_pcm(wave, sample_rate)`` feeds PCM that is already decoded (the pipeline's own
 waves) to libchromaprint through ctypes and returns its *raw* fingerprint: one 32-bit word per
 ~0.124 s. The pipeline prints only the first ``PRINT_SECONDS`` of each track (``capped_print``, as
-fpcalc/AcoustID do), so a long track is decoded for its print's first two minutes only, and stores
-beside the words the length of the audio they stand for; ``match`` takes those lengths. Two files are copies of one recording when, at the best alignment, few bits differ:
+fpcalc/AcoustID print their first two minutes), so a long track is decoded for its print's first minute
+only, and stores beside the words the length of the audio they stand for; ``match`` takes those lengths. Two files are copies of one recording when, at the best alignment, few bits differ:
 ``match(a, b)`` searches every offset within ``MAX_SHIFT_SECONDS`` plus the offsets that exact
 word matches vote for (so a long intro on one copy is still found) and scores ``1 - bit error
 rate`` over the overlap. Unrelated audio scores about 0.5; the decision threshold
@@ -30,7 +30,7 @@ MIN_OVERLAP_FRACTION = 0.5  # of the longer copy: an excerpt is not a copy of th
 DUPLICATE_SCORE = 0.88  # 1 - bit error rate; real copies scored >= 0.94, other songs <= 0.83 (README)
 VOTE_OFFSETS = 4  # besides the near offsets, the offsets most voted for by exact word matches
 MAX_SECONDS = 900.0  # fingerprint at most this much of a track (enough for any alignment we search)
-PRINT_SECONDS = 120.0  # the pipeline's prints: the first this much of the sounding audio (fpcalc's default)
+PRINT_SECONDS = 60.0  # the pipeline's prints: the first this much of the sounding audio (README "Duplicates")
 _INT16_MAX = 32767
 
 

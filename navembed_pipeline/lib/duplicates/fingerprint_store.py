@@ -3,7 +3,7 @@
 Every fingerprint belongs to an *owner* (a Navidrome track id, or an upload's ``upload:<hash>`` id)
 and a segment (1 for a whole file, the CUE track number otherwise), and records the file version
 it was computed from (``track_fingerprint``: path, size, mtime), and the length of the audio it stands
-for (column ``seconds``: the pipeline prints only a track's first two minutes, ``capped_print``; a print
+for (column ``seconds``: the pipeline prints only a track's first ``PRINT_SECONDS``, ``capped_print``; a print
 stored before that cap covers its whole track, so its own length, which that column already held, is
 the right one: older files are read as they are), so a track is fingerprinted once
 per file version whatever the number of models. Candidates come from an inverted index over a

@@ -32,7 +32,7 @@ from navembed_pipeline.lib.pids import pid_alive
 
 # (segment index, segment title, raw Chromaprint fingerprint of its first PRINT_SECONDS, seconds it stands for)
 Prints = list[tuple[int, str, np.ndarray, float]]
-HEAD_SECONDS = PRINT_SECONDS + 10.0  # decoded for a long track's print: its first two minutes, leading silence too
+HEAD_SECONDS = PRINT_SECONDS + 10.0  # decoded for a long track's print: its first PRINT_SECONDS, leading silence too
 
 
 @dataclass(frozen=True)
@@ -292,17 +292,17 @@ def _excerpts_alone(track: Track, segments: tuple[TrackSegment, ...], sample_rat
     end = segments[0].duration_seconds
     if end > 0:
         length = min(length, end)
-    spans = plan.spans(length)
-    if not spans:
+    ranges = plan.ranges(length, sample_rate)
+    if not ranges:
         return None, None
     first = load_audio(track.path, sample_rate, duration_seconds=min(HEAD_SECONDS, length)) if head else None
-    size = int(round(plan.seconds * sample_rate))
     parts = []
-    for number, (start, seconds) in enumerate(spans, 1):
-        last = number == len(spans)
-        if first is not None and not last and (start + seconds) * sample_rate <= len(first):
-            parts.append(first[round(start * sample_rate):][:size])
+    for number, samples in enumerate(ranges, 1):
+        last = number == len(ranges)
+        if first is not None and not last and samples.stop <= len(first):
+            parts.append(first[samples.start:samples.stop])
             continue
-        until = (end - start if end > start else None) if last else seconds
-        parts.append(load_audio(track.path, sample_rate, offset_seconds=start, duration_seconds=until)[:size])
+        start = samples.start / sample_rate  # the seek's reader starts at round(start * rate): this very sample
+        until = (end - start if end > start else None) if last else len(samples) / sample_rate
+        parts.append(load_audio(track.path, sample_rate, offset_seconds=start, duration_seconds=until)[:len(samples)])
     return ExcerptWave(tuple(parts), length), (None if first is None else (first, length))

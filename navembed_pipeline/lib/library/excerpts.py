@@ -5,7 +5,8 @@ not all of it. An ``ExcerptPlan`` says how: a track longer than ``above_seconds`
 excerpts of ``seconds`` each, centred at ``(i + 1/2) / count`` of its length (``spans``); shorter
 tracks are read whole. The plan is a pure function of the track's length, so the same excerpts come
 out whether they are cut from a full decode (``cut``: a fingerprint wanted the whole track anyway) or
-decoded on their own by seeking (``worker.decode_track``: only those seconds are decoded), up to the
+decoded on their own by seeking (``worker.decode_track``: only those seconds are decoded; both take their
+samples from ``ranges``), up to the
 codec's float rounding and the few milliseconds by which a header's length may differ from the
 decoded one.
 
@@ -44,14 +45,19 @@ class ExcerptPlan:
         return tuple((round(max(0.0, (i + 0.5) * duration_seconds / self.count - half), 3), self.seconds)
                      for i in range(self.count))
 
+    def ranges(self, duration_seconds: float, sample_rate: int) -> tuple[range, ...]:
+        """The samples of each excerpt at ``sample_rate`` (``spans`` in samples): the one source of what
+        ``cut`` slices from a whole decode and what ``worker.decode_track`` decodes by a seek."""
+        size = int(round(self.seconds * sample_rate))
+        return tuple(range(first, first + size)
+                     for first in (round(start * sample_rate) for start, _ in self.spans(duration_seconds)))
+
     def cut(self, wave: np.ndarray, sample_rate: int) -> "ExcerptWave | None":
         """The excerpts of a whole decoded ``wave`` (views), or None when it is read whole."""
-        spans = self.spans(len(wave) / sample_rate)
-        if not spans:
+        ranges = self.ranges(len(wave) / sample_rate, sample_rate)
+        if not ranges:
             return None
-        size = int(round(self.seconds * sample_rate))
-        parts = tuple(wave[round(start * sample_rate):][:size] for start, _ in spans)
-        return ExcerptWave(parts, len(wave) / sample_rate)
+        return ExcerptWave(tuple(wave[r.start:r.stop] for r in ranges), len(wave) / sample_rate)
 
 
 @dataclass(frozen=True)

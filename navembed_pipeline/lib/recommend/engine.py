@@ -47,7 +47,10 @@ class Recommender:
     def __init__(self, vectors: VectorSource, catalog: Catalog, *, embed_text: EmbedText | None = None,
                  default_models: Sequence[str] = DEFAULT_MODELS,
                  text_fields: Mapping[str, str] = TEXT_FIELDS, text_ready: Callable[[], bool] | None = None,
-                 tag_names: Sequence[str] = (), identity: RecordingIdentity | None = None) -> None:
+                 tag_names: Sequence[str] = (), identity: RecordingIdentity | None = None,
+                 min_candidates: int = MIN_CANDIDATES) -> None:
+        """``min_candidates``: the nearest tracks taken per probe and model before fusing (at least; a
+        benchmark that scores every track passes the library's size)."""
         self.vectors = vectors
         self.catalog = catalog
         self.prompts = PromptVectors(embed_text)
@@ -56,6 +59,7 @@ class Recommender:
         self.text_fields = dict(text_fields)
         self.tags = TagVocabulary(tag_names) if tag_names else None
         self.identity = identity or RecordingIdentity(titles=title_keys(catalog))
+        self.min_candidates = int(min_candidates)
 
     def recommend(self, request: RecommendRequest) -> Playlist:
         """The playlist for ``request``; raises a RecommendError the caller can show as a 4xx."""
@@ -242,7 +246,7 @@ class Recommender:
         """The candidates, the chosen ones' positions among them (playlist order), their scores and pool."""
         rules = request.rules
         table = track_table(self.catalog)  # one table for the whole request, even if a rebuild starts meanwhile
-        k = max(MIN_CANDIDATES, 2 * _pool_per_track(rules) * rules.size)
+        k = max(self.min_candidates, 2 * _pool_per_track(rules) * rules.size)
         while True:
             ids = search.candidates(positives, k)
             terms = search.terms(positives, ids, fusion=request.fusion, rrf_k=request.rrf_k)

@@ -1,5 +1,5 @@
-"""Excerpts in the engine: a long track is decoded as dsp's excerpts only, each by a seek (with its first
-two minutes when its fingerprint is wanted), and gets the same vector as when it is decoded whole and cut."""
+"""Excerpts in the engine: a long track is decoded as dsp's excerpts only, each by a seek (with its head
+when its fingerprint is wanted), and gets the same vector as when it is decoded whole and cut."""
 
 import dataclasses
 from pathlib import Path
@@ -81,7 +81,7 @@ def test_a_fingerprint_decodes_a_long_track_s_head_and_the_excerpts_past_it(libr
     [(index, _, words, seconds)] = with_print.prints
     reference, whole_seconds = capped_print(whole, RATE)
     assert index == 1 and seconds == pytest.approx(whole_seconds, abs=0.5)  # the whole track's length
-    assert len(words) == len(reference) and seconds_of(words) == pytest.approx(PRINT_SECONDS, abs=3.0)  # 2 min
+    assert len(words) == len(reference) and seconds_of(words) == pytest.approx(PRINT_SECONDS, abs=3.0)
     found = match(words, reference, a_seconds=seconds, b_seconds=whole_seconds)
     assert found.score > 0.99 and found.offset_seconds == 0.0 and found.overlap_fraction > 0.99
 
@@ -150,7 +150,7 @@ def test_decode_ahead_decodes_a_long_track_as_excerpts_whether_or_not_it_prints_
     assert kinds == [["ExcerptWave", "ndarray"]] * 2  # the 30 s track is always whole
     assert printed == [sorted(t.id for t in library)] * 2  # both printed by the first pass
     [long_print] = prints.prints(library[0].id)
-    assert long_print.seconds > LONG_SECONDS - 5.0 > PRINT_SECONDS  # the whole track's length beside a 2-min print
+    assert long_print.seconds > LONG_SECONDS - 5.0 > PRINT_SECONDS  # the whole track's length beside a capped print
 
 
 def test_a_shared_decode_uses_excerpts_only_when_every_model_it_feeds_reads_them() -> None:

@@ -31,6 +31,16 @@ def test_cut_takes_the_same_samples_as_the_spans() -> None:
         assert part[0] == start * rate and len(part) == seconds * rate
 
 
+def test_ranges_are_the_spans_in_samples_and_what_cut_slices() -> None:
+    rate = 22_050
+    ranges = PLAN.ranges(400.0, rate)
+    assert [(r.start, len(r)) for r in ranges] == [(round(start * rate), round(seconds * rate))
+                                                   for start, seconds in PLAN.spans(400.0)]
+    wave = np.arange(400 * rate, dtype=np.float32)
+    assert [(p[0], len(p)) for p in PLAN.cut(wave, rate).parts] == [(r.start, len(r)) for r in ranges]
+    assert PLAN.ranges(60.0, rate) == ()  # read whole
+
+
 def test_a_model_analyses_the_excerpts_of_a_long_wave_and_an_excerpt_wave_as_it_is() -> None:
     rate = 100
     long_wave, short_wave = np.ones(400 * rate, np.float32), np.ones(30 * rate, np.float32)
