@@ -3,12 +3,11 @@ exact search finds, is written with the snapshot and mapped back with its projec
 and a narrow field (dsp) keeps its graph over the full rows."""
 
 import numpy as np
-import pytest
 
-import navembed_pipeline.lib.recommend.ann as ann_module
 from navembed_pipeline.lib.recommend import FieldVectors
 from navembed_pipeline.lib.recommend.ann import GRAPH_DIMENSIONS, GRAPH_MAX_DIMENSIONS, graph_projection, hnsw_graph
 from navembed_pipeline.lib.recommend.snapshot import prefault, read_snapshot, write_snapshot
+from tests.lib.recommend.test_ann_carry import exact_of, hnsw  # noqa: F401 - the fixture is used below
 
 COUNT, WIDE, NARROW = 3000, 480, 64
 
@@ -24,16 +23,6 @@ def wide_rows(count: int = COUNT, seed: int = 1) -> np.ndarray:
 def build(rows: np.ndarray, ids: list[str] | None = None, previous: FieldVectors | None = None) -> FieldVectors:
     ids = ids or [f"t{i:05d}" for i in range(len(rows))]
     return FieldVectors("musicnn", "embedding", ids, [1] * len(ids), rows, ivf_min_rows=1000, previous=previous)
-
-
-def exact_of(field: FieldVectors) -> FieldVectors:
-    return FieldVectors.restore(field.model, field.field, field.track_ids, field.row_track, field.rows, field.norms,
-                                ann=None, calibration=field.calibration)
-
-
-@pytest.fixture
-def hnsw(monkeypatch):
-    monkeypatch.setattr(ann_module, "INDEX_KIND", "hnsw")
 
 
 def test_the_projection_keeps_the_cosines_between_rows():
