@@ -85,6 +85,7 @@ HNSW_LINKS = 32
 GRAPH_MAX_DIMENSIONS = 384
 GRAPH_DIMENSIONS = 160
 PROJECTION_SAMPLE = 50_000  # rows whose second moment the projection is fitted to
+ADD_BLOCK = 200_000  # rows added to a graph at a time (a projected graph projects one block at a time)
 HNSW_EF_SEARCH = 256  # at least; a search for more candidates than this explores as many (``AnnIndex.search``)
 # A reload keeps the index it had (``AnnIndex.carried``) while the rows outside it, searched exactly on every
 # query, stay under this share of the rows (at 1M: 20k rows, ~1 ms), and the entries whose row is gone under
@@ -297,8 +298,8 @@ def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str |
             faiss.copy_array_to_vector(np.ascontiguousarray(graph_projection(rows).T).ravel(), projection.A)
             projection.is_trained = True
             index = faiss.IndexPreTransform(projection, graph)
-        for low in range(0, count, MAX_TRAIN_ROWS * 2):  # projected block by block: no second copy of all rows
-            index.add(rows[low:low + MAX_TRAIN_ROWS * 2])
+        for low in range(0, count, ADD_BLOCK):  # projected block by block: no second copy of all rows
+            index.add(rows[low:low + ADD_BLOCK])
         return AnnIndex(index, count, dimension, fingerprint(rows))
     lists = min(list_count(count), max(1, count // TRAIN_PER_LIST))
     quantizer = faiss.IndexFlatIP(dimension)
