@@ -72,19 +72,45 @@ class BatchControl:
         """The progress of run ``run_id``, else of the latest embedding run (whoever started it);
         ``{"status": "no_job"}`` when there has been none."""
         if run_id is not None:
-            run = await self.client.run(run_id)
-            if not is_embedding_run(run):
-                raise NotFound(f"run {run_id} is a {run.job_name} run, not an embedding run")
-        else:
-            run = await self.latest_run()
+            return await self._run_progress(run_id)
+        run = await self.latest_run()
         if run is None:
             return {"status": "no_job"}
         if job_of(run.tags):
             return await self._job_progress(run)
+        if run.is_active:  # its status may change while its events are read: both in one request
+            return await self._run_progress(run.run_id)
         progress = await self._read_new_events(run.run_id)
-        # Status after the events: a run that ended between the two reads shows its final lines.
-        run = await self.client.run(run.run_id) if run.is_active else run
         return progress_response(run, progress, now=time.time(), run_url=self.client.run_url(run.run_id))
+
+    async def _run_progress(self, run_id: str) -> dict[str, Any]:
+        """The progress of run ``run_id`` (404 unless an embedding run): its new events and then its status,
+        one request per page of events. Status after the events: a run that ended meanwhile shows its final lines."""
+        lock = self._run_locks.setdefault(run_id, asyncio.Lock())
+        async with lock:
+            progress = self._runs.get(run_id) or RunProgress(run_id)
+            while True:
+                try:
+                    page, run = await self.client.run_and_logs(run_id, after_cursor=progress.cursor, limit=LOG_PAGE)
+                except NavembedError:
+                    self._forget_lock(run_id)
+                    raise
+                if not is_embedding_run(run):
+                    self._forget_lock(run_id)
+                    raise NotFound(f"run {run_id} is a {run.job_name} run, not an embedding run")
+                if job_of(run.tags):  # a worker of a fanned-out job: the job's progress (read below, unlocked)
+                    break
+                self._remember(progress)
+                progress.feed(page.events)
+                progress.cursor = page.cursor or progress.cursor
+                if not page.has_more or not page.events:
+                    return progress_response(run, progress, now=time.time(), run_url=self.client.run_url(run_id))
+        return await self._job_progress(run)
+
+    def _forget_lock(self, run_id: str) -> None:
+        """Drop the lock of a run that is not followed (not found, or not an embedding run)."""
+        if run_id not in self._runs:
+            self._run_locks.pop(run_id, None)
 
     async def _start_workers(self, chosen: list[str], *, force: bool, workers: int,
                              confirm_deletions: bool = False) -> dict[str, Any]:

@@ -32,7 +32,13 @@ PRELOAD = ("torch", "dagster", "dagster._cli.api", "dagster._core.execution.api"
            "pygments", "rich", "mako", "watchdog.observers", "dagster._core.instance.factory",
            "dagster._core.storage.root", "dagster._core.storage.sqlite_storage", "dagster._core.storage.legacy_storage",
            "dagster._core.storage.runs.sqlite", "dagster._core.storage.event_log.sqlite",
-           "dagster._core.storage.schedules.sqlite")
+           "dagster._core.storage.schedules.sqlite",
+           # What loading navembed's definitions imports besides (``Settings.enabled_models`` looks for weights in
+           # the Hugging Face cache; the asset's tag reading, Dagster's repository building): ~0.2 s a run.
+           "huggingface_hub.hf_api", "huggingface_hub._snapshot_download", "httpcore", "mutagen.flac", "mutagen.id3",
+           "dagster._core.definitions.external_asset",
+           "dagster._core.definitions.repository_definition.repository_data_builder",
+           "dagster._core.types.transform_typing", "dagster._core.types.primitive_mapping")
 
 # What the run's decode worker processes import (navembed's own code, fresh for each run: the zygote is
 # forked by the run worker), imported by the zygote while the run worker loads the run.

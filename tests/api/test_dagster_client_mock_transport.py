@@ -15,7 +15,7 @@ import pytest
 
 from navembed_api.batch import BatchControl
 from navembed_api.dagster_client import DagsterClient
-from navembed_api.errors import Conflict, NotFound, OrchestratorError, OrchestratorUnavailable
+from navembed_api.errors import Conflict, NotFound, OrchestratorError, OrchestratorUnavailable, RunNotFound
 from navembed_pipeline.lib.runs import Progress
 
 RUN_A = "aaaaaaaa-0000-0000-0000-000000000000"
@@ -146,13 +146,56 @@ def test_each_poll_reads_only_the_events_logged_since_the_last_one() -> None:
         return 200, {"data": {"logsForRun": {"__typename": "EventConnection", "cursor": cursor, "hasMore": more,
                                              "events": events}}}
 
-    web = FakeWebserver({"Runs": runs(raw_run(RUN_A, "STARTED")), "LogsForRun": logs,
-                         "Run": data(runOrError={"__typename": "Run", **raw_run(RUN_A, "STARTED")})})
+    def logs_and_run(variables: dict) -> tuple[int, Any]:  # a running run: its events, then its status
+        status, payload = logs(variables)
+        payload["data"]["runOrError"] = {"__typename": "Run", **raw_run(RUN_A, "STARTED")}
+        return status, payload
+
+    web = FakeWebserver({"Runs": runs(raw_run(RUN_A, "STARTED")), "RunAndLogs": logs_and_run})
     control = BatchControl(web.client())
     assert asyncio.run(control.progress())["processed_tracks"] == 9
-    assert [v["afterCursor"] for v in web.sent("LogsForRun")] == [None, "c1"]
+    assert [v["afterCursor"] for v in web.sent("RunAndLogs")] == [None, "c1"]
     assert asyncio.run(control.progress())["processed_tracks"] == 9
-    assert [v["afterCursor"] for v in web.sent("LogsForRun")] == [None, "c1", "c2"]
+    assert [v["afterCursor"] for v in web.sent("RunAndLogs")] == [None, "c1", "c2"]
+
+
+def progress_page(processed: int, cursor: str, status: str, *, run: dict | None = None) -> dict:
+    """A ``RunAndLogs`` answer: one progress line of ``processed`` tracks, then the run (``RUN_A`` in ``status``)."""
+    line = Progress("dsp", 20, processed, processed, 0, 0, 0, None, 1.0, 1.0).to_log_line()
+    return {"data": {
+        "logsForRun": {"__typename": "EventConnection", "cursor": cursor, "hasMore": False, "events": [
+            {"__typename": "LogMessageEvent", "timestamp": "1000", "stepKey": "dsp_embeddings", "message": line}]},
+        "runOrError": run or {"__typename": "Run", **raw_run(RUN_A, status)}}}
+
+
+def test_a_poll_of_a_run_reads_its_new_events_and_then_its_status_in_one_request() -> None:
+    answers = iter([progress_page(4, "c1", "STARTED"), progress_page(20, "c2", "SUCCESS")])
+    web = FakeWebserver({"RunAndLogs": lambda variables: (200, next(answers))})
+    control = BatchControl(web.client())
+    first = asyncio.run(control.progress(RUN_A))
+    assert (first["status"], first["processed_tracks"]) == ("running", 4)
+    last = asyncio.run(control.progress(RUN_A))  # the run ended: its last line comes with its final status
+    assert (last["status"], last["processed_tracks"]) == ("completed", 20)
+    assert [operation_name(r["query"]) for r in web.requests] == ["RunAndLogs", "RunAndLogs"]
+    assert [v["afterCursor"] for v in web.sent("RunAndLogs")] == [None, "c1"]
+
+
+def test_a_poll_of_a_run_that_embeds_nothing_is_not_found_and_not_followed() -> None:
+    other = {"__typename": "Run", **raw_run(RUN_B, "STARTED", job="sonic_mixes_job", assets=("sonic_mixes",))}
+    web = FakeWebserver({"RunAndLogs": lambda variables: (200, progress_page(4, "c1", "STARTED", run=other))})
+    control = BatchControl(web.client())
+    with pytest.raises(NotFound, match="sonic_mixes_job run, not an embedding run"):
+        asyncio.run(control.progress(RUN_B))
+    assert control._runs == {} and control._run_locks == {}  # noqa: SLF001 - nothing kept for it
+
+
+def test_a_poll_of_a_run_dagster_does_not_know_is_run_not_found() -> None:
+    missing = {"__typename": "RunNotFoundError", "message": f"Run {RUN_B} could not be found."}
+    web = FakeWebserver({"RunAndLogs": data(logsForRun=missing, runOrError=missing)})
+    control = BatchControl(web.client())
+    with pytest.raises(RunNotFound, match=RUN_B):
+        asyncio.run(control.progress(RUN_B))
+    assert control._run_locks == {}  # noqa: SLF001
 
 
 def test_an_executing_run_is_shown_before_a_newer_queued_one() -> None:
