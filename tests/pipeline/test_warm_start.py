@@ -140,3 +140,31 @@ def test_a_queue_poll_out_of_range_is_refused() -> None:
 
     with pytest.raises(ValueError, match="dequeue_poll_seconds"):
         QuickQueuedRunCoordinator(dequeue_poll_seconds=0.0)
+
+
+# What a run worker imports after its fork: everything but navembed's own code and the standard library
+# should already be in the fork server (``PRELOAD``), not imported again by every run.
+RUN_WORKER_IMPORTS = """
+import importlib, json, sys
+from navembed_pipeline.warm_start import PRELOAD
+for name in PRELOAD:
+    importlib.import_module(name)
+before = set(sys.modules)
+import navembed_pipeline.definitions as definitions
+definitions.defs().get_job_def("reembed_job")  # the code location, as the run worker loads it
+from navembed_pipeline.lib.engine import run, decode, pool  # what the embedding step runs
+from navembed_pipeline.lib.store import client
+top = lambda name: name.split(".")[0]
+print(json.dumps(sorted(m for m in set(sys.modules) - before
+                        if top(m) not in sys.stdlib_module_names and top(m) != "navembed_pipeline")))
+"""
+
+
+def test_the_fork_server_preloads_every_third_party_module_a_run_worker_imports() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", RUN_WORKER_IMPORTS], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
