@@ -34,7 +34,8 @@ PRELOAD = ("torch", "dagster", "dagster._cli.api", "dagster._core.execution.api"
            "dagster._core.storage.runs.sqlite", "dagster._core.storage.event_log.sqlite",
            "dagster._core.storage.schedules.sqlite",
            # What loading navembed's definitions imports besides (``Settings.enabled_models`` looks for weights in
-           # the Hugging Face cache; the asset's tag reading, Dagster's repository building): ~0.2 s a run.
+           # the Hugging Face cache; reading tags; Dagster building the repository): ~0.1 s less per run worker
+           # (tests/pipeline/test_warm_start.py keeps this list complete).
            "huggingface_hub.hf_api", "huggingface_hub._snapshot_download", "httpcore", "mutagen.flac", "mutagen.id3",
            "dagster._core.definitions.external_asset",
            "dagster._core.definitions.repository_definition.repository_data_builder",
