@@ -134,6 +134,11 @@ def test_a_reload_carries_the_joined_graph_and_finds_the_re_embedded_tracks(hnsw
     assert carried.projection is joint.projection and carried.vectors.ann.index is joint.vectors.ann.index
     outside = sorted(carried.vectors.track_ids[carried.vectors.row_track[r]] for r in carried.vectors.ann.extra)
     assert outside == changed
+    # every joined row, copied (unchanged tracks) or projected again (the re-embedded ones), is its track's now
+    ids = list(carried.vectors.track_ids)
+    joined = np.concatenate([np.asarray(f.rows)[f.local_indices(ids)] for f in new], axis=1) @ carried.projection
+    joined /= np.linalg.norm(joined, axis=1, keepdims=True)
+    assert np.allclose(np.asarray(carried.vectors.rows), joined, atol=1e-5)
     for track in changed:
         assert joined_candidates(carried, new, track, [1.0, 1.0], 1) == [track]
 
