@@ -18,12 +18,14 @@ Each model set (dsp alone; dsp + musicnn) is measured in a fresh process, as a r
   are the snapshot's rows and index as searches touched them; the kernel may drop them under pressure);
 - the plugin's three calls (``similar_tracks`` n=100 with duplicates eliminated and the radius on,
   ``find_path`` count=25, ``similar_artists`` n=10): p50/p95 wall time and per-call CPU time;
-- recall@50 of ``similar_tracks``: the first 50 tracks it answers with the index, against the same call
-  over the same rows searched exactly (mean and worst over the queries); with fused models also against
-  the call that scores every track (``every_track_recall``): each model's shortlist of nearest tracks
-  (``engine.MIN_CANDIDATES``) is where fusing loses neighbours, index or not;
+- recall@50 of ``similar_tracks``: the first 50 tracks it answers with the index, against the exact answer
+  (mean and worst over the queries): for one model, the same call over the same rows searched exactly; for
+  fused models, the call that scores *every* track (``truth_service``). Fused models are searched through
+  their joined index (``lib/recommend/joint.py``, written with the snapshots); the way they were searched
+  before it, each model's shortlist of nearest tracks (``engine.MIN_CANDIDATES``) fused, is measured beside
+  it (``shortlist_recall``): that is where fusing lost neighbours, index or not;
 - the reload after a run that re-embedded 1 % of the tracks: the new copy with the index carried over (its
-  build time next to the snapshot's full build), and ``similar_tracks`` latency and recall on it (half the
+  build time next to the snapshot's full build; fused, the joined index carried over too), and ``similar_tracks`` latency and recall on it (half the
   queries from the re-embedded tracks, whose rows are searched exactly beside the index).
 """
 
@@ -40,7 +42,9 @@ import numpy as np
 
 from benchmarks.ann_scale import clustered_sampler, describe, fitted_sampler, joint_samplers, real_dsp_by_recording
 from navembed_pipeline.lib.recommend import FieldVectors, Recommender, SonicService, TrackCatalog
+from navembed_pipeline.lib.recommend.engine import MIN_CANDIDATES
 from navembed_pipeline.lib.recommend.index import StaticVectors
+from navembed_pipeline.lib.recommend.joint import build_joint, load_joint, save_joint
 from navembed_pipeline.lib.recommend.snapshot import read_snapshot, write_snapshot
 from navembed_api.main import single_threaded_blas
 
@@ -118,6 +122,16 @@ def write_library(work: Path, size: int, draws: dict) -> list[str]:
                      f"{'faiss' if field.ann else 'none'}, calibrate) in {built:.0f} s, snapshot written in "
                      f"{time.perf_counter() - began:.0f} s (straight to the snapshot format, not through Milvus Lite)")
         del field
+    for chosen in MODEL_SETS:  # the joined index of fused model sets (lib/recommend/joint.py), as the API writes it
+        if len(chosen) > 1 and set(chosen) <= set(draws):
+            fields = [read_snapshot(work / "snapshots", m, "embedding", signature(size)) for m in chosen]
+            began = time.perf_counter()
+            joint = build_joint(fields)
+            built = time.perf_counter() - began
+            save_joint(work / "snapshots", joint, [signature(size)] * len(fields))
+            lines.append(f"  {size:>8} {'+'.join(chosen)} joined: {joint.vectors.dimension}-d, "
+                         f"{describe(joint.vectors.ann) if joint.vectors.ann else 'exact'}, built in {built:.0f} s")
+            del fields, joint
     began = time.perf_counter()
     catalog_db(work / "navidrome.db", size)
     lines.append(f"  {size:>8} Navidrome catalog written in {time.perf_counter() - began:.0f} s")
@@ -147,9 +161,11 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
     began = time.perf_counter()
     cpu = time.process_time()
     fields = [read_snapshot(work / "snapshots", model, "embedding", signature(size)) for model in models]
+    joint = load_joint(work / "snapshots", fields, [signature(size)] * len(fields)) if len(fields) > 1 else None
     library = NavidromeLibrary(work / "navidrome.db")
     catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
-    engine = Recommender(StaticVectors(fields), catalog, default_models=models)
+    engine = Recommender(StaticVectors(fields, joints=[joint] if joint else [], joined=joint is not None), catalog,
+                         default_models=models)
     sonic = SonicService(engine, library.tracks)
     ready = time.perf_counter() - began
     ready_cpu = time.process_time() - cpu
@@ -166,8 +182,7 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
     artists_s = time.perf_counter() - began
     exact = [FieldVectors.restore(f.model, f.field, f.track_ids, f.row_track, f.rows, f.norms, ann=None,
                                   calibration=f.calibration) for f in fields]
-    exact_sonic = SonicService(Recommender(StaticVectors(exact), TrackCatalog(library.get, library.db_path),
-                                           default_models=models), library.tracks)
+    exact_sonic = truth_service(exact, library, size)
     artist_ids = list(sonic.artists().artists)
     calls = {  # as the plugin's routes call them (navembed_api/routes/plugin.py: details=False)
         "similar_tracks": lambda q: sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True,
@@ -191,14 +206,16 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
                          "cpu_p50_ms": round(float(np.median(cpu_ms)), 1),
                          "cpu_p95_ms": round(float(np.percentile(cpu_ms, 95)), 1)}
     after_memory = memory_mb()  # before the exact searches below touch every mapped row
-    recalls = []
+    recalls, truths = [], {}
     for q, got in answers.items():
-        truth = exact_sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True)
-        want = {n.track.id for n in truth[:RECALL_AT]}
+        truth = exact_sonic.similar_tracks(seeds[q], 100, eliminate_duplicates=True, within_radius=True, details=False)
+        truths[q] = want = {n.track.id for n in truth[:RECALL_AT]}
         recalls.append(len(want & set(got)) / max(len(want), 1))
-    every = every_track_recall(exact, library, seeds, answers, models, size) if len(models) > 1 else None
+    every = shortlist_recall(exact, library, seeds, truths, models) if len(models) > 1 else None
     index = {f.model: describe(f.ann) for f in fields}
-    carry = reload_after_a_run(fields, library, seeds, queries) if fields[0].ann is not None else None
+    if joint is not None:
+        index["joined"] = f"{describe(joint.vectors.ann)}, {len(joint.vectors)} tracks"
+    carry = reload_after_a_run(fields, library, seeds, queries, joint) if fields[0].ann is not None else None
     return {"carry": carry, "size": size, "models": list(models), "ready_s": round(ready, 2), "ready_cpu_s": round(ready_cpu, 2),
             "track_table_s": round(table_s, 1), "first_call_ms": round(first_ms, 1), "artists": artists, "artist_index_s": round(artists_s, 1),
             "rss_warm_mb": warm_memory, "rss_after_mb": after_memory, "timings": timings, "index": index,
@@ -206,30 +223,34 @@ def serve(work: Path, size: int, models: tuple[str, ...], queries: int) -> dict:
             "every_track": every}
 
 
-def every_track_recall(exact: list, library, seeds: list[str], answers: dict, models: tuple[str, ...],
-                       size: int) -> dict:
-    """Fused models: recall@50 of the answers (index) and of the same call searched exactly, both against
-    the call that scores *every* track (``min_candidates`` = the library: no per-model shortlist). The
-    shortlist of each model's nearest tracks is where fusing loses neighbours even without an index."""
+def truth_service(exact: list, library, size: int) -> SonicService:
+    """The exact answers recall is measured against: one model, the same call searched exactly; fused models,
+    the call that scores *every* track (no shortlist, no joined index: ``min_candidates`` = the library)."""
+    catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
+    fused = len(exact) > 1
+    return SonicService(Recommender(StaticVectors(exact, joined=False), catalog,
+                                    default_models=tuple(f.model for f in exact),
+                                    min_candidates=size if fused else MIN_CANDIDATES), library.tracks)
+
+
+def shortlist_recall(exact: list, library, seeds: list[str], truths: dict, models: tuple[str, ...]) -> dict:
+    """Fused models, the way searched before the joined index (``lib/recommend/joint.py``): each model's
+    shortlist of its ``MIN_CANDIDATES`` nearest tracks, searched exactly, fused; its recall@50 against
+    scoring every track (``truths``). What the joined index is there to fix."""
     catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
     catalog.table(wait=True)
-    shortlist = SonicService(Recommender(StaticVectors(exact), catalog, default_models=models), library.tracks)
-    everything = SonicService(Recommender(StaticVectors(exact), catalog, default_models=models, min_candidates=size),
-                              library.tracks)
-    indexed, exact_shortlist = [], []
-    for q in list(answers)[:EVERY_TRACK_QUERIES]:
-        want = {n.track.id for n in everything.similar_tracks(seeds[q], 100, eliminate_duplicates=True,
-                                                              within_radius=True, details=False)[:RECALL_AT]}
+    shortlist = SonicService(Recommender(StaticVectors(exact, joined=False), catalog, default_models=models),
+                             library.tracks)
+    found = []
+    for q in list(truths)[:EVERY_TRACK_QUERIES]:
         short = {n.track.id for n in shortlist.similar_tracks(seeds[q], 100, eliminate_duplicates=True,
                                                               within_radius=True, details=False)[:RECALL_AT]}
-        indexed.append(len(want & set(answers[q])) / max(len(want), 1))
-        exact_shortlist.append(len(want & short) / max(len(want), 1))
-    return {"queries": len(indexed), "index_mean": round(float(np.mean(indexed)), 4),
-            "index_worst": round(float(np.min(indexed)), 3), "exact_mean": round(float(np.mean(exact_shortlist)), 4),
-            "exact_worst": round(float(np.min(exact_shortlist)), 3)}
+        found.append(len(truths[q] & short) / max(len(truths[q]), 1))
+    return {"queries": len(found), "shortlists_exact_mean": round(float(np.mean(found)), 4),
+            "shortlists_exact_worst": round(float(np.min(found)), 3)}
 
 
-def reload_after_a_run(fields: list, library, seeds: list[str], queries: int) -> dict:
+def reload_after_a_run(fields: list, library, seeds: list[str], queries: int, joint=None) -> dict:
     """The reload after a run that re-embedded ``CARRY_SHARE`` of the tracks (new vectors for them in the first
     model): how long the new copy takes with the index carried over (``ann.AnnIndex.carried``; a full build
     is the ``built`` time of ``write_library``), and the plugin's ``similar_tracks`` on it with its recall."""
@@ -242,16 +263,16 @@ def reload_after_a_run(fields: list, library, seeds: list[str], queries: int) ->
     began, cpu = time.perf_counter(), time.process_time()
     new = FieldVectors(first.model, first.field, list(first.track_ids), np.ones(size, dtype=np.int64), rows,
                        copy=False, previous=first)
-    reload_s, reload_cpu = time.perf_counter() - began, time.process_time() - cpu
     served = [new, *fields[1:]]
+    joined = build_joint(served, previous=joint) if joint is not None else None  # carried over as the API's keeper does
+    reload_s, reload_cpu = time.perf_counter() - began, time.process_time() - cpu
     catalog = TrackCatalog(library.get, library.db_path, columns=library.track_columns)
     catalog.table(wait=True)
-    sonic = SonicService(Recommender(StaticVectors(served), catalog, default_models=tuple(f.model for f in served)),
-                         library.tracks)
+    sonic = SonicService(Recommender(StaticVectors(served, joints=[joined] if joined else [], joined=joined is not None),
+                                     catalog, default_models=tuple(f.model for f in served)), library.tracks)
     exact = [FieldVectors.restore(f.model, f.field, f.track_ids, f.row_track, f.rows, f.norms, ann=None,
                                   calibration=f.calibration) for f in served]
-    exact_sonic = SonicService(Recommender(StaticVectors(exact), TrackCatalog(library.get, library.db_path),
-                                           default_models=tuple(f.model for f in served)), library.tracks)
+    exact_sonic = truth_service(exact, library, size)
     # queries from the re-embedded tracks (their rows are outside the index) and from the rest
     asked = [first.track_ids[int(i)] for i in altered[:queries // 2]] + seeds[:queries - queries // 2]
     wall, recalls = [], []
@@ -260,10 +281,11 @@ def reload_after_a_run(fields: list, library, seeds: list[str], queries: int) ->
         began = time.perf_counter()
         answer = sonic.similar_tracks(seed, 100, eliminate_duplicates=True, within_radius=True, details=False)
         wall.append(1000 * (time.perf_counter() - began))
-        truth = exact_sonic.similar_tracks(seed, 100, eliminate_duplicates=True, within_radius=True)
+        truth = exact_sonic.similar_tracks(seed, 100, eliminate_duplicates=True, within_radius=True, details=False)
         want = {n.track.id for n in truth[:RECALL_AT]}
         recalls.append(len(want & {n.track.id for n in answer[:RECALL_AT]}) / max(len(want), 1))
     return {"share": CARRY_SHARE, "carried": new.ann is not None and new.ann.labels is not None,
+            "joined_carried": None if joined is None else joined.vectors.ann is not None and joined.vectors.ann.labels is not None,
             "reload_s": round(reload_s, 1), "reload_cpu_s": round(reload_cpu, 1),
             "p50_ms": round(float(np.median(wall)), 1), "p95_ms": round(float(np.percentile(wall, 95)), 1),
             "recall_mean": round(float(np.mean(recalls)), 4), "recall_worst": round(float(np.min(recalls)), 3)}
@@ -289,12 +311,13 @@ def report(result: dict) -> list[str]:
                      f"{carry['recall_mean']:.3f}, worst {carry['recall_worst']:.2f}")
     every = result.get("every_track")
     if every:
-        lines.append(f"  {result['size']:>8} {models:<12} against scoring every track ({every['queries']} queries): "
-                     f"recall@{RECALL_AT} of the answers mean {every['index_mean']:.3f}, worst "
-                     f"{every['index_worst']:.2f}; of the same call searched exactly (each model's shortlist, no "
-                     f"index) mean {every['exact_mean']:.3f}, worst {every['exact_worst']:.2f}")
+        lines.append(f"  {result['size']:>8} {models:<12} as searched before the joined index (each model's shortlist "
+                     f"of {MIN_CANDIDATES}, searched exactly), against scoring every track ({every['queries']} queries): "
+                     f"recall@{RECALL_AT} mean {every['shortlists_exact_mean']:.3f}, worst "
+                     f"{every['shortlists_exact_worst']:.2f}")
+    truth = "scoring every track" if len(result["models"]) > 1 else "exact"
     for name, timing in result["timings"].items():
-        recall = (f"   recall@{RECALL_AT} vs exact: mean {result['recall_mean']:.3f}, worst {result['recall_worst']:.2f}"
+        recall = (f"   recall@{RECALL_AT} vs {truth}: mean {result['recall_mean']:.3f}, worst {result['recall_worst']:.2f}"
                   if name == "similar_tracks" else "")
         lines.append(f"  {result['size']:>8} {models:<12} plugin {name:<16} p50/p95 {timing['p50_ms']:7.1f} "
                      f"{timing['p95_ms']:7.1f} ms (CPU {timing['cpu_p50_ms']:.1f} / {timing['cpu_p95_ms']:.1f} ms){recall}")

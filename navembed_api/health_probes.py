@@ -129,4 +129,4 @@ def vector_cache_state(recommending: Any) -> dict[str, Any]:
             errors.append(f"vector cache {name}: {aside['error']}; set aside as {', '.join(aside['files'])}, "
                           "rebuilding from the store")
     return {"ok": not errors, "configured": True, "warm": recommending.warmed.is_set(), "fields": fields,
-            "errors": errors}
+            "joined": recommending.cache.joint_status(), "errors": errors}

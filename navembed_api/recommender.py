@@ -6,12 +6,13 @@ at shutdown — so the first request (the Navidrome plugin allows 10 s) never pa
 - warmed: every enabled model's vectors, their calibration (written to ``<data_dir>/calibration``)
   and the artist index are loaded on a thread right after startup — from the copy under
   ``<data_dir>/vector-cache`` when the store has not changed since it was written (seconds instead
-  of a full scan), else from the store;
+  of a full scan), else from the store; then the default models' vectors are joined for fused searches
+  (``join_defaults``, ``lib/recommend/joint.py``);
 - kept fresh: requests (every couple of seconds) and a safety net every ``REFRESH_INTERVAL_S`` compare each
   model's collection, row count and store generation with its copy's and reload after a run changed it
   (requests keep reading the previous copy meanwhile);
 - caught up: ``catch_up`` reloads, on the spot, every field whose writers published a new generation
-  (``lib/store/generation.py``) and rebuilds the artist index — ``/batch/progress`` does it before it
+  (``lib/store/generation.py``), joins them again, and rebuilds the artist index — ``/batch/progress`` does it before it
   reports a run (or a worker's part) completed, so every route serves a run's results once it says so;
 - closed: the refresher stops and the copies are dropped.
 
@@ -103,6 +104,7 @@ def _warm(state: RecommenderState) -> None:
             state.cache.field(model)
         if TAGS_MODEL in state.engine.default_models:  # shown in every answer's why
             state.cache.field(TAGS_MODEL, TAGS_FIELD)
+        join_defaults(state)
         state.engine.catalog.table(wait=True)  # the track table (``TrackCatalog``): filters without reads
         state.sonic.artists()  # after the table: similar_tracks needs it, similar_artists this (seconds at 1M)
     except Exception:  # noqa: BLE001 - warming is best effort; a request reports the real error
@@ -133,7 +135,17 @@ def sync(state: RecommenderState) -> None:
     """Serve every published write now: reload the fields whose store generation (or collection) changed,
     then make the artist index the one of the current vectors (on this thread)."""
     state.cache.sync()
+    join_defaults(state)
     state.sonic.artists(wait=True)
+
+
+def join_defaults(state: RecommenderState) -> None:
+    """Join the default models' current vectors (``lib/recommend/joint.py``) as a request naming none would
+    use them: at once for a small library, on a thread from 20k tracks on (requests take each model's
+    shortlist meanwhile); a restart maps the joined copy written with the snapshots."""
+    present = sorted(m for m in state.engine.default_models if len(state.cache.field(m)) > 0)
+    if len(present) > 1:
+        state.cache.joint([state.cache.field(m) for m in present])
 
 
 async def catch_up(state: RecommenderState | None, *, timeout: float = CATCH_UP_WAIT_S) -> bool:
@@ -165,6 +177,7 @@ async def _refresh_loop(state: RecommenderState) -> None:
         await asyncio.sleep(REFRESH_INTERVAL_S)
         try:
             await asyncio.to_thread(state.cache.refresh)
+            await asyncio.to_thread(join_defaults, state)
             await asyncio.to_thread(state.sonic.artists)
         except Exception:  # noqa: BLE001 - keep serving the previous copy; try again next time
             LOGGER.warning("refreshing the vectors failed", exc_info=True)

@@ -1,6 +1,7 @@
 """``/health`` shows the vector caches: the generation each serves, its age and last error, and a damaged
 snapshot set aside; a cache that cannot load is degraded with the reason (not only logged)."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -57,3 +58,23 @@ def test_a_cache_that_cannot_load_makes_health_degraded_with_the_reason(tmp_path
         body = warmed_health(client)
     assert body["status"] == "degraded" and not body["vector_cache"]["ok"]
     assert any("vector cache dsp.embedding could not be loaded" in reason for reason in body["reasons"]), body
+
+
+def test_the_api_joins_the_default_models_vectors_and_health_shows_it(tmp_path: Path, milvus_uri: str,
+                                                                      vector_store: VectorStore) -> None:
+    rng = np.random.default_rng(2)
+    vector_store.ensure_collection("dsp", {"embedding": DIM})
+    vector_store.upsert("dsp", rows({f"t{i}": rng.standard_normal(DIM).astype(np.float32) for i in range(20)}))
+    vector_store.ensure_collection("musicnn", {"embedding": DIM, "tags": 50})  # as the model stores its tags
+    vector_store.upsert("musicnn", [dataclasses.replace(row, model_id="musicnn", vectors={
+        **row.vectors, "tags": rng.random(50).astype(np.float32)}) for row in rows(
+            {f"t{i}": rng.standard_normal(DIM).astype(np.float32) for i in range(20)})])
+    vector_store.publish_writes()
+    settings = api_settings(tmp_path, milvus_uri=milvus_uri, navidrome_db=library(tmp_path, 20), models="dsp,musicnn")
+    with running_app(settings) as client:
+        body = warmed_health(client)
+        similar = client.get("/rest/getSonicSimilarTracks", params={"id": "t3", "count": 5})
+    joined = body["vector_cache"]["joined"]
+    assert joined == [{"models": ["dsp", "musicnn"], "tracks": 20, "complete": True, "index": None,
+                       "building": False, "error": None}], joined
+    assert similar.status_code == 200, similar.text

@@ -279,19 +279,23 @@ def index_kind(rows: int, kind: str | None = None) -> str:
     return chosen
 
 
-def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str | None = None) -> AnnIndex:
+def build_ann(rows: np.ndarray, *, probe_share: float = PROBE_SHARE, kind: str | None = None,
+              links: int = HNSW_LINKS, construction: int | None = None) -> AnnIndex:
     """Train and fill an index over unit ``rows`` (n, d); positions in results are row numbers. ``kind``:
-    "hnsw" (``HNSW_LINKS`` links per node, float rows), "ivf" (IVF-SQ8) or "auto" (the
-    default ``INDEX_KIND``: by ``index_kind``)."""
+    "hnsw" (``links`` links per node, float rows; ``construction``: the candidates each insertion looks at,
+    faiss's efConstruction, None: its default of 40), "ivf" (IVF-SQ8) or "auto" (the default ``INDEX_KIND``:
+    by ``index_kind``)."""
     import faiss
 
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     count, dimension = rows.shape
     if index_kind(count, kind) == "hnsw":
         wide = dimension > GRAPH_MAX_DIMENSIONS
-        graph = faiss.IndexHNSWFlat(GRAPH_DIMENSIONS if wide else dimension, HNSW_LINKS,
+        graph = faiss.IndexHNSWFlat(GRAPH_DIMENSIONS if wide else dimension, links,
                                     faiss.METRIC_INNER_PRODUCT)  # float rows (8-bit: table)
         graph.hnsw.efSearch = HNSW_EF_SEARCH
+        if construction is not None:
+            graph.hnsw.efConstruction = construction
         index = graph
         if wide:  # searched in the rows' leading directions; faiss keeps the projection in the index file
             projection = faiss.LinearTransform(dimension, GRAPH_DIMENSIONS, False)

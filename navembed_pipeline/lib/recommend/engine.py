@@ -248,7 +248,7 @@ class Recommender:
         table = track_table(self.catalog)  # one table for the whole request, even if a rebuild starts meanwhile
         k = max(self.min_candidates, 2 * _pool_per_track(rules) * rules.size)
         while True:
-            ids = search.candidates(positives, k)
+            ids = search.candidates(positives, k, joined=request.fusion == "weighted")
             terms = search.terms(positives, ids, fusion=request.fusion, rrf_k=request.rrf_k)
             groups = [search.terms(g, ids, fusion=request.fusion, rrf_k=request.rrf_k) for g in negatives]
             scores = fuse(terms, groups, search.weights, strength=request.negative_strength)

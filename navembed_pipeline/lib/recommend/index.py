@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ import numpy as np
 from navembed_pipeline.lib.recommend.calibration import calibration_path, load_calibration, save_calibration
 from navembed_pipeline.lib.recommend.snapshot import SET_ASIDE_MARK, SnapshotDamaged, read_snapshot, write_snapshot
 from navembed_pipeline.lib.recommend.ann import build_ann
+from navembed_pipeline.lib.recommend.joint import JointKeeper, JointVectors
 from navembed_pipeline.lib.recommend.vectors import IVF_MIN_ROWS, FieldVectors
 from navembed_pipeline.lib.store import VectorStore, collection_name
 
@@ -114,6 +115,20 @@ class VectorCache:
         self._entries: dict[Key, _Entry] = {}
         self._loading: dict[Key, threading.RLock] = {}
         self._lock = threading.Lock()
+        self._joints = JointKeeper(background=background, snapshot_dir=snapshot_dir, ivf_min_rows=ivf_min_rows)
+
+    def joint(self, fields: Sequence[FieldVectors]) -> JointVectors | None:
+        """The joined rows of these current field copies (``joint.py``), or None while they are being joined
+        (on a thread, from ``ivf_min_rows`` tracks on) or cannot be. A search passes the copies it pinned."""
+        with self._lock:
+            entries = [self._entries.get((f.model, f.field)) for f in fields]
+        signatures = [e.signature for e in entries if e is not None] \
+            if all(e is not None and e.vectors is f for e, f in zip(entries, fields, strict=True)) else None
+        return self._joints.get(fields, signatures if signatures and len(signatures) == len(fields) else None)
+
+    def joint_status(self) -> list[dict]:
+        """The joined copies served (per model set), and any being made or failed (``JointKeeper.status``)."""
+        return self._joints.status()
 
     def field(self, model: str, field: str = EMBEDDING_FIELD) -> FieldVectors:
         """The current copy of ``model``'s ``field`` (empty if the model has no collection yet)."""
@@ -444,10 +459,22 @@ def _scan(store: VectorStore, model: str, field: str, *, expected: int = 0,
 
 
 class StaticVectors:
-    """Fixed vector fields built from arrays (tests, benchmarks); unknown fields are empty."""
+    """Fixed vector fields built from arrays (tests, benchmarks); unknown fields are empty. Their joined rows
+    (``joint.py``) are made on first use, on the caller's thread; ``joints``: ones made earlier (a benchmark's)."""
 
-    def __init__(self, fields: Iterable[FieldVectors]) -> None:
+    def __init__(self, fields: Iterable[FieldVectors], *, joints: Iterable[JointVectors] = (),
+                 joined: bool = True) -> None:
+        """``joined=False``: no joined rows (every search takes each model's shortlist)."""
         self._fields = {(f.model, f.field): f for f in fields}
+        self._joints = JointKeeper(background=False)
+        self._given = list(joints)
+        self.joined = joined
+
+    def joint(self, fields: Sequence[FieldVectors]) -> JointVectors | None:
+        if not self.joined:
+            return None
+        given = next((j for j in self._given if j.serves(fields)), None)
+        return given if given is not None else self._joints.get(fields)
 
     def field(self, model: str, field: str = EMBEDDING_FIELD) -> FieldVectors:
         found = self._fields.get((model, field))

@@ -14,6 +14,7 @@ from navembed_pipeline.lib.recommend.errors import NoVectorsError
 from navembed_pipeline.lib.recommend.fusion import Probe, Term, make_term
 from navembed_pipeline.lib.recommend.request import EMBEDDING_FIELD
 from navembed_pipeline.lib.recommend.identity import RecordingIdentity
+from navembed_pipeline.lib.recommend.joint import JointVectors
 from navembed_pipeline.lib.recommend.rules import SameAs, SimilarityTo
 from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TagScores, tag_scores
 from navembed_pipeline.lib.recommend.vectors import ANN_OVERFETCH, Block, FieldVectors, as_queries, spread
@@ -36,6 +37,7 @@ class Search:
         self._source = source
         self._fields: dict[tuple[str, str], FieldVectors] = {}
         self._blocks: dict[tuple[str, str], tuple[Sequence[str], Block]] = {}
+        self._joint: JointVectors | None | bool = False  # False: not looked for yet
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -62,10 +64,19 @@ class Search:
                 for track in track_ids for m in self.models
                 if (vectors := self.field(m).vectors_of(track)) is not None]
 
-    def candidates(self, probes: Sequence[Probe], k: int) -> list[str]:
-        """Track ids among the ``k`` nearest to any probe, in each probe's own field."""
-        by_field: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    def candidates(self, probes: Sequence[Probe], k: int, *, joined: bool = True) -> list[str]:
+        """Track ids among the ``k`` nearest to any probe, in each probe's own field. Seed tracks that every
+        model of the request has are searched together in the models' joined rows (``joint.py``): the ``k``
+        tracks with the best fused score, not each model's ``k`` nearest (``joined``: the request fuses z-scores,
+        which are linear in the cosines; reciprocal ranks are not, so they keep each model's list)."""
         found: dict[str, None] = {}
+        joint = self.joint() if joined else None
+        if joint is not None:
+            query, rest = self._joint_query(joint, probes)
+            if query is not None:
+                found.update((track, None) for track in joint.candidates(query, k))
+                probes = rest if joint.complete else probes
+        by_field: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
         for probe in probes:
             if probe.field == TAGS_FIELD:  # tag weights: the tracks with the highest weighted scores
                 found.update((track, None) for track in self.tag_scores(probe.model).top(probe.vectors, k))
@@ -78,6 +89,39 @@ class Search:
             found.update((vectors.track_ids[i], None)
                          for i in vectors.candidates(np.concatenate(queries), k, overfetch=overfetch))
         return list(found)
+
+    def joint(self) -> JointVectors | None:
+        """The joined rows of this request's models (``joint.py``), built from the very field copies this
+        request pinned; None with one model, or while the source has no joined copy of them (yet)."""
+        if self._joint is False:
+            self._joint = None
+            make = getattr(self._source, "joint", None)
+            if make is not None and len(self.models) > 1:
+                fields = [self.field(m) for m in sorted(self.models)]  # one joined copy per set, in any order
+                joint = make(fields)
+                self._joint = joint if joint is not None and joint.serves(fields) else None
+        return self._joint
+
+    def _joint_query(self, joint: JointVectors, probes: Sequence[Probe]) -> tuple[np.ndarray | None, list[Probe]]:
+        """One joined query for the seed tracks every joined model has (one row each), weighted as ``fuse``
+        weighs their terms (``w_m / terms of m / sd``, the z-score's scale), and the probes it leaves out."""
+        by_track: dict[str, dict[str, Probe]] = defaultdict(dict)
+        for probe in probes:
+            if probe.source == "seed" and probe.field == EMBEDDING_FIELD and len(np.atleast_2d(probe.vectors)) == 1:
+                by_track[probe.ref][probe.model] = probe
+        covered = [t for t, found in by_track.items() if all(m in found for m in joint.models)]
+        if not covered:
+            return None, list(probes)
+        terms = {m: sum(1 for p in probes if p.model == m and p.field == EMBEDDING_FIELD) for m in joint.models}
+        parts = [np.zeros(f.dimension, dtype=np.float64) for f in joint.sources]
+        for track in covered:
+            for i, model in enumerate(joint.models):
+                vector = as_queries(by_track[track][model].vectors, joint.sources[i].dimension)[0]
+                deviation = joint.sources[i].baseline(vector)[1]
+                parts[i] += self.weights[model] / terms[model] / deviation * vector
+        taken = {(t, m) for t in covered for m in joint.models}
+        rest = [p for p in probes if not (p.source == "seed" and (p.ref, p.model) in taken and p.field == EMBEDDING_FIELD)]
+        return joint.query(parts), rest
 
     def terms(self, probes: Sequence[Probe], ids: Sequence[str], *, fusion: str, rrf_k: int) -> list[Term]:
         """Each probe's similarity to the tracks ``ids``, normalised for fusion."""

@@ -31,6 +31,7 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,9 +75,11 @@ class SnapshotInfo:
     folder: str
 
 
-def write_snapshot(directory: Path, signature: Signature, vectors: FieldVectors) -> bool:
+def write_snapshot(directory: Path, signature: Signature, vectors: FieldVectors, *,
+                   arrays: Mapping[str, np.ndarray] | None = None) -> bool:
     """Write the field as served (rows, index, calibration) and commit it with its manifest; False (logged)
-    when the disk refused. Older folders of this field are removed once the new manifest is in place."""
+    when the disk refused. Older folders of this field are removed once the new manifest is in place.
+    ``arrays``: more arrays kept with it (``<name>.npy``, checksummed; ``snapshot_arrays`` reads them)."""
     directory = Path(directory)
     manifest = manifest_path(directory, vectors.model, vectors.field)
     folder = directory / f"{vectors.model}.{vectors.field}.{uuid.uuid4().hex[:12]}"
@@ -86,6 +89,10 @@ def write_snapshot(directory: Path, signature: Signature, vectors: FieldVectors)
         np.save(folder / "norms.npy", np.asarray(vectors.norms, dtype=np.float32))
         np.save(folder / "row_track.npy", np.asarray(vectors.row_track, dtype=np.int64))
         np.save(folder / "track_ids.npy", np.asarray(vectors.track_ids, dtype=str))
+        for name, array in (arrays or {}).items():
+            if name in ARRAYS or not name.isidentifier():
+                raise ValueError(f"cannot keep an array named {name!r} with a snapshot")
+            np.save(folder / f"{name}.npy", np.asarray(array))
         calibration = None if vectors.calibration is None else vectors.calibration.to_json()
         (folder / "calibration.json").write_text(json.dumps(calibration))
         ann = None
@@ -165,6 +172,27 @@ def read_snapshot(directory: Path, model: str, field: str, signature: Signature)
         raise SnapshotDamaged(f"the vector snapshot {manifest} is damaged: {exc}", moved) from exc
     threading.Thread(target=prefault, args=(restored,), daemon=True, name=f"navembed-prefault-{model}-{field}").start()
     return restored
+
+
+def snapshot_arrays(directory: Path, model: str, field: str, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays written with the field's current snapshot (``write_snapshot``'s ``arrays``), checked against
+    their checksums. Raises ``SnapshotDamaged`` (after setting the snapshot aside) when one is missing or fails."""
+    manifest = manifest_path(directory, model, field)
+    try:
+        body = json.loads(manifest.read_text())
+        folder = Path(directory) / str(body["folder"])
+        found = {}
+        for name in names:
+            file = f"{name}.npy"
+            if file not in body["files"] or _checksum(folder / file) != body["files"][file]:
+                raise ValueError(f"{file} is missing or does not match its checksum")
+            found[name] = np.load(folder / file, allow_pickle=False)
+        return found
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        moved = set_aside(directory, model, field)
+        LOGGER.error("the vector snapshot of %s.%s is damaged (%s): set aside as %s", model, field, exc,
+                     ", ".join(moved) or "(nothing left to move)")
+        raise SnapshotDamaged(f"the vector snapshot {manifest} is damaged: {exc}", moved) from exc
 
 
 def prefault(vectors: FieldVectors) -> None:

@@ -7,7 +7,7 @@ with 8-bit scalar-quantised lists). The candidates are then scored exactly on th
 approximation can only miss a track, never misrank one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +29,15 @@ class FieldVectors:
 
     def __init__(self, model: str, field: str, track_ids: Sequence[str], segments: Sequence[int],
                  vectors: np.ndarray, *, ivf_min_rows: int = IVF_MIN_ROWS, ann: AnnIndex | None = None,
-                 copy: bool = True, previous: "FieldVectors | None" = None) -> None:
+                 copy: bool = True, previous: "FieldVectors | None" = None,
+                 build: Callable[[np.ndarray], AnnIndex] = build_ann) -> None:
         """One row per (track, segment); ``vectors`` (rows, dim) need not be normalised. ``ann``: an
         index built earlier over these same rows in track order (``self.ann``, kept with the snapshot).
         ``copy=False``: a float32 ``vectors`` is normalised in place and kept (the caller gives it up; a
         million 753-d rows are 3 GB, so a store scan is not held twice). ``previous``: the copy of this
         field served until now (a reload): its index is carried over when few rows changed
-        (``AnnIndex.carried``) instead of building one (at 1M rows, minutes of CPU)."""
+        (``AnnIndex.carried``) instead of building one (at 1M rows, minutes of CPU). ``build``: how an index
+        is built when one is needed (``ann.build_ann`` with other options, e.g. ``joint.py``'s)."""
         vectors = np.array(vectors, dtype=np.float32, copy=copy or None)  # normalised in place
         if vectors.ndim != 2 or len(vectors) != len(track_ids):
             raise ValueError(f"{model}.{field}: {len(track_ids)} ids but vectors of shape {vectors.shape}")
@@ -53,7 +55,7 @@ class FieldVectors:
         if len(ids) < max(ivf_min_rows, 1):
             ann = None
         elif ann is None or not ann.matches(rows):
-            ann = _carried(previous, unique, position, row_track, rows) or build_ann(rows)
+            ann = _carried(previous, unique, position, row_track, rows) or build(rows)
         self._setup(model, field, unique, row_track, rows, norms[:, 0] if in_order else norms[order, 0], ann,
                     _calibrate(model, field, rows, row_track), position)
 
