@@ -18,7 +18,8 @@ Candidates are only proposals: every candidate is then scored exactly on each mo
 
 ``JointKeeper``: the joined copy of the fields a cache serves now. Small ones are joined on the request's
 thread (milliseconds); large ones on a thread, carrying the graph over from the copy before
-(``vectors.FieldVectors``' ``previous``) and written beside the fields' snapshots, so a restart maps it.
+(``vectors.FieldVectors``' ``previous``) and written beside the fields' snapshots, so a restart maps it
+(on that thread too: from a cold page cache, mapping a million joined rows' files took 16 s here).
 Until the joined copy of the current fields is there, searches take each model's shortlist as before.
 One copy is joined at a time, and at most ``MAX_JOINED_SETS`` model sets are kept (a request may name any
 subset of the models; each joined set at a million tracks is about 1.5 GB and minutes of CPU to build).
@@ -199,22 +200,31 @@ class JointKeeper:
                 self._current[key] = self._current.pop(key)
         if current is not None and current.serves(fields):
             return current
-        if signatures is not None and self.snapshot_dir is not None and key not in self._tried_snapshot:
-            self._tried_snapshot.add(key)
-            restored = self._from_snapshot(fields, signatures)
-            if restored is not None:
-                self._keep(key, restored)
-                return restored
         small = min(len(f) for f in fields) < self.ivf_min_rows
         if small or not self.background:
-            return self._built(key, fields, current, signatures)
+            return self._made(key, fields, current, signatures)
         with self._lock:
             if self._building.get(key) == fields:
                 return None
             self._building[key] = fields
-        threading.Thread(target=self._built, args=(key, fields, current, signatures), daemon=True,
+        # a cold page cache makes even mapping a million joined rows' files take seconds: never on a request
+        threading.Thread(target=self._made, args=(key, fields, current, signatures), daemon=True,
                          name=f"navembed-joint-{joint_name(key)}").start()
         return None
+
+    def _made(self, key: tuple[str, ...], fields: tuple[FieldVectors, ...], previous: JointVectors | None,
+              signatures: Sequence[Signature] | None) -> JointVectors | None:
+        """The joined copy mapped from the snapshot (the first time in this process, when one was written for
+        these fields' signatures), else joined now."""
+        if signatures is not None and self.snapshot_dir is not None and key not in self._tried_snapshot:
+            self._tried_snapshot.add(key)
+            restored = self._from_snapshot(fields, signatures)
+            if restored is not None:
+                with self._lock:
+                    self._building.pop(key, None)
+                self._keep(key, restored)
+                return restored
+        return self._built(key, fields, previous, signatures)
 
     def status(self) -> list[dict]:
         """Per model set: what is served and whether a new copy is being made."""

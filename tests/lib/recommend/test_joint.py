@@ -4,6 +4,8 @@ on a small library, nearly so through the projected graph, carried over a reload
 snapshots and mapped by a restart, and a partly embedded library still finds the tracks only one model has.
 The cache joins the fields it serves from a real Milvus Lite server, and joins them again after a run."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -175,17 +177,33 @@ def test_a_damaged_joined_snapshot_is_set_aside_and_joined_again(hnsw, tmp_path)
     assert joint is not None and joint.serves(fields)
 
 
-def test_a_large_library_is_joined_on_a_thread_while_shortlists_serve(hnsw):
-    fields = fields_of(library(2000), ivf_min_rows=500)
-    keeper = JointKeeper(background=True, ivf_min_rows=500)
-    first = keeper.get(fields)
-    for thread in __import__("threading").enumerate():
+def joined_threads() -> None:
+    for thread in threading.enumerate():
         if thread.name.startswith("navembed-joint-"):
             thread.join(60)
-    joint = keeper.get(fields)
+
+
+def test_a_large_library_is_joined_and_mapped_on_a_thread_while_shortlists_serve(hnsw, tmp_path, monkeypatch):
+    fields = fields_of(library(2000), ivf_min_rows=500)
+    signatures = [("c", 2000, "g"), ("c", 2000, "g")]
+    keeper = JointKeeper(background=True, snapshot_dir=tmp_path, ivf_min_rows=500)
+    first = keeper.get(fields, signatures)
+    joined_threads()
+    joint = keeper.get(fields, signatures)
     assert first is None and joint is not None and joint.serves(fields)
     assert keeper.status() == [{"models": ["dsp", "musicnn"], "tracks": 2000, "complete": True,
                                 "index": joint.vectors.ann.summary, "building": False, "error": None}]
+
+    def rebuilt(*_args, **_kwargs):
+        raise AssertionError("joined again instead of mapped from the snapshot")
+
+    monkeypatch.setattr(joint_module, "build_joint", rebuilt)
+    restarted = JointKeeper(background=True, snapshot_dir=tmp_path, ivf_min_rows=500)
+    assert restarted.get(fields, signatures) is None  # mapping the files is not a request's to wait for
+    joined_threads()
+    mapped = restarted.get(fields, signatures)
+    assert isinstance(mapped.vectors.rows, np.memmap) and mapped.serves(fields)
+    assert restarted.status()[0]["building"] is False
 
 
 def rows_of(model: str, vectors: dict[str, np.ndarray]) -> list[VectorRow]:
