@@ -134,7 +134,7 @@ class FieldVectors:
             return np.clip(cosines, 0.0, 1.0)
         return self.calibration.scores.similarity(cosines)
 
-    def candidates(self, queries: np.ndarray, k: int, *, overfetch: int = 1) -> np.ndarray:
+    def candidates(self, queries: np.ndarray, k: int, *, overfetch: float = 1) -> np.ndarray:
         """Local indices of (about) the ``k`` tracks nearest to each query, united over queries. ``overfetch``:
         an approximate index is asked for that many times the rows and its proposals re-scored exactly, so
         the far end of the ``k`` is as an exact search's (``ANN_OVERFETCH``, for fused models: a track deep
@@ -150,7 +150,7 @@ class FieldVectors:
             nearest = np.argpartition(-(self.rows @ queries.T), want - 1, axis=0)[:want]
             return np.unique(self.row_track[nearest.ravel()])
         # a projected graph (``ann.graph_projection``) ranks by nearly the cosine: its far end is re-scored too
-        asked = min(len(self.rows), max(overfetch, PROJECTED_OVERFETCH if self.ann.projected else 1, 1) * want)
+        asked = int(min(len(self.rows), np.ceil(max(overfetch, PROJECTED_OVERFETCH if self.ann.projected else 1, 1) * want)))
         found = self.ann.search(queries, asked)
         extra = self.ann.extra
         if extra is not None:  # rows added or changed since the index was built: searched exactly
