@@ -80,8 +80,7 @@ mutation TerminateRun($runId: String!) {
 }
 """
 
-LOGS_FOR_RUN_QUERY = """
-query LogsForRun($runId: ID!, $afterCursor: String, $limit: Int) {
+LOGS_FOR_RUN_FIELD = """
   logsForRun(runId: $runId, afterCursor: $afterCursor, limit: $limit) {
     __typename
     ... on EventConnection {
@@ -93,7 +92,10 @@ query LogsForRun($runId: ID!, $afterCursor: String, $limit: Int) {
       }
     }
     ... on Error { message }
-  }
+  }"""
+
+LOGS_FOR_RUN_QUERY = """
+query LogsForRun($runId: ID!, $afterCursor: String, $limit: Int) {""" + LOGS_FOR_RUN_FIELD + """
 }
 """
 
@@ -102,19 +104,7 @@ query LogsForRun($runId: ID!, $afterCursor: String, $limit: Int) {
 # read after the events: a run that ended in between shows its final lines with its final status. One request
 # instead of a status, the events and the status again: about half the webserver's work per poll.
 RUN_AND_LOGS_QUERY = RUN_FIELDS + """
-query RunAndLogs($runId: ID!, $afterCursor: String, $limit: Int) {
-  logsForRun(runId: $runId, afterCursor: $afterCursor, limit: $limit) {
-    __typename
-    ... on EventConnection {
-      cursor hasMore
-      events {
-        __typename
-        ... on MessageEvent { message timestamp stepKey }
-        ... on ErrorEvent { error { message } }
-      }
-    }
-    ... on Error { message }
-  }
+query RunAndLogs($runId: ID!, $afterCursor: String, $limit: Int) {""" + LOGS_FOR_RUN_FIELD + """
   runOrError(runId: $runId) {
     __typename
     ... on Run { ...RunFields }
