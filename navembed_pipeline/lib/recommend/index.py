@@ -122,9 +122,8 @@ class VectorCache:
         (on a thread, from ``ivf_min_rows`` tracks on) or cannot be. A search passes the copies it pinned."""
         with self._lock:
             entries = [self._entries.get((f.model, f.field)) for f in fields]
-        signatures = [e.signature for e in entries if e is not None] \
-            if all(e is not None and e.vectors is f for e, f in zip(entries, fields, strict=True)) else None
-        return self._joints.get(fields, signatures if signatures and len(signatures) == len(fields) else None)
+        current = all(e is not None and e.vectors is f for e, f in zip(entries, fields, strict=True))
+        return self._joints.get(fields, [e.signature for e in entries] if current else None)
 
     def joint_status(self) -> list[dict]:
         """The joined copies served (per model set), and any being made or failed (``JointKeeper.status``)."""

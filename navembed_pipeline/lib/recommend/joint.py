@@ -68,7 +68,11 @@ class JointVectors:
     sources: tuple[FieldVectors, ...]
     projection: np.ndarray | None
     vectors: FieldVectors
-    complete: bool  # every track of every source is here (none has several rows or misses a model)
+
+    @property
+    def complete(self) -> bool:
+        """Every track of every source is here (none has several rows or misses a model)."""
+        return all(len(f) == len(self.vectors) and len(f.rows) == len(f) for f in self.sources)
 
     def serves(self, fields: Sequence[FieldVectors]) -> bool:
         """True when built from exactly these field copies (a reload makes new ones)."""
@@ -102,7 +106,6 @@ def build_joint(fields: Sequence[FieldVectors], *, previous: JointVectors | None
     chosen = np.flatnonzero(keep)
     if chosen.size < 2:
         return None
-    complete = all(len(f) == chosen.size and len(f.rows) == len(f) for f in fields)
     row_of = [f._ptr[where[chosen]] for f, where in zip(fields, local, strict=True)]  # noqa: SLF001
     scale = np.float32(1.0 / np.sqrt(len(fields)))
     models = tuple(f.model for f in fields)
@@ -125,10 +128,10 @@ def build_joint(fields: Sequence[FieldVectors], *, previous: JointVectors | None
         joined = np.concatenate([np.asarray(f.rows[r[part]], dtype=np.float32)
                                  for f, r in zip(fields, row_of, strict=True)], axis=1) * scale
         rows[part] = joined @ projection if projection is not None else joined
-    vectors = FieldVectors(joint_name([f.model for f in fields]), JOINT_FIELD, ids, np.zeros(len(ids), np.int64),
+    vectors = FieldVectors(joint_name(models), JOINT_FIELD, ids, np.zeros(len(ids), np.int64),
                            rows, copy=False, ivf_min_rows=ivf_min_rows, build=_build_graph,
                            previous=previous.vectors if same_models and projection is not None else None)
-    return JointVectors(models, tuple(fields), projection, vectors, complete)
+    return JointVectors(models, tuple(fields), projection, vectors)
 
 
 def _unchanged(previous: JointVectors, fields: Sequence[FieldVectors], ids: Sequence[str],
@@ -297,5 +300,4 @@ def load_joint(directory: Path, fields: Sequence[FieldVectors], signatures: Sequ
     projection = np.asarray(snapshot_arrays(directory, name, JOINT_FIELD, ("projection",))["projection"])
     if projection.shape != (sum(f.dimension for f in fields), vectors.dimension):
         return None
-    complete = all(len(f) == len(vectors) and len(f.rows) == len(f) for f in fields)
-    return JointVectors(tuple(f.model for f in fields), tuple(fields), projection, vectors, complete)
+    return JointVectors(tuple(f.model for f in fields), tuple(fields), projection, vectors)
