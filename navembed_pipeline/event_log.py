@@ -32,10 +32,12 @@ import dagster._check as check
 from dagster import Field, StringSource
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 15  # Dagster's own value for its SQLite storages
@@ -108,19 +110,38 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             return
         assets = [e for e in events if e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS]
         if assets:
-            statements = [self.prepare_insert_event(event) for event in assets]
+            rows = [self._event_to_row(event) for event in assets]
             with self.run_connection(assets[0].run_id) as conn:
-                for statement in statements:
-                    conn.execute(statement)
+                conn.execute(SqlEventLogStorageTable.insert(), rows)  # one statement, compiled once
             with self.index_transaction() as conn:
-                for event, statement in zip(assets, statements, strict=True):
-                    event_id = conn.execute(statement).inserted_primary_key[0]
-                    self._store_asset_event_tags(conn, [event], [event_id])
-                    self._store_asset_event(conn, event, event_id)
+                inserted = conn.execute(SqlEventLogStorageTable.insert().returning(
+                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows)
+                event_ids = [row.id for row in inserted]
+                self._store_asset_event_tags(conn, assets, event_ids)
+                self._store_asset_entries(conn, assets, event_ids)
             self._mark_written(assets[0].run_id)
         for event in events:
             if not (event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS):
                 self.store_event(event)
+
+    def _store_asset_entries(self, conn: Connection, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+        """Dagster's ``_store_asset_event`` for a batch, one statement per asset key: each event's update
+        sets only its own columns, so applying the batch's updates of a key in order leaves the row with,
+        per column, the last event's value that sets it — which is what one merged insert-or-update writes
+        (a run's 256 planned events: one statement instead of 256 failed inserts and 256 updates)."""
+        with_index_cols = self._has_asset_key_index_cols_on_connection(conn)
+        merged: dict[str, dict[str, Any]] = {}
+        for event, event_id in zip(events, event_ids, strict=True):
+            if not (event.dagster_event and event.dagster_event.asset_key):
+                continue
+            values = self._get_asset_entry_values(event, event_id, with_index_cols)
+            if values:
+                merged.setdefault(event.dagster_event.asset_key.to_string(), {}).update(values)
+        for asset_key, values in merged.items():
+            try:
+                conn.execute(AssetKeyTable.insert().values(asset_key=asset_key, **values))
+            except IntegrityError:
+                conn.execute(AssetKeyTable.update().values(**values).where(AssetKeyTable.c.asset_key == asset_key))
 
     def _mark_written(self, run_id: str) -> None:
         """Have the run's file checkpointed soon (what the UI's live view of the run waits for)."""

@@ -8,16 +8,19 @@ no other embedding run is still queued or running (the last one to finish asks f
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from navembed_pipeline.lib.errors import NavembedError
 from navembed_pipeline.lib.library import NavidromeHistory
 from navembed_pipeline.lib.models import DEFAULT_MUSICNN_VARIANT, MODEL_NAMES, tag_names
-from navembed_pipeline.lib.recommend import MixOptions, Recommender, VectorCache, build_and_write, preview
 from navembed_pipeline.lib.runs import TRIGGER_TAG, asset_name, is_embedding_run
 from navembed_pipeline.resources import NavidromeResource, VectorStoreResource
 from navembed_pipeline.sensors import active_embedding_run
+
+if TYPE_CHECKING:
+    from navembed_pipeline.lib.recommend import MixOptions
 
 SONIC_MIXES = dg.AssetKey("sonic_mixes")
 MIXES_JOB = "sonic_mixes_job"
@@ -31,7 +34,9 @@ class MixesResource(dg.ConfigurableResource):
     size: int = 25
     musicnn_variant: str = DEFAULT_MUSICNN_VARIANT  # whose 50 tag names the stored tags are (cluster names)
 
-    def options(self) -> MixOptions:
+    def options(self) -> "MixOptions":
+        from navembed_pipeline.lib.recommend import MixOptions
+
         return MixOptions(size=self.size)
 
     def model_list(self) -> list[str]:
@@ -45,6 +50,9 @@ class MixesResource(dg.ConfigurableResource):
                       "tracks. Rewrites only its own files in the playlists folder.")
 def sonic_mixes(context: dg.AssetExecutionContext, navidrome: NavidromeResource, vector_store: VectorStoreResource,
                 mixes: MixesResource) -> dg.MaterializeResult:
+    # lib.recommend is imported by the run that builds mixes, not by every run worker loading the definitions
+    from navembed_pipeline.lib.recommend import Recommender, VectorCache, build_and_write, preview
+
     try:
         library = navidrome.library()
         history = NavidromeHistory(Path(navidrome.db_path))

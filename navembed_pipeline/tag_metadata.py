@@ -13,9 +13,11 @@ import numpy as np
 
 from navembed_pipeline.lib.buckets import BUCKETS
 from navembed_pipeline.lib.models import EmbeddingModel, musicnn_variant, tag_names
-from navembed_pipeline.lib.recommend import TAGS_FIELD, distribution_markdown, tag_distribution
+from navembed_pipeline.lib.models.musicnn import TAGS_FIELD
 from navembed_pipeline.lib.store import VectorStore
 
+# _LAZY: ``lib.recommend`` (~0.09 s of imports) is imported where it is used, not when every run worker
+# loads the definitions (tests/api/test_import_cost.py).
 LIBRARY_TOP = 10  # tags named in the observation's one-line summary
 
 
@@ -27,6 +29,7 @@ def tag_names_of(model: EmbeddingModel) -> tuple[str, ...]:
 def bucket_tag_metadata(store: VectorStore, model: str, names: Sequence[str], buckets: Iterable[str], *,
                         collection: str | None = None) -> dict[str, dict[str, object]]:
     """Per bucket: ``tag_distribution`` (markdown table) and ``top_tag``, over its stored tracks."""
+    from navembed_pipeline.lib.recommend import distribution_markdown, tag_distribution  # see _LAZY
     buckets = list(buckets)
     rows = store.rows_in_buckets(model, buckets, ["track_id", "bucket", TAGS_FIELD], collection=collection)
     by_bucket: dict[str, list[Mapping[str, object]]] = defaultdict(list)
@@ -44,6 +47,7 @@ def bucket_tag_metadata(store: VectorStore, model: str, names: Sequence[str], bu
 def library_tag_observation(asset_key: dg.AssetKey, store: VectorStore, model: str,
                             names: Sequence[str]) -> dg.AssetObservation:
     """The whole collection's tag distribution (one pass over its ``tags``), as an observation of the asset."""
+    from navembed_pipeline.lib.recommend import distribution_markdown, tag_distribution  # see _LAZY
     per_track = _tracks(store.rows_in_buckets(model, BUCKETS, ["track_id", TAGS_FIELD]))
     counts = tag_distribution(per_track.values(), names)
     summary = ", ".join(f"{tag} {n}" for tag, n in list(counts.items())[:LIBRARY_TOP])

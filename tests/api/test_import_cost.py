@@ -29,3 +29,10 @@ def test_the_registry_names_the_weights_each_model_class_declares() -> None:
     from navembed_pipeline.lib.models import MODEL_NAMES, WEIGHTS_REPOS, model_class
 
     assert {name: model_class(name).weights_repos for name in MODEL_NAMES} == WEIGHTS_REPOS
+
+
+def test_loading_the_definitions_leaves_the_recommender_unimported() -> None:
+    """Every run worker loads the definitions; only the mixes run needs ``lib.recommend`` (~0.09 s of imports)."""
+    modules = imported_after("import navembed_pipeline.definitions")
+    assert "navembed_pipeline.definitions" in modules and "navembed_pipeline.mixes" in modules
+    assert [m for m in modules if m.startswith("navembed_pipeline.lib.recommend")] == []

@@ -28,8 +28,9 @@ def _planned(run_id: str) -> list[EventLogEntry]:
 
 def _materialized(run_id: str, buckets: list[str]) -> list[EventLogEntry]:
     return [_entry(DagsterEvent(event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value, job_name="job",
-                                event_specific_data=StepMaterializationData(
-                                    dg.AssetMaterialization(KEY, partition=bucket, metadata={"embedded": 3}))), run_id)
+                                event_specific_data=StepMaterializationData(dg.AssetMaterialization(
+                                    KEY, partition=bucket, metadata={"embedded": 3},
+                                    tags={"dagster/data_version": f"v-{bucket}"}))), run_id)
             for bucket in buckets]
 
 
@@ -51,6 +52,47 @@ def test_a_batch_of_planned_events_is_stored_as_dagster_stores_them_one_by_one(t
         storage.dispose()
     assert stored["batching"] == stored["dagster"]
     assert stored["batching"][1] == BUCKETS[:5] and stored["batching"][2] == BUCKETS
+
+
+def _tables(base: Path, run_id: str) -> dict[str, list[tuple]]:
+    """Every row of the run's file and of the cross-run index's tables, as stored (less ``create_timestamp``,
+    the database clock's second at the insert)."""
+    import sqlite3
+
+    out = {}
+    for name, tables in ((run_id, ("event_logs",)), ("index", ("event_logs", "asset_keys", "asset_event_tags",
+                                                                "asset_check_executions"))):
+        with sqlite3.connect(base / f"{name}.db") as conn:
+            for table in tables:
+                columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})") if row[1] != "create_timestamp"]
+                out[f"{name}.{table}"] = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY 1").fetchall()
+    return out
+
+
+def test_a_mixed_batch_leaves_every_table_row_for_row_as_dagsters_one_by_one(tmp_path) -> None:
+    """Planned events of two assets and materializations (which carry tags) in one batch, over an asset row
+    that already exists: the batching storage's files hold exactly the rows Dagster's own would, ids,
+    serialized events, tags and each asset's last run and timestamps included."""
+    other = dg.AssetKey("musicnn_embeddings")
+    before = _materialized("r0", BUCKETS[:1])
+    batch = [*_planned("r1"), _entry(DagsterEvent.build_asset_materialization_planned_event(
+        "job", "step", AssetMaterializationPlannedData(other, partition="00")), "r1"), *_materialized("r1", BUCKETS[:3])]
+    stored = {}
+    for name, cls in (("dagster", SqliteEventLogStorage), ("batching", BatchingSqliteEventLogStorage)):
+        storage = cls(str(tmp_path / name))
+        for event in before:
+            storage.store_event(event)
+        if name == "dagster":
+            for event in batch:
+                storage.store_event(event)
+        else:
+            storage.store_event_batch(batch)
+        storage.dispose()
+        stored[name] = _tables(tmp_path / name, "r1")
+    assert stored["batching"] == stored["dagster"]
+    assert len(stored["batching"]["index.event_logs"]) == 1 + len(batch)
+    assert len(stored["batching"]["index.asset_keys"]) == 2
+    assert stored["batching"]["index.asset_event_tags"], "the materializations' tags are stored"
 
 
 def test_navembeds_instance_uses_the_batching_event_log_with_batches_on(tmp_path, monkeypatch) -> None:
