@@ -73,10 +73,17 @@ def test_a_mixed_batch_leaves_every_table_row_for_row_as_dagsters_one_by_one(tmp
     """Planned events of two assets and materializations (which carry tags) in one batch, over an asset row
     that already exists: the batching storage's files hold exactly the rows Dagster's own would, ids,
     serialized events, tags and each asset's last run and timestamps included."""
+    from dagster._core.definitions.partitions.subset import DefaultPartitionsSubset
+    from dagster._core.events import AssetCheckEvaluationPlanned
+
     other = dg.AssetKey("musicnn_embeddings")
     before = _materialized("r0", BUCKETS[:1])
+    checks = [_entry(DagsterEvent(event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
+                                  job_name="job", step_key="step", event_specific_data=AssetCheckEvaluationPlanned(
+                                      asset_key=KEY, check_name=name, partitions_subset=subset)), "r1")
+              for name, subset in (("deletions_safe", DefaultPartitionsSubset(set(BUCKETS))), ("whole", None))]
     batch = [*_planned("r1"), _entry(DagsterEvent.build_asset_materialization_planned_event(
-        "job", "step", AssetMaterializationPlannedData(other, partition="00")), "r1"), *_materialized("r1", BUCKETS[:3])]
+        "job", "step", AssetMaterializationPlannedData(other, partition="00")), "r1"), *_materialized("r1", BUCKETS[:3]), *checks]
     stored = {}
     for name, cls in (("dagster", SqliteEventLogStorage), ("batching", BatchingSqliteEventLogStorage)):
         storage = cls(str(tmp_path / name))
@@ -93,6 +100,7 @@ def test_a_mixed_batch_leaves_every_table_row_for_row_as_dagsters_one_by_one(tmp
     assert len(stored["batching"]["index.event_logs"]) == 1 + len(batch)
     assert len(stored["batching"]["index.asset_keys"]) == 2
     assert stored["batching"]["index.asset_event_tags"], "the materializations' tags are stored"
+    assert len(stored["batching"]["index.asset_check_executions"]) == len(BUCKETS) + 1  # a row per planned partition
 
 
 def test_navembeds_instance_uses_the_batching_event_log_with_batches_on(tmp_path, monkeypatch) -> None:
