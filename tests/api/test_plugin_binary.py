@@ -1,7 +1,8 @@
 """The real compiled Navidrome plugin (``audiomuseai.ndp``) in the Extism runtime Navidrome embeds, against a live stack.
 
 The stack is ``navembed up``'s: Milvus Lite, dagster-webserver + dagster-daemon and the API as processes,
-on the sample library with the dsp model. The plugin's ``plugin.wasm`` is loaded by the Extism Python SDK
+on the sample library, once with the dsp model and once with the set a user gets after ``make setup`` (dsp +
+MusiCNN, whose fused searches go through the joined copy of both models' vectors). The plugin's ``plugin.wasm`` is loaded by the Extism Python SDK
 with WASI, configured as the README tells users (``apiUrl`` and the plugin's settings, strings as Navidrome
 passes them) and allowed to reach 127.0.0.1 only; its exports are called with the JSON requests Navidrome
 sends. A run through ``/batch/start`` then embeds a new artist and rewrites a changed track in place, and
@@ -29,6 +30,7 @@ from navembed_pipeline.sample_data.synth import render
 from navembed_pipeline.stack import Stack, free_port
 from tests.api.app_fixtures import ADMIN, TOKEN
 from tests.api.test_e2e import TERMINAL, follow, sensor_tick
+from tests.lib.models.musicnn_fixtures import musicnn_models_dir, musicnn_wheel  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -109,16 +111,20 @@ class Live:
                 for i in ids]
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["dsp", "dsp,musicnn"])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    models = request.param
     root = tmp_path_factory.mktemp("plugin-binary")
     library = write_sample_library(root / "lib", seconds=TRACK_SECONDS)
+    models_dir = request.getfixturevalue("musicnn_models_dir") if "musicnn" in models else None
     settings = ApiSettings(data_dir=root / "data", navidrome_db=library.db_path, music_root=library.root,
-                           models="dsp", admin_token=TOKEN, socket_path=None, api_port=free_port(),
-                           dagster_port=free_port(), sensor_interval_seconds=3600)
+                           models=models, models_dir=models_dir, admin_token=TOKEN, socket_path=None,
+                           api_port=free_port(), dagster_port=free_port(), sensor_interval_seconds=3600)
     with Stack(settings) as stack, httpx.Client(base_url=stack.urls.api, headers=ADMIN, timeout=60) as api:
         plugin = load_plugin(stack.urls.api)
         piano = _first_run(stack, api)
+        if "musicnn" in models:  # the fused searches below go through the joined copy, not shortlists
+            _until_joined(api, models.split(","))
         first_radio = attempt(similar_by_artist, plugin, piano.artist_id, piano.artist)  # nothing in between
         print(f"artist radio right after the first run: {first_radio}")
         yield Live(stack, library, api, plugin, first_radio)
@@ -132,12 +138,23 @@ def _first_run(stack: Stack, api: httpx.Client) -> Track:
         assert time.monotonic() < deadline, "the library change sensor never ticked"
         time.sleep(0.5)
     if not tick.run_ids:
-        started = api.post("/batch/start", json={"models": ["dsp"]})
+        started = api.post("/batch/start", json={"models": stack.settings.enabled_models()})
         assert started.status_code == 200, started.text
     piano = next(t for t in NavidromeLibrary(stack.settings.navidrome_db).tracks() if t.title == "Evening Keys")
     final = follow(Control(stack, api), timeout=300)[-1]
     assert final["status"] in ("completed", "completed_with_errors"), final
     return piano
+
+
+def _until_joined(api: httpx.Client, models: list[str], timeout: float = 120.0) -> None:
+    """Wait until ``/health`` shows the joined copy of ``models``' vectors served."""
+    deadline = time.monotonic() + timeout
+    while True:
+        joined = api.get("/health").json()["vector_cache"]["joined"]
+        if any(entry["models"] == sorted(models) and entry["tracks"] and entry["error"] is None for entry in joined):
+            return
+        assert time.monotonic() < deadline, f"no joined copy of {models}: {joined}"
+        time.sleep(0.5)
 
 
 def _until_known(live: Live, track: Track, timeout: float = 120.0) -> None:
@@ -166,7 +183,7 @@ class AfterRun:
 
 
 def _run(live: Live) -> dict:
-    started = live.api.post("/batch/start", json={"models": ["dsp"]})
+    started = live.api.post("/batch/start", json={"models": live.stack.settings.enabled_models()})
     assert started.status_code == 200, started.text
     return follow(live, timeout=300)[-1]
 
