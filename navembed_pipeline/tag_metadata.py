@@ -12,8 +12,7 @@ import dagster as dg
 import numpy as np
 
 from navembed_pipeline.lib.buckets import BUCKETS
-from navembed_pipeline.lib.models import EmbeddingModel, musicnn_variant, tag_names
-from navembed_pipeline.lib.models.musicnn import TAGS_FIELD
+from navembed_pipeline.lib.models import TAGS_FIELD, EmbeddingModel, musicnn_variant, tag_names
 from navembed_pipeline.lib.store import VectorStore
 
 # _LAZY: ``lib.recommend`` (~0.09 s of imports) is imported where it is used, not when every run worker

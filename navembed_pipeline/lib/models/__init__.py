@@ -61,8 +61,9 @@ def create_model(name: str, options: ModelOptions | None = None) -> "EmbeddingMo
 
 # ``from navembed_pipeline.lib.models import EmbeddingModel`` works too, importing torch then.
 __getattr__ = lazy_names(__name__, {"EmbeddingModel": "base", "download": "weights", "weights_present": "weights",
-                                    "tag_names": "musicnn.tags"})  # tag_names(variant): MusiCNN's 50 tags, in order
+                                    "tag_names": "musicnn.tags",  # tag_names(variant): MusiCNN's 50 tags, in order
+                                    "TAGS_FIELD": "musicnn.model"})  # the field holding a model's tag scores
 
-__all__ = ["DEEP_MODEL_NAMES", "DEFAULT_MUSICNN_VARIANT", "MODEL_NAMES", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
+__all__ = ["DEEP_MODEL_NAMES", "DEFAULT_MUSICNN_VARIANT", "MODEL_NAMES", "TAGS_FIELD", "WEIGHTS_REPOS", "EmbeddingModel", "ModelOptions", "create_model",
            "download", "model_class", "model_extras", "musicnn_variant", "tag_names", "weights_present",
            "weights_repos"]
