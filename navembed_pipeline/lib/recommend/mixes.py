@@ -28,10 +28,10 @@ from navembed_pipeline.lib.library.navidrome import Track
 from navembed_pipeline.lib.recommend.engine import Recommender
 from navembed_pipeline.lib.recommend.errors import RecommendError
 from navembed_pipeline.lib.recommend.request import PlaylistRules, RecommendRequest
+from navembed_pipeline.lib.recommend.tags import TAGS_FIELD, TAGS_MODEL
 from navembed_pipeline.lib.recommend.vectors import FieldVectors
 
 KINDS = ("sound", "for-you", "rediscover", "radio")
-TAGS_MODEL, TAGS_FIELD = "musicnn", "tags"
 MAX_SEEDS = 10
 _EPS = 1e-12
 
