@@ -113,18 +113,18 @@ class Live:
 
 @pytest.fixture(scope="module", params=["dsp", "dsp,musicnn"])
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    models = request.param
+    fused = "musicnn" in request.param
     root = tmp_path_factory.mktemp("plugin-binary")
     library = write_sample_library(root / "lib", seconds=TRACK_SECONDS)
-    models_dir = request.getfixturevalue("musicnn_models_dir") if "musicnn" in models else None
     settings = ApiSettings(data_dir=root / "data", navidrome_db=library.db_path, music_root=library.root,
-                           models=models, models_dir=models_dir, admin_token=TOKEN, socket_path=None,
-                           api_port=free_port(), dagster_port=free_port(), sensor_interval_seconds=3600)
+                           models=request.param, models_dir=request.getfixturevalue("musicnn_models_dir") if fused else None,
+                           admin_token=TOKEN, socket_path=None, api_port=free_port(), dagster_port=free_port(),
+                           sensor_interval_seconds=3600)
     with Stack(settings) as stack, httpx.Client(base_url=stack.urls.api, headers=ADMIN, timeout=60) as api:
         plugin = load_plugin(stack.urls.api)
         piano = _first_run(stack, api)
-        if "musicnn" in models:  # the fused searches below go through the joined copy, not shortlists
-            _until_joined(api, models.split(","))
+        if fused:  # the fused searches below go through the joined copy, not shortlists
+            _until_joined(api, settings.enabled_models())
         first_radio = attempt(similar_by_artist, plugin, piano.artist_id, piano.artist)  # nothing in between
         print(f"artist radio right after the first run: {first_radio}")
         yield Live(stack, library, api, plugin, first_radio)
